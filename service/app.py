@@ -1,0 +1,108 @@
+"""create_app(settings) -> Litestar: the one place that wires domains, plugins and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from service import __version__
+from service.db import create_pool, resolve_database_url
+from service.docs import DocsController
+from service.errors import EXCEPTION_HANDLERS
+from service.health.routes import HealthController
+from service.logs import configure_logging
+from service.middleware import RequestContextMiddleware
+from service.settings import Settings, load_settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+JSON_BODY_LIMIT_BYTES = 1024 * 1024
+
+
+def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
+    """Every controller served under both /api and /api/v1."""
+    return []
+
+
+def _openapi(settings: Settings) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Service API",
+        version=__version__,
+        description=(
+            "One backend for the influencer CRM, TaskFlow and risk-scan frontends. "
+            "Every /api route is also served under /api/v1 (omitted here to keep operation ids unique). "
+            "Errors are application/problem+json with a `detail` field."
+        ),
+        path="/schema",
+        render_plugins=[JsonRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="An access token from /api/auth/login, Supabase Auth or Better Auth.",
+                )
+            }
+        ),
+        use_handler_docstrings=True,
+    )
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url, embedded = resolve_database_url(settings)
+        pool = await create_pool(settings, url)
+        http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
+        app.state.update(pool=pool, http=http, settings=settings, draining=False)
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await pool.close()
+            if embedded is not None:
+                embedded.stop_if_started_here()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    handlers = api_handlers(settings)
+    app = Litestar(
+        route_handlers=[
+            HealthController,
+            DocsController,
+            Router(path="/api", route_handlers=handlers),
+            Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
+        lifespan=[_lifespan(settings)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        ),
+        openapi_config=_openapi(settings),
+        request_max_body_size=JSON_BODY_LIMIT_BYTES,
+        logging_config=None,
+        debug=False,
+    )
+    # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, production=settings.is_production)
+    return app

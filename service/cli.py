@@ -1,0 +1,149 @@
+"""The `service` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+from service.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("service.cli")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service import migrations
+    from service.db import resolve_database_url
+    from service.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    url, embedded = resolve_database_url(settings)
+    try:
+        migrate = args.migrate if args.migrate is not None else not settings.is_production
+        if migrate:
+            applied = migrations.apply_pending(url)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        # Workers inherit the resolved URL, so they share the one embedded server.
+        os.environ["DATABASE_URL"] = url
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from service import migrations
+    from service.db import resolve_database_url
+
+    settings = _settings()
+    url, embedded = resolve_database_url(settings)
+    try:
+        if args.list:
+            for migration_id, applied in migrations.status(url):
+                print(f"[{'x' if applied else ' '}] {migration_id}")
+        elif args.rollback:
+            for migration_id in migrations.rollback(url, args.rollback):
+                print(f"rolled back {migration_id}")
+        else:
+            newly_applied = migrations.apply_pending(url)
+            print("\n".join(f"applied {m}" for m in newly_applied) or "nothing to apply")
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from service.app import create_app
+
+    app = create_app(_settings())
+    document = msgspec.json.format(msgspec.json.encode(app.openapi_schema.to_schema()), indent=2)
+    if args.output:
+        Path(args.output).write_bytes(document + b"\n")
+    else:
+        sys.stdout.write(document.decode() + "\n")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from service.db import resolve_database_url
+
+    url, embedded = resolve_database_url(_settings())
+    if embedded is not None and embedded.started_here:
+        print(
+            f"started the embedded PostgreSQL ({embedded.pgdata}); it keeps running for psql",
+            file=sys.stderr,
+        )
+    print(url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="apply pending migrations (development), then serve")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
+    )
+    serve.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply migrations before serving (default: yes in development, no in production)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply, list or roll back migrations")
+    migrate.add_argument("--list", action="store_true", help="list migrations and whether each is applied")
+    migrate.add_argument("--rollback", type=int, metavar="N", help="roll back the N latest migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document")
+    openapi.add_argument("-o", "--output", help="write to this file instead of stdout")
+    openapi.set_defaults(handler=cmd_openapi)
+
+    db_url = commands.add_parser("db-url", help="print the database URL in use")
+    db_url.set_defaults(handler=cmd_db_url)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

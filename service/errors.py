@@ -1,0 +1,211 @@
+"""Every error leaves as RFC 9457 problem+json with a `detail`, the field FastAPI-era frontends read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+log = logging.getLogger("service.errors")
+
+PROBLEM_JSON = "application/problem+json"
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    field: str
+    message: str
+    source: str | None = None
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """The body of every error response (RFC 9457)."""
+
+    status: int
+    title: str
+    detail: str
+    type: str = "about:blank"
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ServiceUnavailable(HTTPException):
+    """A dependency (database, AI service, identity provider) cannot answer right now."""
+
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after: int = DEPENDENCY_RETRY_AFTER_SECONDS) -> None:
+        super().__init__(detail=detail, headers={"Retry-After": str(retry_after)})
+
+
+class BadGateway(HTTPException):
+    status_code = 502
+
+
+class Conflict(HTTPException):
+    status_code = 409
+
+
+class PayloadTooLarge(HTTPException):
+    status_code = 413
+
+
+class UnsupportedMediaType(HTTPException):
+    status_code = 415
+
+
+class TooManyRequests(HTTPException):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail=detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str | None:
+    value = request.scope.get("request_id")  # type: ignore[call-overload]
+    return value if isinstance(value, str) else None
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+) -> Response[bytes]:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body = Problem(
+        status=status,
+        title=phrase,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id_of(request),
+        errors=errors,
+    )
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", "Bearer")
+    return Response(
+        content=_encoder.encode(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=all_headers,
+    )
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if isinstance(extra, list):
+        for item in extra:
+            if isinstance(item, dict):
+                errors.append(
+                    FieldError(
+                        field=str(item.get("key") or "body"),
+                        message=str(item.get("message", "invalid value")),
+                        source=str(item["source"]) if item.get("source") else None,
+                    )
+                )
+    return errors
+
+
+def _validation_detail(errors: list[FieldError], fallback: str) -> str:
+    if not errors:
+        return fallback
+    first = errors[0]
+    return f"{first.field}: {first.message}" if first.field != "body" else first.message
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ValidationException):
+        errors = _field_errors(exc.extra)
+        return problem_response(request, 400, _validation_detail(errors, exc.detail), headers, errors)
+    detail = exc.detail or HTTPStatus(status).phrase
+    if status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    elif status == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path}"
+    return problem_response(request, status, detail, headers)
+
+
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return problem_response(
+        request,
+        503,
+        "the database is unavailable; retry shortly",
+        {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # PostgreSQL rejected a value (a NUL byte, an out-of-range number): the input is at fault.
+    message = str(exc).split("\n")[0]
+    return problem_response(request, 400, f"invalid input: {message}")
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, _UNAVAILABLE):
+        return handle_database_unavailable(request, exc)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, "internal error; it has been logged")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: handle_http_exception,
+    asyncpg.DataError: handle_data_error,
+    Exception: handle_unexpected,
+}
+
+
+_RESPONSE_DESCRIPTIONS = {
+    400: "Invalid input",
+    401: "Missing or invalid credentials",
+    403: "Authenticated but not allowed",
+    404: "Absent, or not yours",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Unsupported media type",
+    429: "Rate limited; see Retry-After",
+    502: "An upstream service answered badly",
+    503: "A dependency is unavailable; see Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json answers a route can give."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_RESPONSE_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in statuses
+    }

@@ -1,0 +1,91 @@
+"""The outermost ASGI layer: request id, security headers and the access log for every response.
+
+It wraps Litestar's whole handler (router, CORS and exception handling), so unknown routes,
+405s and CORS preflights get the same headers and log line as routed requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("service.access")
+
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_API_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+# The documentation pages run their own scripts and styles, all served from this origin.
+_DOCS_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
+)
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_DOCS_PREFIXES = ("/docs", "/redoc", "/static/")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            if _VALID_REQUEST_ID.match(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, production: bool) -> None:
+        self.app = app
+        self.production = production
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        path: str = scope["path"]
+        extra_headers = self._headers_for(path, request_id)
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0] if (client := scope.get("client")) else None,
+                },
+            )
+
+    def _headers_for(self, path: str, request_id: str) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-request-id", request_id.encode("ascii"))]
+        if path.startswith(_DOCS_PREFIXES):
+            headers += [h for h in _API_HEADERS if h[0] != b"content-security-policy"]
+            headers.append((b"content-security-policy", _DOCS_CSP))
+        else:
+            headers += _API_HEADERS
+        if self.production:
+            headers.append(_HSTS)
+        return headers

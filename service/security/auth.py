@@ -1,0 +1,118 @@
+"""Who is calling: bearer token -> verified claims -> an active user, once per request.
+
+`authenticate(connection)` is the one entry point; the `caller` dependency and the guards
+both use it, and the result is kept on the scope so a request verifies its token once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import jwt
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from service.db import load_sql
+from service.security.tokens import ISSUER, InvalidToken, VerifiedToken, verify_access_token
+from service.settings import Settings
+
+GET_CALLER = load_sql("accounts/get_caller")
+
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+_SCOPE_KEY = "caller"
+
+
+class Caller(msgspec.Struct, frozen=True):
+    """The authenticated user of this request."""
+
+    id: uuid.UUID
+    subject: str  # the token's `sub`: the user id for our tokens, the provider's id otherwise
+    email: str | None
+    role: str
+    provider: str
+    token_jti: uuid.UUID | None
+    token_expires_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    header = connection.headers.get("authorization")
+    if not header:
+        raise NotAuthorizedException("missing bearer token")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("invalid authorization header: expected 'Bearer <token>'")
+    if len(token) > 8192:
+        raise NotAuthorizedException("invalid token")
+    return token
+
+
+async def verify_token(settings: Settings, token: str) -> VerifiedToken:
+    """Route the token to exactly one verifier, chosen by our configuration and its issuer."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise InvalidToken("invalid token") from None
+    if unverified.get("iss") == ISSUER:
+        return verify_access_token(settings, token)
+    raise InvalidToken("token issuer is not accepted")
+
+
+async def _resolve_user_id(
+    connection: ASGIConnection[Any, Any, Any, Any], verified: VerifiedToken
+) -> uuid.UUID:
+    return uuid.UUID(verified.subject)
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    cached = connection.scope.get(_SCOPE_KEY)  # type: ignore[call-overload]
+    if isinstance(cached, Caller):
+        return cached
+    state = connection.app.state
+    token = _bearer_token(connection)
+    try:
+        verified = await verify_token(state.settings, token)
+    except InvalidToken as exc:
+        raise NotAuthorizedException(str(exc)) from None
+    user_id = await _resolve_user_id(connection, verified)
+    row = await state.pool.fetchrow(GET_CALLER, user_id, verified.jti)
+    if row is None or not row["is_active"]:
+        raise NotAuthorizedException("account is not active")
+    if row["revoked"] or verified.issued_at < row["tokens_valid_after"]:
+        raise NotAuthorizedException("token has been revoked")
+    caller = Caller(
+        id=row["id"],
+        subject=verified.subject,
+        email=row["email"],
+        role=row["role"],
+        provider=row["provider"],
+        token_jti=verified.jti,
+        token_expires_at=verified.expires_at,
+    )
+    connection.scope[_SCOPE_KEY] = caller  # type: ignore[literal-required]
+    return caller
+
+
+async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    return await authenticate(request)
+
+
+CALLER_DEPENDENCY = {"caller": Provide(provide_caller)}
+
+
+async def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    await authenticate(connection)
+
+
+async def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    caller = await authenticate(connection)
+    if not caller.is_admin:
+        raise PermissionDeniedException("administrators only")

@@ -1,0 +1,162 @@
+"""Settings: one Struct read from the environment (and an optional `.env`), validated at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
+MIN_SECRET_BYTES = 32
+
+log = logging.getLogger("service.settings")
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    database_url: str | None = None
+    database_pool_min: NonNegativeInt = 2
+    database_pool_max: PositiveInt = 10
+    database_pooler: Literal["none", "transaction"] = "none"
+    environment: Literal["development", "production", "test"] = "development"
+    jwt_secret: str = ""
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: PositiveInt = 30
+    refresh_token_expire_days: PositiveInt = 30
+    cors_origins: tuple[str, ...] = (
+        "http://localhost:3000",
+        "http://localhost:5173",
+        "http://localhost:8080",
+    )
+    ai_service_url: str = "http://localhost:8082"
+    ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    max_upload_bytes: PositiveInt = 10 * 1024 * 1024
+    better_auth_secret: str | None = None
+    better_auth_url: str | None = None
+    supabase_url: str | None = None
+    supabase_jwt_secret: str | None = None
+    redis_url: str | None = None
+    rate_limit_per_minute: PositiveInt = 600
+    auth_rate_limit_per_minute: PositiveInt = 20
+    login_max_failures: PositiveInt = 5
+    login_lockout_minutes: PositiveInt = 15
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_enabled: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    argon2_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 19456
+    argon2_time_cost: PositiveInt = 2
+    argon2_parallelism: PositiveInt = 1
+    data_dir: str = str(DEFAULT_DATA_DIR)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+_LIST_FIELDS = {"cors_origins", "trusted_proxies"}
+_OPTIONAL_FIELDS = {
+    name for name, field_type in Settings.__annotations__.items() if "None" in str(field_type)
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a dotenv file: KEY=VALUE lines, `#` comments, optional quotes, optional `export`."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _raw_values(environ: Mapping[str, str]) -> dict[str, object]:
+    raw: dict[str, object] = {}
+    for name in Settings.__struct_fields__:
+        value = environ.get(name.upper())
+        if value is None:
+            continue
+        value = value.strip()
+        if name in _LIST_FIELDS:
+            raw[name] = tuple(item.strip() for item in value.split(",") if item.strip())
+        elif value == "" and name in _OPTIONAL_FIELDS:
+            raw[name] = None
+        else:
+            raw[name] = value
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Build Settings from `.env` overlaid with the process environment; raise SettingsError."""
+    merged: dict[str, str] = dict(read_env_file(env_file or Path.cwd() / ".env"))
+    merged.update(os.environ if environ is None else environ)
+    try:
+        settings = msgspec.convert(_raw_values(merged), Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_the_variable(str(exc))) from None
+    return _check_secrets(settings)
+
+
+def _name_the_variable(message: str) -> str:
+    # msgspec says "... - at `$.jwt_algorithm`"; users know the variable as JWT_ALGORITHM.
+    text, _, location = message.partition(" - at `$.")
+    if location:
+        name = location.split("`")[0].split("[")[0].upper()
+        return f"invalid {name}: {text}"
+    return f"invalid settings: {text}"
+
+
+def _check_secrets(settings: Settings) -> Settings:
+    if settings.database_pool_min > settings.database_pool_max:
+        raise SettingsError("invalid DATABASE_POOL_MIN: larger than DATABASE_POOL_MAX")
+    for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
+        value = getattr(settings, name)
+        if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
+            raise SettingsError(f"invalid {name.upper()}: must be at least {MIN_SECRET_BYTES} bytes")
+    if settings.is_production:
+        if not settings.jwt_secret:
+            raise SettingsError("missing JWT_SECRET: production needs a secret of >= 32 bytes")
+        if not settings.database_url:
+            raise SettingsError("missing DATABASE_URL: production does not run an embedded database")
+        return settings
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(f"invalid JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes")
+    if not settings.jwt_secret:
+        return msgspec.structs.replace(settings, jwt_secret=_development_secret(Path(settings.data_dir)))
+    return settings
+
+
+def _development_secret(data_dir: Path) -> str:
+    """Generate a signing secret once and keep it under the data dir, so tokens survive restarts."""
+    path = data_dir / "jwt_secret"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker won the race
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret)
+    log.warning("JWT_SECRET is not set: generated a development secret in %s", path)
+    return secret

@@ -1,0 +1,138 @@
+"""Shared fixtures: one real PostgreSQL per test session, clean tables per test, the app in-process.
+
+The database is the embedded PostgreSQL by default. With TEST_DATABASE_URL (for example the
+machine's own server, postgresql://postgres@127.0.0.1:5432/postgres) a fresh database is
+created there for the session and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import psycopg
+import pytest
+from litestar import Litestar
+
+from service import migrations
+from service.app import create_app
+from service.embedded import EmbeddedPostgres
+from service.settings import Settings, load_settings
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        name = f"service_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(external, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = _with_database(external, name)
+            migrations.apply_pending(url)
+            yield url
+        finally:
+            with psycopg.connect(external, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    url = server.start()
+    try:
+        migrations.apply_pending(url)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def table_names(database_url: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: str) -> Settings:
+    environ = {
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "test",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_POOL_MIN": "1",
+        "DATABASE_POOL_MAX": "5",
+        "LOG_LEVEL": "WARNING",
+        "AI_SERVICE_URL": "http://127.0.0.1:9",
+        "ARGON2_MEMORY_KIB": "8192",
+        "ARGON2_TIME_COST": "1",
+    }
+    environ.update(overrides)
+    return load_settings(environ, env_file=data_dir / "absent.env")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def db(database_url: str, table_names: list[str]) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test database, with every table emptied first."""
+    connection = await asyncpg.connect(database_url)
+    if table_names:
+        await connection.execute(f"TRUNCATE {', '.join(table_names)} RESTART IDENTITY CASCADE")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[Litestar]:
+    """Run the app's lifespan in a task of its own: pytest-asyncio sets fixtures up and tears
+    them down in different tasks, which anyio's cancel scopes inside the lifespan refuse."""
+    started = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def app(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[Litestar]:
+    async with running(create_app(settings)) as application:
+        yield application
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import pytest
+
+from service.settings import SettingsError, load_settings
+
+STRONG = "s" * 32
+
+
+def load(tmp_path: Path, **env: str):
+    return load_settings({"DATA_DIR": str(tmp_path), **env}, env_file=tmp_path / ".env")
+
+
+def test_defaults_follow_the_contract(tmp_path: Path) -> None:
+    settings = load(tmp_path, JWT_SECRET=STRONG)
+    assert settings.database_url is None
+    assert (settings.database_pool_min, settings.database_pool_max) == (2, 10)
+    assert settings.database_pooler == "none"
+    assert settings.environment == "development"
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.access_token_expire_minutes == 30
+    assert settings.refresh_token_expire_days == 30
+    assert settings.cors_origins == (
+        "http://localhost:3000",
+        "http://localhost:5173",
+        "http://localhost:8080",
+    )
+    assert settings.ai_service_url == "http://localhost:8082"
+    assert settings.ai_service_timeout_seconds == 60
+    assert settings.max_upload_bytes == 10485760
+    assert (settings.rate_limit_per_minute, settings.auth_rate_limit_per_minute) == (600, 20)
+    assert (settings.login_max_failures, settings.login_lockout_minutes) == (5, 15)
+    assert (settings.log_level, settings.log_format) == ("INFO", "json")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_POOL_MAX", "many"),
+        ("DATABASE_POOL_MAX", "0"),
+        ("DATABASE_POOLER", "session"),
+        ("JWT_ALGORITHM", "none"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "-1"),
+        ("LOG_LEVEL", "LOUD"),
+        ("MAX_UPLOAD_BYTES", "1e"),
+    ],
+)
+def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load(tmp_path, JWT_SECRET=STRONG, **{variable: value})
+
+
+def test_pool_min_above_max_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="DATABASE_POOL_MIN"):
+        load(tmp_path, JWT_SECRET=STRONG, DATABASE_POOL_MIN="20", DATABASE_POOL_MAX="5")
+
+
+def test_lists_are_comma_separated(tmp_path: Path) -> None:
+    settings = load(tmp_path, JWT_SECRET=STRONG, CORS_ORIGINS="https://a.example, https://b.example,")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_production_refuses_missing_or_weak_secrets(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        load(tmp_path, ENVIRONMENT="production", DATABASE_URL="postgresql://db/x")
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        load(tmp_path, ENVIRONMENT="production", DATABASE_URL="postgresql://db/x", JWT_SECRET="short")
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG)
+    with pytest.raises(SettingsError, match="BETTER_AUTH_SECRET"):
+        load(
+            tmp_path,
+            ENVIRONMENT="production",
+            JWT_SECRET=STRONG,
+            DATABASE_URL="postgresql://db/x",
+            BETTER_AUTH_SECRET="weak",
+        )
+    assert load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x")
+
+
+def test_development_generates_a_secret_once_and_keeps_it(tmp_path: Path) -> None:
+    first = load(tmp_path).jwt_secret
+    assert len(first.encode()) >= 32
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+    assert load(tmp_path).jwt_secret == first
+
+
+def test_a_short_secret_is_refused_in_development_too(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        load(tmp_path, JWT_SECRET="short")
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# comment\nexport ACCESS_TOKEN_EXPIRE_MINUTES=45\nJWT_SECRET='" + STRONG + "'\nLOG_LEVEL=DEBUG\n"
+    )
+    settings = load(tmp_path, LOG_LEVEL="ERROR")
+    assert settings.access_token_expire_minutes == 45
+    assert settings.jwt_secret == STRONG
+    assert settings.log_level == "ERROR"
+
+
+def test_empty_optional_values_mean_unset(tmp_path: Path) -> None:
+    settings = load(tmp_path, JWT_SECRET=STRONG, REDIS_URL="", DATABASE_URL="")
+    assert settings.redis_url is None
+    assert settings.database_url is None
