@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def _settings() -> Settings:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -41,6 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 log.info("applied migrations: %s", ", ".join(applied))
         # Workers inherit the resolved URL, so they share the one embedded server.
         os.environ["DATABASE_URL"] = url
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(
             "service.app:create_app",
             factory=True,

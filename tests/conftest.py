@@ -24,6 +24,7 @@ from litestar import Litestar
 from service import migrations
 from service.app import create_app
 from service.embedded import EmbeddedPostgres
+from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
@@ -136,3 +137,19 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+async def make_user(
+    db: asyncpg.Connection, email: str | None = None, role: str = "user", provider: str = "local"
+) -> uuid.UUID:
+    """Insert a user directly (no password): for tests of routes other than registration."""
+    email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+    user_id: uuid.UUID = await db.fetchval(
+        "INSERT INTO users (email, role, provider) VALUES ($1, $2, $3) RETURNING id", email, role, provider
+    )
+    return user_id
+
+
+def bearer(settings: Settings, user_id: uuid.UUID) -> dict[str, str]:
+    """An Authorization header with a fresh access token of ours for this user."""
+    return {"Authorization": f"Bearer {issue_access_token(settings, user_id).token}"}
