@@ -20,6 +20,7 @@ from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
+from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
 from service.settings import Settings, load_settings
@@ -64,7 +65,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         url, embedded = resolve_database_url(settings)
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
-        app.state.update(pool=pool, http=http, settings=settings, draining=False)
+        app.state.update(pool=pool, http=http, settings=settings)
         try:
             yield
         finally:
@@ -74,6 +75,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 embedded.stop_if_started_here()
 
     return lifespan
+
+
+def create_served_app() -> Litestar:
+    """The factory `service serve` gives uvicorn: create_app plus SIGTERM draining in each worker."""
+    settings = load_settings()
+    app = create_app(settings)
+    app.on_startup.append(lambda: install_drain_handler(settings.drain_seconds))
+    return app
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -49,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(
-            "service.app:create_app",
+            "service.app:create_served_app",
             factory=True,
             host=args.host,
             port=args.port,

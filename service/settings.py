@@ -60,6 +60,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     argon2_time_cost: PositiveInt = 2
     argon2_parallelism: PositiveInt = 1
     data_dir: str = str(DEFAULT_DATA_DIR)
+    shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+
+    @property
+    def drain_seconds(self) -> float:
+        """How long readiness reports 503 before shutdown starts: 5 s in production unless set."""
+        if self.shutdown_drain_seconds is not None:
+            return self.shutdown_drain_seconds
+        return 5.0 if self.is_production else 0.0
 
     @property
     def is_production(self) -> bool:

@@ -9,6 +9,7 @@ from litestar.response import Response
 
 from service.db import load_sql
 from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
+from service.lifecycle import SHUTTING_DOWN
 
 PING = load_sql("health/ping")
 READY_TIMEOUT_SECONDS = 2.0
@@ -32,7 +33,7 @@ class HealthController(Controller):
         responses=problem_responses(503),
     )
     async def ready(self, state: State) -> Response[HealthStatus]:
-        if state.get("draining"):
+        if SHUTTING_DOWN.is_set():
             raise ServiceUnavailable("shutting down", retry_after=DEPENDENCY_RETRY_AFTER_SECONDS)
         try:
             async with state.pool.acquire(timeout=READY_TIMEOUT_SECONDS) as connection:
