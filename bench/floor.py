@@ -1,0 +1,80 @@
+"""The floor: a bare ASGI callable doing the task list's essential work and nothing else.
+
+Same token check (pyjwt, HS256, same required claims), same SQL files (caller lookup, task list),
+same msgspec encoding, same uvicorn settings as the service. No framework, no middleware. The
+service's throughput is reported as a fraction of this. Not part of the service.
+
+Run: DATABASE_URL=... JWT_SECRET=... uvicorn bench.floor:app --loop uvloop --http httptools
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import asyncpg
+import jwt
+import msgspec
+from service.tasks.models import Task
+
+from service.db import create_pool, load_sql
+from service.settings import load_settings
+
+GET_CALLER = load_sql("accounts/get_caller")
+LIST_TASKS = load_sql("tasks/list_tasks")
+
+_encoder = msgspec.json.Encoder()
+_state: dict[str, Any] = {}
+
+
+async def _respond(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                settings = load_settings()
+                _state["settings"] = settings
+                _state["pool"] = await create_pool(settings, os.environ["DATABASE_URL"])
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await _state["pool"].close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    settings = _state["settings"]
+    token = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            token = value[7:]
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            audience="service-api",
+            issuer="service",
+            options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
+        )
+    except jwt.PyJWTError:
+        await _respond(send, 401, b'{"detail":"invalid token"}')
+        return
+    user_id = uuid.UUID(claims["sub"])
+    pool: asyncpg.Pool = _state["pool"]
+    async with pool.acquire() as connection:
+        caller = await connection.fetchrow(GET_CALLER, user_id, uuid.UUID(claims["jti"]))
+        if caller is None or caller["revoked"]:
+            await _respond(send, 401, b'{"detail":"revoked"}')
+            return
+        rows = await connection.fetch(LIST_TASKS, user_id, None, 50, 0)
+    await _respond(send, 200, _encoder.encode([Task(**row) for row in rows]))

@@ -1,0 +1,520 @@
+"""The benchmark: a fresh database, the service on loopback, wrk for a bounded time per scenario.
+
+    uv run python bench/run.py                  # every scenario, 1 and 2 workers, ~6 minutes
+    uv run python bench/run.py --duration 5 --workers 1 --only tasks_list,floor_tasks_list
+
+Prints a table and writes bench/results/<timestamp>.json (and latest.json). Installs wrk with
+apt-get when it is missing and we are root. Every server binds 127.0.0.1 and is stopped at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+REPORT_LUA = (ROOT / "bench" / "report.lua").read_text()
+PASSWORD = "bench-password-9f3c1a"
+SCANS = 10_000
+TASKS = 20
+
+
+@dataclass
+class Result:
+    scenario: str
+    workers: int
+    connections: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    errors: int
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is required: apt-get install wrk")
+    return found
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 60, any_status: bool = False
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            status = httpx.get(url, timeout=1).status_code
+            if status == 200 or any_status:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+@contextmanager
+def started(
+    command: list[str], env: dict[str, str], ready_url: str, any_status: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(ready_url, process, any_status=any_status)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    nested = [pid for child in pids for pid in worker_pids(child)]
+    return [parent, *pids, *nested]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def run_wrk(
+    wrk: str, url: str, script: str, *, connections: int, duration: int, threads: int = 2, timeout: int = 10
+) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script + "\n" + REPORT_LUA)
+    try:
+        output = subprocess.run(
+            [
+                wrk,
+                f"-t{min(threads, connections)}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                f"--timeout={timeout}s",
+                "-s",
+                handle.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(handle.name)
+    match = re.search(r"WRK_JSON (\{.*\})", output)
+    if not match:
+        raise RuntimeError(f"wrk gave no summary:\n{output}")
+    figures: dict[str, float] = json.loads(match.group(1))
+    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    return figures
+
+
+def get_script(token: str, path: str) -> str:
+    return f'wrk.method = "GET"\nwrk.path = "{path}"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+def post_json_script(token: str, path: str, body: str) -> str:
+    return (
+        f'wrk.method = "POST"\nwrk.path = "{path}"\nwrk.body = {json.dumps(body)}\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
+
+
+def login_script(email: str) -> str:
+    body = f"username={email}&password={PASSWORD}"
+    return (
+        f'wrk.method = "POST"\nwrk.path = "/api/auth/login"\nwrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+    )
+
+
+class Seeded:
+    def __init__(self) -> None:
+        self.tasks_user_id = ""
+        self.tasks_token = ""
+        self.tasks_email = ""
+        self.scans_token = ""
+        self.deep_cursor = ""
+
+
+async def _register_and_login(http: httpx.AsyncClient, email: str) -> tuple[str, str]:
+    created = await http.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    created.raise_for_status()
+    login = await http.post("/api/auth/login", data={"username": email, "password": PASSWORD})
+    login.raise_for_status()
+    return created.json()["id"], login.json()["access_token"]
+
+
+async def seed(base: str) -> Seeded:
+    seeded = Seeded()
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        seeded.tasks_email = "tasks@bench.example"
+        seeded.tasks_user_id, seeded.tasks_token = await _register_and_login(http, seeded.tasks_email)
+        auth = {"Authorization": f"Bearer {seeded.tasks_token}"}
+        for number in range(TASKS):
+            response = await http.post(
+                f"/api/{seeded.tasks_user_id}/tasks",
+                json={"title": f"Task {number}", "description": "seeded by bench/run.py"},
+                headers=auth,
+            )
+            response.raise_for_status()
+        _, seeded.scans_token = await _register_and_login(http, "scans@bench.example")
+        scan_auth = {"Authorization": f"Bearer {seeded.scans_token}"}
+        semaphore = asyncio.Semaphore(16)
+
+        async def one_scan(number: int) -> None:
+            async with semaphore:
+                response = await http.post(
+                    "/api/scan",
+                    data={
+                        "text": f"Scan {number}: tight budget, an aggressive deadline and a vendor dependency."
+                    },
+                    headers=scan_auth,
+                )
+                response.raise_for_status()
+
+        await asyncio.gather(*(one_scan(n) for n in range(SCANS)))
+        cursor = None
+        for _ in range(SCANS // 100 - 1):
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+            page = await http.get("/api/scans", params=params, headers=scan_auth)
+            page.raise_for_status()
+            cursor = page.json()["next_cursor"]
+        assert cursor, "the deep page exists"
+        seeded.deep_cursor = cursor
+    return seeded
+
+
+def argon2_alone(settings_env: dict[str, str], seconds: float = 5.0) -> float:
+    """Password verifications per second with argon2 alone, one thread per core, no server."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(
+        memory_cost=int(settings_env.get("ARGON2_MEMORY_KIB", "19456")),
+        time_cost=int(settings_env.get("ARGON2_TIME_COST", "2")),
+        parallelism=int(settings_env.get("ARGON2_PARALLELISM", "1")),
+    )
+    digest = hasher.hash(PASSWORD)
+    counts = [0] * (os.cpu_count() or 1)
+    deadline = time.monotonic() + seconds
+
+    def loop(index: int) -> None:
+        while time.monotonic() < deadline:
+            hasher.verify(digest, PASSWORD)
+            counts[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(counts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / seconds
+
+
+def result_of(name: str, workers: int, connections: int, figures: dict[str, float], note: str = "") -> Result:
+    return Result(
+        scenario=name,
+        workers=workers,
+        connections=connections,
+        rps=round(figures["rps"], 1),
+        p50_ms=round(figures["p50_ms"], 2),
+        p95_ms=round(figures["p95_ms"], 2),
+        p99_ms=round(figures["p99_ms"], 2),
+        max_ms=round(figures["max_ms"], 2),
+        requests=int(figures["requests"]),
+        errors=int(figures["failed"]),
+        note=note,
+    )
+
+
+def bench_workers(
+    args: argparse.Namespace, wrk: str, env: dict[str, str], workers: int, results: list[Result]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    with started(command, env, f"{base}/health/ready") as server:
+        seeded = seed_once(base, env)
+        duration = args.duration
+        tasks_path = f"/api/{seeded.tasks_user_id}/tasks"
+
+        def scenario(name: str, script: str, connections: int = 64, note: str = "") -> dict[str, float]:
+            if args.only and name not in args.only:
+                return {}
+            figures = run_wrk(wrk, base, script, connections=connections, duration=duration)
+            results.append(result_of(name, workers, connections, figures, note))
+            print(
+                f"  {name:<28} w={workers} c={connections:<4} {figures['rps']:>9.1f} req/s "
+                f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+            )
+            return figures
+
+        scenario("health", 'wrk.path = "/health"\n')
+        scenario("tasks_list", get_script(seeded.tasks_token, tasks_path))
+        scenario(
+            "tasks_create",
+            post_json_script(seeded.tasks_token, tasks_path, '{"title":"bench","description":"wrk"}'),
+        )
+        scenario("scans_first_page", get_script(seeded.scans_token, "/api/scans?limit=20"))
+        scenario(
+            "scans_deep_page",
+            get_script(seeded.scans_token, f"/api/scans?limit=20&cursor={seeded.deep_cursor}"),
+            note="cursor after 9,900 scans",
+        )
+        scenario(
+            "users_1000",
+            get_script(seeded.tasks_token, tasks_path) + "delay = function() return 500 end\n",
+            connections=1000,
+            note="1000 connections, 500 ms think time each",
+        )
+        quiet = scenario("tasks_list_quiet", get_script(seeded.tasks_token, tasks_path), connections=16)
+        if not args.only or "login" in args.only:
+            storm: dict[str, dict[str, float]] = {}
+
+            def login_storm() -> None:
+                storm["login"] = run_wrk(
+                    wrk, base, login_script(seeded.tasks_email), connections=16, duration=duration
+                )
+
+            thread = threading.Thread(target=login_storm)
+            thread.start()
+            time.sleep(0.5)
+            during = run_wrk(
+                wrk, base, get_script(seeded.tasks_token, tasks_path), connections=16, duration=duration - 1
+            )
+            thread.join()
+            results.append(result_of("login", workers, 16, storm["login"], "argon2id verify per request"))
+            results.append(
+                result_of(
+                    "tasks_list_during_login_storm", workers, 16, during, "16 login connections in parallel"
+                )
+            )
+            if quiet:
+                results[-1].extra["p99_vs_quiet"] = round(during["p99_ms"] / quiet["p99_ms"], 2)
+            print(
+                f"  login                        w={workers} {storm['login']['rps']:.1f} req/s; "
+                f"task list p99 during storm {during['p99_ms']:.2f} ms"
+            )
+        rss = [rss_mb(pid) for pid in worker_pids(server.pid)]
+        results.append(
+            Result(
+                "rss_per_worker_mb",
+                workers,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                note="VmRSS of each serving process after the run",
+                extra={"max": round(max(rss), 1), "processes": len(rss)},
+            )
+        )
+
+
+_SEEDED: dict[str, Seeded] = {}
+
+
+def seed_once(base: str, env: dict[str, str]) -> Seeded:
+    """Seed once per database; later runs reuse the users (tokens stay valid across restarts)."""
+    if "done" not in _SEEDED:
+        started_at = time.monotonic()
+        _SEEDED["done"] = asyncio.run(seed(base))
+        print(
+            f"  seeded {TASKS} tasks and {SCANS} scans through the API in {time.monotonic() - started_at:.0f} s"
+        )
+    return _SEEDED["done"]
+
+
+def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    if args.only and "floor_tasks_list" not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.floor:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with started(command, env, f"{base}/", any_status=True):
+        path = f"/api/{seeded.tasks_user_id}/tasks"
+        figures = run_wrk(
+            wrk, base, get_script(seeded.tasks_token, path), connections=64, duration=args.duration
+        )
+        results.append(
+            result_of("floor_tasks_list", 1, 64, figures, "bare ASGI: same token check, SQL, encoding")
+        )
+        print(
+            f"  floor_tasks_list             w=1 c=64   {figures['rps']:>9.1f} req/s p99 {figures['p99_ms']:.2f} ms"
+        )
+
+
+def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> str:
+    lines = [
+        f"{'scenario':<30} {'w':>2} {'conn':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} {'x floor':>8}  note"
+    ]
+    for r in results:
+        if r.scenario == "rss_per_worker_mb":
+            lines.append(
+                f"{'rss_per_worker_mb':<30} {r.workers:>2} {'':>5} max {r.extra['max']} MB "
+                f"over {int(r.extra['processes'])} processes"
+            )
+            continue
+        ratio = ""
+        if floor_rps and r.scenario.startswith("tasks_list"):
+            ratio = f"{r.rps / floor_rps:.2f}"
+        if r.scenario == "login":
+            ratio = f"{r.rps / argon2_rps:.2f}a"
+        extra = " ".join(f"{k}={v}" for k, v in r.extra.items())
+        lines.append(
+            f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} "
+            f"{r.p99_ms:>8.2f} {r.errors:>6} {ratio:>8}  {r.note} {extra}".rstrip()
+        )
+    lines.append(
+        f"argon2 alone: {argon2_rps:.1f} verifications/s on {os.cpu_count()} cores "
+        "('a' ratios are login req/s over this)"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--workers", default="1,2", help="comma list of uvicorn worker counts")
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None, help="scenario names")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+
+    from service import migrations
+    from service.embedded import EmbeddedPostgres
+
+    results: list[Result] = []
+    with ExitStack() as stack:
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        database = EmbeddedPostgres(data_dir)
+        database_url = database.start()
+        stack.callback(database.stop)
+        migrations.apply_pending(database_url)
+        ai_port = free_port()
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(data_dir),
+            "JWT_SECRET": "bench-" + "k" * 40,
+            "AI_SERVICE_URL": f"http://127.0.0.1:{ai_port}",
+            "RATE_LIMIT_PER_MINUTE": "100000000",
+            "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",
+            "LOGIN_MAX_FAILURES": "1000000",
+            "SHUTDOWN_DRAIN_SECONDS": "0",
+            "LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(ROOT),
+        }
+        stack.enter_context(
+            started(
+                [sys.executable, "-m", "service.cli", "demo-ai", "--port", str(ai_port)],
+                env,
+                f"http://127.0.0.1:{ai_port}/health",
+            )
+        )
+        for workers in (int(w) for w in args.workers.split(",")):
+            print(f"== {workers} worker(s)")
+            bench_workers(args, wrk, env, workers, results)
+            if workers == 1:
+                bench_floor(args, wrk, env, results)
+        print("== argon2 alone")
+        argon2_rps = argon2_alone(env)
+
+    floor = next((r.rps for r in results if r.scenario == "floor_tasks_list"), None)
+    report = table(results, floor, argon2_rps)
+    print()
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    payload = {
+        "when": stamp,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "duration_s": args.duration,
+        "argon2_alone_per_s": round(argon2_rps, 1),
+        "floor_tasks_list_rps": floor,
+        "results": [asdict(r) for r in results],
+        "table": report,
+    }
+    for name in (f"{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
