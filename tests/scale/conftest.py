@@ -1,0 +1,86 @@
+"""A real PgBouncer in transaction mode in front of the test database, started per test module."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+PGBOUNCER_BINARIES = ("pgbouncer", "/usr/sbin/pgbouncer")
+
+
+def _pgbouncer() -> str:
+    for candidate in PGBOUNCER_BINARIES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer (.ci/run does this)")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pgbouncer_url(database_url: str) -> Iterator[str]:
+    target = urlsplit(database_url)
+    port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+    (workdir / "userlist.txt").write_text(f'"{target.username}" ""\n')
+    (workdir / "pgbouncer.ini").write_text(
+        f"""[databases]
+* = host={target.hostname} port={target.port or 5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir}/userlist.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 8
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+"""
+    )
+    command = [_pgbouncer(), str(workdir / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        nobody = pwd.getpwnam("nobody")
+        os.chown(workdir, nobody.pw_uid, nobody.pw_gid)
+        for child in workdir.iterdir():
+            os.chown(child, nobody.pw_uid, nobody.pw_gid)
+        command.insert(1, "-u")
+        command.insert(2, "nobody")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with psycopg.connect(url, connect_timeout=2, prepare_threshold=None) as conn:
+                    conn.execute("SELECT 1")
+                break
+            except psycopg.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log_file = workdir / "pgbouncer.log"
+                    log = log_file.read_text() if log_file.exists() else ""
+                    raise RuntimeError(f"PgBouncer did not start:\n{log}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
