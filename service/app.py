@@ -24,6 +24,7 @@ from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
 from service.settings import Settings, load_settings
+from service.tasks.routes import TaskController
 
 STATIC_DIR = Path(__file__).parent / "static"
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -31,7 +32,7 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return []
+    return [TaskController]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -104,7 +105,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "WWW-Authenticate",
+                "Location",
+                "Link",
+                "X-Total-Count",
+            ],
             max_age=600,
         ),
         openapi_config=_openapi(settings),

@@ -14,6 +14,7 @@ from service.embedded import EmbeddedPostgres
 from service.settings import PROJECT_ROOT, Settings
 
 SQL_ROOT = PROJECT_ROOT / "sql"
+BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with it before a query
 
 T = TypeVar("T", bound=msgspec.Struct)
 

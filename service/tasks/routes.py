@@ -1,0 +1,161 @@
+"""Seed 002's TaskFlow routes: a user's own tasks under /api/{user_id}/tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from service.db import BIGINT_MAX, load_sql
+from service.errors import problem_responses
+from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, authenticate
+from service.tasks.models import CreateTask, Task, UpdateTask
+
+LIST_TASKS = load_sql("tasks/list_tasks")
+COUNT_TASKS = load_sql("tasks/count_tasks")
+CREATE_TASK = load_sql("tasks/create_task")
+GET_TASK = load_sql("tasks/get_task")
+UPDATE_TASK = load_sql("tasks/update_task")
+DELETE_TASK = load_sql("tasks/delete_task")
+
+MAX_OFFSET = 100_000
+
+T = TypeVar("T")
+
+TaskId = Annotated[int, PathParameter(ge=1, le=BIGINT_MAX, description="The task's id.")]
+
+
+async def requires_own_user_id(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The path's user_id must be the caller's token subject: an exact string compare, since
+    external subjects (Better Auth, Supabase) are not necessarily UUIDs."""
+    caller = await authenticate(connection)
+    if connection.path_params["user_id"] != caller.subject:
+        raise PermissionDeniedException("user_id in the path is not the authenticated user")
+
+
+def _unless_unset(value: T | msgspec.UnsetType) -> T | None:
+    return None if value is msgspec.UNSET else value
+
+
+def _pagination_headers(
+    path: str, completed: bool | None, total: int, limit: int, offset: int
+) -> dict[str, str]:
+    headers = {"X-Total-Count": str(total)}
+    if offset + limit < total:
+        query = {} if completed is None else {"completed": str(completed).lower()}
+        query.update(limit=str(limit), offset=str(offset + limit))
+        headers["Link"] = f'<{path}?{urlencode(query)}>; rel="next"'
+    return headers
+
+
+class TaskController(Controller):
+    path = "/{user_id:str}/tasks"
+    tags = ["Tasks"]
+    guards = [requires_own_user_id]
+    dependencies = CALLER_DEPENDENCY
+    security = BEARER_SECURITY
+
+    @get(
+        "/",
+        summary="List the caller's tasks, newest first",
+        response_headers=[
+            ResponseHeader(
+                name="X-Total-Count",
+                description="Tasks matching the filter over all pages.",
+                documentation_only=True,
+            ),
+            ResponseHeader(
+                name="Link",
+                description='`<url>; rel="next"` when another page follows.',
+                required=False,
+                documentation_only=True,
+            ),
+        ],
+        responses=problem_responses(400, 401, 403),
+    )
+    async def list_tasks(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        completed: Annotated[
+            bool | None, QueryParameter(description="Only completed (true) or only open (false) tasks.")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
+    ) -> Response[list[Task]]:
+        async with state.pool.acquire() as connection:
+            records = await connection.fetch(LIST_TASKS, caller.id, completed, limit, offset)
+            total = await connection.fetchval(COUNT_TASKS, caller.id, completed)
+        tasks = [Task.of(record, caller.subject) for record in records]
+        headers = _pagination_headers(request.url.path, completed, total, limit, offset)
+        return Response(tasks, headers=headers)
+
+    @post(
+        "/",
+        summary="Create a task",
+        responses=problem_responses(400, 401, 403),
+    )
+    async def create_task(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        data: JSONBody[CreateTask],
+    ) -> Response[Task]:
+        record = await state.pool.fetchrow(
+            CREATE_TASK, caller.id, data.title, data.description, data.is_completed
+        )
+        task = Task.of(record, caller.subject)
+        location = f"{request.url.path.rstrip('/')}/{task.id}"
+        return Response(task, status_code=201, headers={"Location": location})
+
+    @get(
+        "/{task_id:int}",
+        summary="Get one of the caller's tasks",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def get_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> Task:
+        record = await state.pool.fetchrow(GET_TASK, task_id, caller.id)
+        if record is None:
+            raise NotFoundException("task not found")
+        return Task.of(record, caller.subject)
+
+    @patch(
+        "/{task_id:int}",
+        summary="Change some fields of a task",
+        description="Fields left out keep their value; `description: null` clears the description.",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def update_task(
+        self, state: State, caller: NamedDependency[Caller], task_id: TaskId, data: JSONBody[UpdateTask]
+    ) -> Task:
+        record = await state.pool.fetchrow(
+            UPDATE_TASK,
+            task_id,
+            caller.id,
+            _unless_unset(data.title),
+            data.description is not msgspec.UNSET,
+            _unless_unset(data.description),
+            _unless_unset(data.is_completed),
+        )
+        if record is None:
+            raise NotFoundException("task not found")
+        return Task.of(record, caller.subject)
+
+    @delete(
+        "/{task_id:int}",
+        summary="Delete a task",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def delete_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> None:
+        if await state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
+            raise NotFoundException("task not found")
