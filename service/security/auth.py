@@ -16,7 +16,10 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from service.audit.events import RequestOrigin
 from service.db import load_sql
+from service.security.jwks import JwksCache, jwks_cache
+from service.security.providers import choose_provider, user_for_identity, verify_provider_token
 from service.security.tokens import ISSUER, InvalidToken, VerifiedToken, verify_access_token
 from service.settings import Settings
 
@@ -24,6 +27,7 @@ GET_CALLER = load_sql("accounts/get_caller")
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 _SCOPE_KEY = "caller"
+LOCAL_PROVIDER = "local"
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -55,21 +59,27 @@ def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token
 
 
-async def verify_token(settings: Settings, token: str) -> VerifiedToken:
+async def verify_token(settings: Settings, token: str, provider_keys: JwksCache) -> VerifiedToken:
     """Route the token to exactly one verifier, chosen by our configuration and its issuer."""
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise InvalidToken("invalid token") from None
-    if unverified.get("iss") == ISSUER:
+    issuer = unverified.get("iss")
+    if issuer == ISSUER:
         return verify_access_token(settings, token)
-    raise InvalidToken("token issuer is not accepted")
+    provider = choose_provider(settings, issuer)
+    if provider is None:
+        raise InvalidToken("token issuer is not accepted")
+    return await verify_provider_token(provider, token, provider_keys)
 
 
 async def _resolve_user_id(
     connection: ASGIConnection[Any, Any, Any, Any], verified: VerifiedToken
 ) -> uuid.UUID:
-    return uuid.UUID(verified.subject)
+    if verified.provider == LOCAL_PROVIDER:
+        return uuid.UUID(verified.subject)
+    return await user_for_identity(connection.app.state.pool, verified, RequestOrigin.of(connection))
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
@@ -79,7 +89,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
     state = connection.app.state
     token = _bearer_token(connection)
     try:
-        verified = await verify_token(state.settings, token)
+        verified = await verify_token(state.settings, token, jwks_cache(state))
     except InvalidToken as exc:
         raise NotAuthorizedException(str(exc)) from None
     user_id = await _resolve_user_id(connection, verified)

@@ -1,0 +1,224 @@
+"""Access tokens from external identity providers (Supabase Auth, Better Auth) and their users.
+
+Which verifier a token goes to is decided by our configuration and the token's unverified `iss`,
+never by its `alg` header (see `choose_provider`). Each verifier then accepts a fixed list of
+algorithms: a key from the provider's JWKS (picked by `kid`) with that key's own algorithm, or
+else the provider's shared secret with HS256 only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import jwt
+import msgspec
+from litestar.exceptions import NotAuthorizedException
+
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql
+from service.errors import ServiceUnavailable
+from service.security.jwks import JwksCache, JwksUnavailable
+from service.security.tokens import InvalidToken, VerifiedToken
+from service.settings import Settings
+
+FIND_IDENTITY_USER = load_sql("identities/find_identity_user")
+PROVISION_IDENTITY = load_sql("identities/provision_identity")
+
+SUPABASE = "supabase"
+BETTER_AUTH = "better-auth"
+SUPABASE_AUDIENCE = "authenticated"
+SUPABASE_JWKS_ALGORITHMS = frozenset({"ES256", "RS256"})
+BETTER_AUTH_JWKS_ALGORITHMS = frozenset({"EdDSA", "ES256", "RS256", "PS256"})
+SHARED_SECRET_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
+# Supabase's project API keys are JWTs too; they name a role, not a user.
+SUPABASE_API_KEY_ROLES = frozenset({"anon", "service_role"})
+# Headers that name a key by URL or embed one: trusting them lets the token choose its own key.
+FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
+LEEWAY_SECONDS = 30
+MAX_SUBJECT_LENGTH = 255
+
+
+class Provider(msgspec.Struct, frozen=True):
+    """How one provider's tokens are verified: where its keys are and which claims must match."""
+
+    name: str
+    jwks_url: str | None
+    jwks_algorithms: frozenset[str]
+    secret: str | None
+    issuer: str | None
+    audience: str | None
+
+
+def _base_url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def supabase_issuer(settings: Settings) -> str | None:
+    return f"{_base_url(settings.supabase_url)}/auth/v1" if settings.supabase_url else None
+
+
+def _supabase(settings: Settings) -> Provider:
+    issuer = supabase_issuer(settings)
+    return Provider(
+        name=SUPABASE,
+        jwks_url=f"{issuer}/.well-known/jwks.json" if issuer else None,
+        jwks_algorithms=SUPABASE_JWKS_ALGORITHMS,
+        secret=settings.supabase_jwt_secret,
+        issuer=issuer,
+        audience=SUPABASE_AUDIENCE,
+    )
+
+
+def _better_auth(settings: Settings, *, with_issuer: bool) -> Provider:
+    url = _base_url(settings.better_auth_url) if settings.better_auth_url and with_issuer else None
+    return Provider(
+        name=BETTER_AUTH,
+        jwks_url=f"{url}/api/auth/jwks" if url else None,
+        jwks_algorithms=BETTER_AUTH_JWKS_ALGORITHMS,
+        secret=settings.better_auth_secret,
+        issuer=url,
+        audience=url,
+    )
+
+
+def choose_provider(settings: Settings, issuer: object) -> Provider | None:
+    """The one verifier for a token whose unverified `iss` is `issuer`, or None to refuse it.
+
+    1. `iss` = SUPABASE_URL + "/auth/v1" -> Supabase (its JWKS, else SUPABASE_JWT_SECRET).
+    2. `iss` = BETTER_AUTH_URL -> Better Auth (its JWKS, else BETTER_AUTH_SECRET).
+    3. no `iss` and BETTER_AUTH_SECRET set -> Better Auth's shared secret (seed 002's tokens).
+    4. otherwise, SUPABASE_JWT_SECRET set without SUPABASE_URL -> Supabase's legacy secret,
+       which checks `aud` but cannot check an issuer it was not told.
+    """
+    supabase_iss = supabase_issuer(settings)
+    if supabase_iss is not None and issuer == supabase_iss:
+        return _supabase(settings)
+    if settings.better_auth_url and issuer == _base_url(settings.better_auth_url):
+        return _better_auth(settings, with_issuer=True)
+    if issuer is None and settings.better_auth_secret:
+        return _better_auth(settings, with_issuer=False)
+    if settings.supabase_jwt_secret and not settings.supabase_url:
+        return _supabase(settings)
+    return None
+
+
+def _key_id(token: str) -> str | None:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("invalid token") from None
+    if any(name in header for name in FORBIDDEN_HEADERS):
+        raise InvalidToken("token headers that name their own key are not accepted")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("invalid token")
+    return kid
+
+
+async def verify_provider_token(provider: Provider, token: str, keys: JwksCache) -> VerifiedToken:
+    """Verify a token with the provider's published key named by `kid`, else its shared secret."""
+    kid = _key_id(token)
+    outage: JwksUnavailable | None = None
+    if provider.jwks_url and kid is not None:
+        try:
+            public_key = await keys.signing_key(provider.jwks_url, kid)
+        except JwksUnavailable as exc:
+            public_key, outage = None, exc
+        if public_key is not None and public_key.algorithm_name in provider.jwks_algorithms:
+            return _verified(provider, token, public_key, public_key.algorithm_name)
+    if provider.secret:
+        try:
+            return _verified(provider, token, provider.secret, SHARED_SECRET_ALGORITHM)
+        except InvalidToken:
+            if outage is None:
+                raise
+    if outage is not None:
+        raise ServiceUnavailable(
+            f"cannot reach the {provider.name} signing keys; retry shortly", retry_after=outage.retry_after
+        ) from None
+    raise InvalidToken("token is not signed by a known key")
+
+
+def _verified(provider: Provider, token: str, key: jwt.PyJWK | str, algorithm: str) -> VerifiedToken:
+    required = ["sub", "exp", "iat"]
+    if provider.issuer:
+        required.append("iss")
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=provider.audience,
+            issuer=provider.issuer,
+            options={"require": required},
+            leeway=LEEWAY_SECONDS,
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("token expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidToken(f"token has no '{exc.claim}' claim") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("token audience is not accepted") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("invalid token") from None
+    if provider.name == SUPABASE and claims.get("role") in SUPABASE_API_KEY_ROLES:
+        raise InvalidToken("a Supabase API key is not a user token")
+    return VerifiedToken(
+        provider=provider.name,
+        subject=_subject(claims["sub"]),
+        issued_at=float(claims["iat"]),
+        expires_at=float(claims["exp"]),
+        jti=_uuid_or_none(claims.get("jti")),
+        email=_email_or_none(claims.get("email")),
+    )
+
+
+def _subject(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_SUBJECT_LENGTH or "\x00" in value:
+        raise InvalidToken("invalid token subject")
+    return value
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _email_or_none(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    email = value.strip()
+    if not 3 <= len(email) <= 320 or "@" not in email or "\x00" in email:
+        return None
+    return email
+
+
+async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin: RequestOrigin) -> uuid.UUID:
+    """The user linked to (provider, subject), created just in time on the identity's first token."""
+    user_id: uuid.UUID | None = await pool.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
+    if user_id is not None:
+        return user_id
+    async with pool.acquire() as connection, connection.transaction():
+        user_id = await connection.fetchval(
+            PROVISION_IDENTITY, verified.provider, verified.subject, verified.email
+        )
+        if user_id is None:  # a concurrent first request linked this identity; use its user
+            user_id = await connection.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
+        else:
+            await record_event(
+                connection,
+                "auth.register",
+                origin=origin,
+                actor_id=user_id,
+                actor_email=verified.email,
+                target_type="user",
+                target_id=str(user_id),
+                details={"provider": verified.provider, "subject": verified.subject},
+            )
+    if user_id is None:  # the identity's user was deleted between those two statements
+        raise NotAuthorizedException("account is not active")
+    return user_id
