@@ -13,6 +13,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import random
 import socket
 import stat
 import subprocess
@@ -34,16 +35,22 @@ def _bin_dir() -> Path:
 
 
 def _free_port(preferred: int | None) -> int:
-    """The preferred port when it is free (a stable URL across restarts), else any free port."""
-    for candidate in (preferred, 0):
-        if candidate is None:
-            continue
+    """The preferred port when it is free (a stable URL across restarts), else a new one.
+
+    New ports come from below the kernel's ephemeral range, so a port left free while the
+    server is stopped is not handed to some other program's outgoing or port-0 socket.
+    """
+    candidates = [preferred] if preferred else []
+    candidates += random.sample(range(20000, 32000), 64)
+    for candidate in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As PostgreSQL does: connections it just closed may linger in TIME_WAIT.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
-            return int(probe.getsockname()[1])
+            return candidate
     raise RuntimeError("no free port on 127.0.0.1")
 
 
@@ -195,7 +202,9 @@ class EmbeddedPostgres:
                 check=False,
             )
         if result.returncode != 0:
-            tail = ""
-            if self.log_file.exists():
-                tail = self.log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"{Path(command[0]).name} failed ({result.returncode}):\n{tail}")
+            tails = [
+                path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                for path in (self.data_dir / "pg_ctl.out", self.log_file)
+                if path.exists()
+            ]
+            raise RuntimeError(f"{Path(command[0]).name} failed ({result.returncode}):\n" + "\n".join(tails))
