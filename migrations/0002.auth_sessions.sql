@@ -10,11 +10,13 @@ CREATE TABLE refresh_tokens (
     expires_at   timestamptz NOT NULL,          -- absolute end of the family
     revoked_at   timestamptz,
     replaced_by  uuid REFERENCES refresh_tokens (id) ON DELETE SET NULL,
+    access_jti   uuid,                          -- the access token issued with this one: logout finds the session
     user_agent   text,
     ip           text
 );
 CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_user_idx ON refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_access_jti_idx ON refresh_tokens (access_jti);
 
 -- Access tokens ended early (logout); rows can be dropped once expires_at passes.
 CREATE TABLE revoked_access_tokens (

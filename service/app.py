@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from service import __version__
+from service.accounts.routes import AuthController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
@@ -32,7 +33,7 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return [TaskController]
+    return [TaskController, AuthController]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:

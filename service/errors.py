@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -105,19 +106,58 @@ def problem_response(
     )
 
 
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+
+
+def _named_field(message: str) -> str | None:
+    match = _NAMED_FIELD.search(message)
+    return match.group(1) if match else None
+
+
 def _field_errors(extra: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     if isinstance(extra, list):
         for item in extra:
             if isinstance(item, dict):
+                field = str(item.get("key") or "body")
+                message = str(item.get("message", "invalid value"))
+                if field == "data":  # Litestar's name for the whole body: name the field the message names
+                    field = _named_field(message) or "body"
                 errors.append(
                     FieldError(
-                        field=str(item.get("key") or "body"),
-                        message=str(item.get("message", "invalid value")),
+                        field=field,
+                        message=message,
                         source=str(item["source"]) if item.get("source") else None,
                     )
                 )
     return errors
+
+
+def invalid_field(field: str, message: str) -> ValidationException:
+    """A 400 that names the offending body field, shaped like Litestar's own validation errors."""
+    return ValidationException(detail=message, extra=[{"key": field, "message": message, "source": "body"}])
+
+
+def invalid_body(exc: msgspec.DecodeError) -> ValidationException:
+    """The 400 for a body a handler decoded itself (a route that accepts several content types)."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return ValidationException(detail=f"JSON is malformed: {exc}")
+    message, _, location = str(exc).partition(" - at `$")
+    field = location.rstrip("`").lstrip(".") or _named_field(message) or "body"
+    return invalid_field(field, message)
+
+
+_JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
+
+
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """`before_request` hook for JSON routes: a body that does not say it is JSON is a 415, rather
+    than being parsed anyway (a cross-site form can send text/plain without a CORS preflight)."""
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if has_body and not _JSON_MEDIA_TYPE.match(request.content_type[0]):
+        raise UnsupportedMediaType(
+            f"send the body as application/json, not {request.content_type[0] or 'untyped'}"
+        )
 
 
 def _validation_detail(errors: list[FieldError], fallback: str) -> str:

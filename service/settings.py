@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     argon2_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 19456
     argon2_time_cost: PositiveInt = 2
     argon2_parallelism: PositiveInt = 1
+    # strict: 8-128 characters and not a common password. lenient (development default): 1-128,
+    # so seed 004's sample `test123` registers against a local server.
+    password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
 
@@ -72,6 +75,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def strict_passwords(self) -> bool:
+        if self.password_policy is None:
+            return self.environment != "development"
+        return self.password_policy == "strict"  # noqa: S105 - a policy name
 
 
 _LIST_FIELDS = {"cors_origins", "trusted_proxies"}
@@ -141,6 +150,8 @@ def _check_secrets(settings: Settings) -> Settings:
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
             raise SettingsError(f"invalid {name.upper()}: must be at least {MIN_SECRET_BYTES} bytes")
     if settings.is_production:
+        if settings.password_policy == "lenient":  # noqa: S105 - a policy name
+            raise SettingsError("invalid PASSWORD_POLICY: production allows only strict")
         if not settings.jwt_secret:
             raise SettingsError("missing JWT_SECRET: production needs a secret of >= 32 bytes")
         if not settings.database_url:

@@ -1,0 +1,221 @@
+"""Local accounts: registration, password login with lockout, and changes to the caller's own account."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import asyncpg
+from litestar.exceptions import NotAuthorizedException, ValidationException
+from msgspec import UNSET
+
+from service.accounts.models import RegisterRequest, Token, UpdateMeRequest, User
+from service.accounts.sessions import end_other_sessions, start_session
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql, row_to
+from service.errors import Conflict, TooManyRequests, invalid_field
+from service.security.auth import Caller
+from service.security.passwords import PasswordRejected, check_new_password, passwords_for
+from service.settings import Settings
+
+INSERT_USER = load_sql("accounts/insert_user")
+GET_USER = load_sql("accounts/get_user")
+GET_LOGIN_USER = load_sql("accounts/get_login_user")
+GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
+UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
+CHANGE_PASSWORD = load_sql("accounts/change_password")
+UPDATE_PROFILE = load_sql("accounts/update_profile")
+GET_LOCKOUT = load_sql("accounts/get_lockout")
+RECORD_LOGIN_FAILURE = load_sql("accounts/record_login_failure")
+CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
+
+WRONG_CREDENTIALS = "incorrect email or password"
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _checked_new_password(settings: Settings, password: str) -> str:
+    try:
+        check_new_password(settings, password)
+    except PasswordRejected as exc:
+        raise invalid_field("password", str(exc)) from None
+    return password
+
+
+async def register(
+    pool: asyncpg.Pool, settings: Settings, data: RegisterRequest, origin: RequestOrigin
+) -> User:
+    password_hash = await passwords_for(settings).hash(_checked_new_password(settings, data.password))
+    email = normalise_email(data.email)
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(INSERT_USER, email, password_hash, data.full_name)
+        if row is None:
+            raise Conflict("an account with this email already exists")
+        user = row_to(User, row)
+        await record_event(
+            connection,
+            "auth.register",
+            origin=origin,
+            actor_id=user.id,
+            actor_email=email,
+            target_type="user",
+            target_id=str(user.id),
+        )
+    return user
+
+
+async def _refuse_if_locked(connection: asyncpg.Connection | asyncpg.Pool, email: str) -> None:
+    retry_after = await connection.fetchval(GET_LOCKOUT, email)
+    if retry_after is not None:
+        minutes = math.ceil(retry_after / 60)
+        plural = "s" if minutes > 1 else ""
+        raise TooManyRequests(
+            f"too many failed logins for this email; try again in {minutes} minute{plural}",
+            retry_after=retry_after,
+        )
+
+
+async def _count_failure(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    email: str,
+    user_id: uuid.UUID | None,
+    reason: str,
+    origin: RequestOrigin,
+) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        counted = await connection.fetchrow(
+            RECORD_LOGIN_FAILURE, email, settings.login_max_failures, settings.login_lockout_minutes
+        )
+        details = {"reason": reason, "failures": counted["failures"]}
+        await record_event(
+            connection,
+            "auth.login_failed",
+            origin=origin,
+            actor_id=user_id,
+            actor_email=email,
+            details=details,
+        )
+        if counted["failures"] == settings.login_max_failures:
+            await record_event(
+                connection,
+                "auth.lockout",
+                origin=origin,
+                actor_id=user_id,
+                actor_email=email,
+                details={**details, "minutes": settings.login_lockout_minutes},
+            )
+
+
+async def log_in(
+    pool: asyncpg.Pool, settings: Settings, login_name: str, password: str, origin: RequestOrigin
+) -> Token:
+    """A new session for a correct email and password; 401 otherwise, 429 while the email is locked.
+
+    An unknown email costs one argon2 verification like a wrong password, and both answer the
+    same 401 and count towards the same lockout, so neither timing nor answer reveals accounts.
+    """
+    email = normalise_email(login_name)
+    passwords = passwords_for(settings)
+    await _refuse_if_locked(pool, email)
+    account = await pool.fetchrow(GET_LOGIN_USER, email)
+    stored_hash: str | None = account["password_hash"] if account else None
+    matches = await passwords.verify(stored_hash, password)
+    if account is None or stored_hash is None or not matches:
+        reason = "unknown_email" if account is None else "wrong_password"
+        await _count_failure(pool, settings, email, account["id"] if account else None, reason, origin)
+        raise NotAuthorizedException(WRONG_CREDENTIALS)
+    user_id: uuid.UUID = account["id"]
+    if not account["is_active"]:
+        details = {"reason": "inactive"}
+        await record_event(
+            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+        )
+        raise NotAuthorizedException("account is not active")
+    rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
+    async with pool.acquire() as connection, connection.transaction():
+        # A lock set by failures that raced this attempt wins over it.
+        await _refuse_if_locked(connection, email)
+        await connection.execute(CLEAR_LOGIN_FAILURES, email)
+        if rehashed is not None:
+            await connection.execute(UPDATE_PASSWORD_HASH, user_id, rehashed)
+        token = await start_session(connection, settings, user_id, origin)
+        await record_event(
+            connection,
+            "auth.login",
+            origin=origin,
+            actor_id=user_id,
+            actor_email=email,
+            target_type="user",
+            target_id=str(user_id),
+            details={"rehashed": rehashed is not None},
+        )
+    return token
+
+
+async def get_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> User:
+    row = await pool.fetchrow(GET_USER, user_id)
+    if row is None:  # deleted between authentication and this query
+        raise NotAuthorizedException("account is not active")
+    return row_to(User, row)
+
+
+async def update_me(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
+) -> User:
+    """Apply a profile change and, when asked, a password change, in one transaction."""
+    if changes.password is UNSET and changes.full_name is UNSET:
+        return await get_user(pool, caller.id)
+    new_password: tuple[str, str] | None = None
+    if changes.password is not UNSET:
+        new_password = await _verified_password_change(pool, settings, caller, changes, origin)
+    async with pool.acquire() as connection, connection.transaction():
+        if new_password is not None:
+            old_hash, new_hash = new_password
+            changed = await connection.execute(CHANGE_PASSWORD, caller.id, old_hash, new_hash, time.time())
+            if changed != "UPDATE 1":
+                raise Conflict("the password was changed meanwhile; log in again")
+            await end_other_sessions(connection, caller)
+            await record_event(
+                connection,
+                "auth.password_changed",
+                origin=origin,
+                actor_id=caller.id,
+                actor_email=caller.email,
+                target_type="user",
+                target_id=str(caller.id),
+            )
+        full_name_sent = changes.full_name is not UNSET
+        row = await connection.fetchrow(
+            UPDATE_PROFILE, caller.id, full_name_sent, changes.full_name if full_name_sent else None
+        )
+    if row is None:
+        raise NotAuthorizedException("account is not active")
+    return row_to(User, row)
+
+
+async def _verified_password_change(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
+) -> tuple[str, str]:
+    """(hash the current password matched, hash of the new password), after every check.
+
+    A wrong current password counts towards the same lockout as a failed login, so a stolen
+    access token cannot be used to guess the password either.
+    """
+    assert isinstance(changes.password, str)
+    new_password = _checked_new_password(settings, changes.password)
+    if not isinstance(changes.current_password, str):
+        raise invalid_field("current_password", "required to change the password")
+    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    if account is None or account["password_hash"] is None:
+        raise ValidationException(f"this account signs in through {caller.provider} and has no password here")
+    email = normalise_email(account["email"])
+    await _refuse_if_locked(pool, email)
+    passwords = passwords_for(settings)
+    if not await passwords.verify(account["password_hash"], changes.current_password):
+        await _count_failure(pool, settings, email, caller.id, "wrong_current_password", origin)
+        raise invalid_field("current_password", "the current password is incorrect")
+    return account["password_hash"], await passwords.hash(new_password)

@@ -1,0 +1,112 @@
+"""Request and response bodies of the auth routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from service.security.passwords import MAX_PASSWORD_LENGTH
+
+# The WHATWG HTML form rule for an email address, with at least one dot in the domain.
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+MAX_EMAIL_LENGTH = 320
+
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=MAX_EMAIL_LENGTH,
+        pattern=EMAIL_PATTERN,
+        description="An email address; compared and stored lowercased.",
+        examples=["ada@example.com"],
+    ),
+]
+LoginName = Annotated[
+    str,
+    Meta(min_length=1, max_length=MAX_EMAIL_LENGTH, description="The account's email address."),
+]
+NewPassword = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_PASSWORD_LENGTH,
+        description=(
+            "8 to 128 characters, any characters, no composition rules; "
+            "a password on the list of the 10,000 most common ones is refused."
+        ),
+    ),
+]
+CurrentPassword = Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+FullName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+OpaqueToken = Annotated[str, Meta(min_length=1, max_length=512)]
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: NewPassword
+    full_name: FullName | None = None
+
+
+class LoginJSON(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON login: `email` (or `username`, as in the form) and `password`."""
+
+    password: CurrentPassword
+    email: LoginName | None = None
+    username: LoginName | None = None
+
+
+class LoginForm(msgspec.Struct, forbid_unknown_fields=True):
+    """The OAuth2 password grant form (RFC 6749 section 4.3)."""
+
+    username: LoginName
+    password: CurrentPassword
+    grant_type: Literal["password"] | None = None
+    scope: Annotated[str, Meta(max_length=1000)] = ""
+    client_id: Annotated[str, Meta(max_length=200)] | None = None
+    client_secret: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: OpaqueToken
+
+
+class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Optional: the session's refresh token, so its family ends even if the access token was
+    issued elsewhere."""
+
+    refresh_token: OpaqueToken | None = None
+
+
+class UpdateMeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Change the caller's own profile. `null` clears `full_name`; a new `password` needs
+    `current_password` and ends every other session."""
+
+    full_name: FullName | UnsetType | None = UNSET
+    password: NewPassword | UnsetType = UNSET
+    current_password: CurrentPassword | UnsetType = UNSET
+
+
+class User(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    email: str | None
+    full_name: str | None
+    role: str
+    is_active: bool
+    provider: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Token(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: Annotated[int, Meta(description="Seconds until the access token expires.")]
+    refresh_token: str

@@ -1,0 +1,138 @@
+"""Sessions: a short-lived access token plus a family of rotating, single-use refresh tokens.
+
+A refresh token is 256 random bits, shown to the client once and stored only as its SHA-256.
+Each refresh spends the presented token and issues its successor in the same family; the
+family ends REFRESH_TOKEN_EXPIRE_DAYS after login however often it rotates. Presenting a
+spent token again means two parties hold it, so the whole family is revoked (RFC 9700 4.14.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+import asyncpg
+from litestar.exceptions import NotAuthorizedException
+
+from service.accounts.models import Token
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql
+from service.security.auth import Caller
+from service.security.tokens import issue_access_token
+from service.settings import Settings
+
+START_REFRESH_FAMILY = load_sql("accounts/start_refresh_family")
+SPEND_REFRESH_TOKEN = load_sql("accounts/spend_refresh_token")
+INSERT_REFRESH_SUCCESSOR = load_sql("accounts/insert_refresh_successor")
+MARK_REFRESH_TOKEN_REPLACED = load_sql("accounts/mark_refresh_token_replaced")
+FIND_REFRESH_TOKEN = load_sql("accounts/find_refresh_token")
+REVOKE_REFRESH_FAMILY = load_sql("accounts/revoke_refresh_family")
+REVOKE_SESSION = load_sql("accounts/revoke_session")
+REVOKE_OTHER_SESSIONS = load_sql("accounts/revoke_other_sessions")
+REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
+
+REFRESH_TOKEN_BYTES = 32
+
+
+def refresh_token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _new_refresh_token() -> tuple[str, bytes]:
+    token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    return token, refresh_token_digest(token)
+
+
+async def start_session(
+    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID, origin: RequestOrigin
+) -> Token:
+    """A new refresh family and its first pair; call inside the login's transaction."""
+    access = issue_access_token(settings, user_id)
+    refresh, digest = _new_refresh_token()
+    await connection.execute(
+        START_REFRESH_FAMILY,
+        digest,
+        user_id,
+        access.jti,
+        origin.user_agent,
+        origin.ip,
+        settings.refresh_token_expire_days,
+    )
+    return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+
+
+async def rotate_session(
+    pool: asyncpg.Pool, settings: Settings, presented: str, origin: RequestOrigin
+) -> Token:
+    """Spend `presented` and return the next pair of its family, or raise 401."""
+    digest = refresh_token_digest(presented)
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            spent = await connection.fetchrow(SPEND_REFRESH_TOKEN, digest)
+            if spent is not None:
+                access = issue_access_token(settings, spent["user_id"])
+                refresh, successor_digest = _new_refresh_token()
+                successor_id = await connection.fetchval(
+                    INSERT_REFRESH_SUCCESSOR,
+                    spent["id"],
+                    successor_digest,
+                    access.jti,
+                    origin.user_agent,
+                    origin.ip,
+                )
+                await connection.execute(MARK_REFRESH_TOKEN_REPLACED, spent["id"], successor_id)
+                return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+        reason = await _refusal(connection, digest, origin)
+    raise NotAuthorizedException(reason)
+
+
+async def _refusal(connection: asyncpg.Connection, digest: bytes, origin: RequestOrigin) -> str:
+    """Why the token could not be spent; a spent token presented again ends its family."""
+    found = await connection.fetchrow(FIND_REFRESH_TOKEN, digest)
+    if found is None:
+        return "invalid refresh token"
+    if found["rotated"]:
+        async with connection.transaction():
+            await connection.execute(REVOKE_REFRESH_FAMILY, found["family_id"])
+            await record_event(
+                connection,
+                "auth.refresh_reuse_detected",
+                origin=origin,
+                actor_id=found["user_id"],
+                target_type="session",
+                target_id=str(found["family_id"]),
+            )
+        return "refresh token was already used; the session has been ended, log in again"
+    if found["revoked"]:
+        return "refresh token has been revoked"
+    if found["expired"]:
+        return "refresh token expired; log in again"
+    return "account is not active"
+
+
+async def end_session(
+    pool: asyncpg.Pool, caller: Caller, refresh_token: str | None, origin: RequestOrigin
+) -> None:
+    """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end now."""
+    digest = refresh_token_digest(refresh_token) if refresh_token else None
+    async with pool.acquire() as connection, connection.transaction():
+        if caller.token_jti is not None:
+            await connection.execute(
+                REVOKE_ACCESS_TOKEN, caller.token_jti, caller.id, caller.token_expires_at
+            )
+        await connection.execute(REVOKE_SESSION, caller.id, caller.token_jti, digest)
+        await record_event(
+            connection,
+            "auth.logout",
+            origin=origin,
+            actor_id=caller.id,
+            actor_email=caller.email,
+            target_type="user",
+            target_id=str(caller.id),
+        )
+
+
+async def end_other_sessions(connection: asyncpg.Connection, caller: Caller) -> None:
+    """Revoke every refresh family of the caller except the one the caller's access token came from."""
+    await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)

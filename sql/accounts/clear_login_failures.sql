@@ -1,0 +1,3 @@
+-- A successful login ends the run of failures.
+DELETE FROM login_failures
+WHERE email = $1
