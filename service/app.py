@@ -22,6 +22,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
+from service.scans.routes import scan_handlers
 from service.settings import Settings, load_settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -30,7 +31,7 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return []
+    return [*scan_handlers(settings)]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
