@@ -24,6 +24,7 @@ from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
+from service.scans.routes import scan_handlers
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
 
@@ -33,7 +34,7 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return [TaskController, AuthController]
+    return [AuthController, TaskController, *scan_handlers(settings)]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:

@@ -115,6 +115,13 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_ai(args: argparse.Namespace) -> int:
+    from service.integrations.ai_service import demo
+
+    demo.serve(args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     db_url = commands.add_parser("db-url", help="print the database URL in use")
     db_url.set_defaults(handler=cmd_db_url)
+
+    demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
+    demo_ai.add_argument("--host", default="127.0.0.1")
+    demo_ai.add_argument("--port", type=int, default=8082)
+    demo_ai.set_defaults(handler=cmd_demo_ai)
     return parser
 
 

@@ -145,6 +145,8 @@ def _name_the_variable(message: str) -> str:
 def _check_secrets(settings: Settings) -> Settings:
     if settings.database_pool_min > settings.database_pool_max:
         raise SettingsError("invalid DATABASE_POOL_MIN: larger than DATABASE_POOL_MAX")
+    if not settings.ai_service_url.startswith(("http://", "https://")):
+        raise SettingsError("invalid AI_SERVICE_URL: must start with http:// or https://")
     for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
         value = getattr(settings, name)
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:

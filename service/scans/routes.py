@@ -1,0 +1,162 @@
+"""POST /api/scan and the caller's saved scans under /api/scans."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Router, delete, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.params import Body, FromPath, QueryParameter
+
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql
+from service.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
+from service.integrations.ai_service import ai_service
+from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
+from service.scans.models import Scan, ScanForm, ScanPage
+from service.scans.submission import read_submission
+from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, requires_user
+from service.settings import Settings
+
+INSERT_SCAN = load_sql("scans/insert_scan")
+GET_SCAN = load_sql("scans/get_scan")
+LIST_SCANS_NEWEST = load_sql("scans/list_scans_newest")
+LIST_SCANS_AFTER = load_sql("scans/list_scans_after")
+DELETE_SCAN = load_sql("scans/delete_scan")
+
+# Room for the multipart boundaries, part headers and the text and force_llm fields.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+async def _read_multipart_form(request: Request[Any, Any, Any]) -> None:
+    media_type, _ = request.content_type
+    if media_type != RequestEncodingType.MULTI_PART:
+        raise UnsupportedMediaType(detail="send the scan as multipart/form-data with `file` and/or `text`")
+    # Parsed here, where a text part in an unknown charset or invalid UTF-8 can still become a
+    # 400: Litestar's own parsing lets those decoding errors escape as 500s. The parsed form is
+    # kept on the request, so `data` is built from it without reading the body again.
+    try:
+        await request.form()
+    except RequestEntityTooLarge:
+        settings: Settings = request.app.state.settings
+        raise PayloadTooLarge(
+            detail=f"the upload is too large: files and text may be at most {settings.max_upload_bytes} bytes"
+        ) from None
+    except (UnicodeDecodeError, LookupError):
+        message = "form fields must be UTF-8 text"
+        raise ValidationException(
+            message, extra=[{"key": "body", "message": message, "source": "body"}]
+        ) from None
+
+
+class ScanController(Controller):
+    tags = ["scans"]
+    guards = [requires_user]
+    dependencies = CALLER_DEPENDENCY
+    security = BEARER_SECURITY
+
+    @post(
+        "/scan",
+        status_code=201,
+        before_request=_read_multipart_form,
+        responses=problem_responses(400, 401, 413, 415, 502, 503),
+    )
+    async def create_scan(
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        data: Annotated[ScanForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Scan:
+        """Send a file and/or text to the AI service, save what it found and return it.
+
+        The AI service's refusals keep their 4xx status and message; its failures are 502;
+        when it is unreachable or slower than AI_SERVICE_TIMEOUT_SECONDS the answer is 503
+        with Retry-After. A failed scan saves nothing.
+        """
+        state = request.app.state
+        settings: Settings = state.settings
+        submission = await read_submission(data, settings.max_upload_bytes)
+        result = await ai_service.request_scan(state.http, settings, submission)
+        filename = submission.document.filename if submission.document else None
+        row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
+        return _scan(row)
+
+    @get("/scans", responses=problem_responses(400, 401))
+    async def list_scans(
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="Page size")] = 20,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=MAX_CURSOR_CHARS, description="The previous page's `next_cursor`"),
+        ] = None,
+    ) -> ScanPage:
+        """The caller's scans, newest first."""
+        pool = request.app.state.pool
+        if cursor is None:
+            records = await pool.fetch(LIST_SCANS_NEWEST, caller.id, limit + 1)
+        else:
+            created_at, scan_id = decode_cursor(cursor)
+            records = await pool.fetch(LIST_SCANS_AFTER, caller.id, created_at, scan_id, limit + 1)
+        items = [_scan(record) for record in records[:limit]]
+        has_more = len(records) > limit
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
+        return ScanPage(items=items, next_cursor=next_cursor)
+
+    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404))
+    async def get_scan(
+        self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
+    ) -> Scan:
+        """One of the caller's scans; another user's scan is 404."""
+        row = await request.app.state.pool.fetchrow(GET_SCAN, scan_id, caller.id)
+        if row is None:
+            raise _scan_not_found(scan_id)
+        return _scan(row)
+
+    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404))
+    async def delete_scan(
+        self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
+    ) -> None:
+        """Delete one of the caller's scans; another user's scan is 404."""
+        async with request.app.state.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(DELETE_SCAN, scan_id, caller.id)
+            if row is None:
+                raise _scan_not_found(scan_id)
+            await record_event(
+                connection,
+                "scan.deleted",
+                origin=RequestOrigin.of(request),
+                actor_id=caller.id,
+                actor_email=caller.email,
+                target_type="scan",
+                target_id=str(scan_id),
+                details={"filename": row["filename"]},
+            )
+
+
+def _scan(record: asyncpg.Record) -> Scan:
+    # Converted, not just constructed, so `data` leaves as Risk objects in the contract's key order
+    # rather than in the order jsonb happens to store keys.
+    return msgspec.convert(dict(record), Scan)
+
+
+def _scan_not_found(scan_id: uuid.UUID) -> NotFoundException:
+    return NotFoundException(f"scan {scan_id} not found")
+
+
+def scan_handlers(settings: Settings) -> list[Router]:
+    """The scan routes, with a body limit that fits the largest accepted upload."""
+    return [
+        Router(
+            path="/",
+            route_handlers=[ScanController],
+            request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        )
+    ]
