@@ -23,6 +23,7 @@ from service.settings import load_settings
 
 GET_CALLER = load_sql("accounts/get_caller")
 LIST_TASKS = load_sql("tasks/list_tasks")
+COUNT_TASKS = load_sql("tasks/count_tasks")
 
 _encoder = msgspec.json.Encoder()
 _state: dict[str, Any] = {}
@@ -77,4 +78,5 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await _respond(send, 401, b'{"detail":"revoked"}')
             return
         rows = await connection.fetch(LIST_TASKS, user_id, None, 50, 0)
-    await _respond(send, 200, _encoder.encode([Task(**row) for row in rows]))
+        await connection.fetchval(COUNT_TASKS, user_id, None)
+    await _respond(send, 200, _encoder.encode([Task.of(row, claims["sub"]) for row in rows]))

@@ -219,9 +219,7 @@ async def seed(base: str) -> Seeded:
             async with semaphore:
                 response = await http.post(
                     "/api/scan",
-                    data={
-                        "text": f"Scan {number}: tight budget, an aggressive deadline and a vendor dependency."
-                    },
+                    files={"text": (None, f"Scan {number}: tight budget and an aggressive deadline.")},
                     headers=scan_auth,
                 )
                 response.raise_for_status()
@@ -485,7 +483,8 @@ def main() -> int:
             started(
                 [sys.executable, "-m", "service.cli", "demo-ai", "--port", str(ai_port)],
                 env,
-                f"http://127.0.0.1:{ai_port}/health",
+                f"http://127.0.0.1:{ai_port}/scan",
+                any_status=True,
             )
         )
         for workers in (int(w) for w in args.workers.split(",")):
