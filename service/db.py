@@ -63,6 +63,15 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+async def _no_session_reset(connection: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release `RESET ALL; UNLISTEN *; ...` round trip.
+
+    The service keeps no session state (no SET, LISTEN, temp tables or session advisory locks;
+    all are also unusable behind a transaction pooler), and asyncpg still rolls back a
+    transaction left open. Measured: about 9 % of CPU on the task list under load.
+    """
+
+
 async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
     """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction."""
     transaction_pooler = settings.database_pooler == "transaction"
@@ -71,6 +80,7 @@ async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         init=_init_connection,
+        reset=_no_session_reset,
         statement_cache_size=0 if transaction_pooler else 256,
         max_inactive_connection_lifetime=300,
         command_timeout=30,
