@@ -15,8 +15,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from service import __version__
+from service import __version__, metrics
 from service.accounts.routes import AuthController
+from service.audit.routes import AuditEventsController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
@@ -25,8 +26,11 @@ from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
 from service.scans.routes import scan_handlers
+from service.security.client_ip import ClientAddressResolver
+from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
+from service.users.routes import UsersController
 
 STATIC_DIR = Path(__file__).parent / "static"
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -34,7 +38,7 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return [AuthController, TaskController, *scan_handlers(settings)]
+    return [AuthController, UsersController, TaskController, *scan_handlers(settings), AuditEventsController]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -69,9 +73,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
+        metrics.worker_started(app.state)
         try:
             yield
         finally:
+            metrics.worker_stopped()
             await http.aclose()
             await pool.close()
             if embedded is not None:
@@ -92,15 +98,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     handlers = api_handlers(settings)
+    rate_limiting = RateLimiting(settings)
     app = Litestar(
         route_handlers=[
             HealthController,
             DocsController,
+            *([metrics.MetricsController] if settings.metrics_enabled else []),
             Router(path="/api", route_handlers=handlers),
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings)],
+        lifespan=[_lifespan(settings), rate_limiting.lifespan],
+        middleware=rate_limiting.middleware,
+        stores=rate_limiting.stores,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),
@@ -114,6 +124,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "Location",
                 "Link",
                 "X-Total-Count",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
             ],
             max_age=600,
         ),
@@ -122,6 +136,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, production=settings.is_production)
+    # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
+    # counted in the metrics with their final status.
+    handler = metrics.MetricsMiddleware(app.asgi_handler) if settings.metrics_enabled else app.asgi_handler
+    app.asgi_handler = RequestContextMiddleware(
+        handler,
+        production=settings.is_production,
+        client_addresses=ClientAddressResolver(settings.trusted_proxies),
+    )
     return app

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -29,8 +33,6 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service import migrations
     from service.db import resolve_database_url
     from service.logs import configure_logging
@@ -48,24 +50,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["DATABASE_URL"] = url
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
         signal.signal(signal.SIGTERM, _exit_cleanly)
-        uvicorn.run(
-            "service.app:create_served_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=30,
-        )
+        with _metrics_shared_by_workers(settings, args.workers):
+            _run_uvicorn(args)
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[None]:
+    """With several workers, point prometheus_client at a fresh directory before they start.
+
+    Each worker then writes its samples there, and whichever worker answers /metrics reports
+    them all. An operator's own PROMETHEUS_MULTIPROC_DIR is used as it is.
+    """
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = Path(settings.data_dir) / "prometheus" / f"serve-{os.getpid()}"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "service.app:create_served_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -87,6 +117,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from service import migrations
+    from service.db import resolve_database_url
+    from service.users.create_admin import AdminSetupError, create_or_promote, read_password
+
+    settings = _settings()
+    url, embedded = resolve_database_url(settings)
+    try:
+        if not settings.is_production:
+            migrations.apply_pending(url)
+        outcome = asyncio.run(
+            create_or_promote(
+                settings,
+                url,
+                args.email,
+                lambda: read_password(os.environ),
+                reset_password=args.reset_password,
+            )
+        )
+    except AdminSetupError as exc:
+        print(f"create-admin: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    print(outcome)
     return 0
 
 
@@ -144,6 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--list", action="store_true", help="list migrations and whether each is applied")
     migrate.add_argument("--rollback", type=int, metavar="N", help="roll back the N latest migrations")
     migrate.set_defaults(handler=cmd_migrate)
+
+    create_admin = commands.add_parser(
+        "create-admin",
+        help="create a local administrator, or promote the local account with this email",
+        description=(
+            "Creates a local administrator, or promotes (and reactivates) the existing local account "
+            "with this email. The password comes from SERVICE_ADMIN_PASSWORD, or is asked for twice "
+            "without echo; an existing account keeps its password unless --reset-password is given."
+        ),
+    )
+    create_admin.add_argument("email")
+    create_admin.add_argument(
+        "--reset-password",
+        action="store_true",
+        help="also give an existing account a new password, ending all of its sessions",
+    )
+    create_admin.set_defaults(handler=cmd_create_admin)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -67,8 +67,8 @@ class UnsupportedMediaType(HTTPException):
 class TooManyRequests(HTTPException):
     status_code = 429
 
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail=detail, headers={"Retry-After": str(max(1, retry_after))})
+    def __init__(self, detail: str, retry_after: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail=detail, headers={**(headers or {}), "Retry-After": str(max(1, retry_after))})
 
 
 _encoder = msgspec.json.Encoder()

@@ -1,4 +1,4 @@
-"""The outermost ASGI layer: request id, security headers and the access log for every response.
+"""The outermost ASGI layer: request id, client address, security headers and the access log.
 
 It wraps Litestar's whole handler (router, CORS and exception handling), so unknown routes,
 405s and CORS preflights get the same headers and log line as routed requests.
@@ -12,6 +12,8 @@ import time
 import uuid
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.security.client_ip import ClientAddressResolver
 
 access_log = logging.getLogger("service.access")
 
@@ -42,9 +44,10 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, production: bool) -> None:
+    def __init__(self, app: ASGIApp, *, production: bool, client_addresses: ClientAddressResolver) -> None:
         self.app = app
         self.production = production
+        self.client_addresses = client_addresses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +56,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        # The one place the client address is decided: rate limits, audit rows and logs all read it.
+        client_ip = self.client_addresses.resolve(scope)
+        scope["client_ip"] = client_ip  # type: ignore[typeddict-unknown-key]
         path: str = scope["path"]
         extra_headers = self._headers_for(path, request_id)
         status = 500
@@ -75,7 +81,7 @@ class RequestContextMiddleware:
                     "path": path,
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": client[0] if (client := scope.get("client")) else None,
+                    "client": client_ip,
                 },
             )
 

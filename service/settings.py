@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -48,12 +49,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     supabase_url: str | None = None
     supabase_jwt_secret: str | None = None
     redis_url: str | None = None
+    # Keys in a shared Redis start with this, so several deployments can use one server.
+    redis_key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "service"
     rate_limit_per_minute: PositiveInt = 600
     auth_rate_limit_per_minute: PositiveInt = 20
     login_max_failures: PositiveInt = 5
     login_lockout_minutes: PositiveInt = 15
     trusted_proxies: tuple[str, ...] = ()
     metrics_enabled: bool = True
+    metrics_token: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     argon2_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 19456
@@ -130,6 +134,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         settings = msgspec.convert(_raw_values(merged), Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_name_the_variable(str(exc))) from None
+    _check_trusted_proxies(settings)
     return _check_secrets(settings)
 
 
@@ -140,6 +145,14 @@ def _name_the_variable(message: str) -> str:
         name = location.split("`")[0].split("[")[0].upper()
         return f"invalid {name}: {text}"
     return f"invalid settings: {text}"
+
+
+def _check_trusted_proxies(settings: Settings) -> None:
+    for entry in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"invalid TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
 
 
 def _check_secrets(settings: Settings) -> Settings:

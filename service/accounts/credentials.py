@@ -10,7 +10,7 @@ import asyncpg
 from litestar.exceptions import NotAuthorizedException, ValidationException
 from msgspec import UNSET
 
-from service.accounts.models import RegisterRequest, Token, UpdateMeRequest, User
+from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, start_session
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql, row_to
@@ -18,6 +18,7 @@ from service.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.settings import Settings
+from service.users.models import User
 
 INSERT_USER = load_sql("accounts/insert_user")
 GET_USER = load_sql("accounts/get_user")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -92,17 +90,6 @@ class UpdateMeRequest(msgspec.Struct, forbid_unknown_fields=True):
     full_name: FullName | UnsetType | None = UNSET
     password: NewPassword | UnsetType = UNSET
     current_password: CurrentPassword | UnsetType = UNSET
-
-
-class User(msgspec.Struct, kw_only=True):
-    id: uuid.UUID
-    email: str | None
-    full_name: str | None
-    role: str
-    is_active: bool
-    provider: str
-    created_at: datetime
-    updated_at: datetime
 
 
 class Token(msgspec.Struct, kw_only=True):

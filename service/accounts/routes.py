@@ -10,6 +10,7 @@ from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
@@ -22,17 +23,19 @@ from service.accounts.models import (
     RegisterRequest,
     Token,
     UpdateMeRequest,
-    User,
 )
 from service.audit.events import RequestOrigin
 from service.errors import (
+    TooManyRequests,
     UnsupportedMediaType,
     invalid_body,
     invalid_field,
     problem_responses,
     require_json_body,
 )
+from service.metrics import record_login
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.users.models import User
 
 _FORM_TYPES = {RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value}
 _JSON_TYPE = RequestEncodingType.JSON.value
@@ -115,9 +118,18 @@ class AuthController(Controller):
         """An access token and a refresh token. After LOGIN_MAX_FAILURES consecutive failures the
         email is locked for LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists."""
         login_name, password = await _login_credentials(request)
-        return await credentials.log_in(
-            state.pool, state.settings, login_name, password, RequestOrigin.of(request)
-        )
+        try:
+            token = await credentials.log_in(
+                state.pool, state.settings, login_name, password, RequestOrigin.of(request)
+            )
+        except TooManyRequests:
+            record_login("locked_out")
+            raise
+        except NotAuthorizedException:
+            record_login("failure")
+            raise
+        record_login("success")
+        return token
 
     @post(
         "/refresh",

@@ -21,7 +21,8 @@ from service.integrations.ai_service import ai_service
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, requires_user
+from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.guards import requires_user
 from service.settings import Settings
 
 INSERT_SCAN = load_sql("scans/insert_scan")

@@ -13,8 +13,7 @@ import jwt
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin
 from service.db import load_sql
@@ -116,13 +115,3 @@ async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
 
 
 CALLER_DEPENDENCY = {"caller": Provide(provide_caller)}
-
-
-async def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    await authenticate(connection)
-
-
-async def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    caller = await authenticate(connection)
-    if not caller.is_admin:
-        raise PermissionDeniedException("administrators only")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ import msgspec
 from litestar.exceptions import HTTPException
 
 from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
+from service.metrics import AiCallOutcome, record_ai_call
 from service.settings import Settings
 
 log = logging.getLogger("service.ai_service")
@@ -78,6 +80,11 @@ async def request_scan(http: httpx.AsyncClient, settings: Settings, request: Sca
     """Ask the AI service for the risks in `request`; raise the HTTP answer our caller should get."""
     url = settings.ai_service_url.rstrip("/") + "/scan"
     timeout = settings.ai_service_timeout_seconds
+    started = time.perf_counter()
+
+    def outcome(name: AiCallOutcome) -> None:
+        record_ai_call(name, time.perf_counter() - started)
+
     try:
         # httpx's timeout bounds each phase; the outer one bounds the whole exchange, so an
         # answer trickled byte by byte cannot hold the request open.
@@ -92,21 +99,28 @@ async def request_scan(http: httpx.AsyncClient, settings: Settings, request: Sca
             ) as response:
                 body = await _read_capped(response)
     except (httpx.TimeoutException, TimeoutError):
+        outcome("timeout")
         log.warning("AI service timed out after %ss", timeout)
         raise ServiceUnavailable(f"the AI service did not answer within {timeout:g} seconds") from None
     except httpx.ConnectError as exc:
+        outcome("unavailable")
         log.warning("AI service unreachable: %s", exc)
         raise ServiceUnavailable("the AI service is unreachable") from None
     except httpx.HTTPError as exc:
+        outcome("bad_response")
         log.warning("AI service exchange failed: %s: %s", type(exc).__name__, exc)
         raise BadGateway(detail="the AI service broke off its answer") from None
     if not 200 <= response.status_code < 300:
+        outcome("bad_response")
         raise _answer_for_failure(response, body)
     try:
-        return _result_decoder.decode(body)
+        result = _result_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        outcome("bad_response")
         log.warning("AI service answered outside the contract: %s", exc)
         raise BadGateway(detail=f"the AI service answered outside its contract: {exc}") from None
+    outcome("success")
+    return result
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

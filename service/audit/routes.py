@@ -1,0 +1,68 @@
+"""/api/audit-events: the security and admin events, for administrators."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.params import QueryParameter
+
+from service.audit.models import AuditEvent, AuditEventPage
+from service.db import load_sql, rows_to
+from service.errors import problem_responses
+from service.security.auth import BEARER_SECURITY
+from service.security.guards import requires_admin
+
+LIST_EVENTS = load_sql("audit/list_events")
+COUNT_EVENTS = load_sql("audit/count_events")
+
+Action = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=100,
+        pattern=r"^[a-z_]+\.[a-z_]+$",
+        description="Exact action, e.g. `auth.login_failed` or `user.deleted`.",
+    ),
+]
+INSTANT_HELP = "ISO 8601 instant (encode `+` as %2B); without an offset it is taken as UTC."
+
+
+def _utc(instant: datetime | None) -> datetime | None:
+    if instant is None or instant.tzinfo is not None:
+        return instant
+    return instant.replace(tzinfo=UTC)
+
+
+class AuditEventsController(Controller):
+    path = "/audit-events"
+    tags = ["audit"]
+    guards = [requires_admin]
+    security = BEARER_SECURITY
+
+    @get("/", summary="List audit events (admin)", responses=problem_responses(400, 401, 403, 429, 503))
+    async def list_events(
+        self,
+        state: State,
+        action: Action = None,
+        actor_id: Annotated[uuid.UUID | None, QueryParameter()] = None,
+        since: Annotated[datetime | None, QueryParameter(description=INSTANT_HELP)] = None,
+        until: Annotated[datetime | None, QueryParameter(description=INSTANT_HELP)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+    ) -> AuditEventPage:
+        """Newest first. `since` is inclusive and `until` exclusive."""
+        since, until = _utc(since), _utc(until)
+        if since is not None and until is not None and since > until:
+            raise ValidationException("since must not be later than until")
+        filters = (action, actor_id, since, until)
+        async with (
+            state.pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await connection.fetch(LIST_EVENTS, *filters, limit, offset)
+            total = await connection.fetchval(COUNT_EVENTS, *filters)
+        return AuditEventPage(items=rows_to(AuditEvent, rows), total=total, limit=limit, offset=offset)

@@ -1,0 +1,118 @@
+"""/api/users: the admin list, and read, update and delete for the user themself or an admin."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, HttpMethod, Request, delete, get, route
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from service.audit.events import RequestOrigin
+from service.db import load_sql, row_to, rows_to
+from service.errors import problem_responses
+from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.guards import requires_admin, requires_self_or_admin
+from service.users import service
+from service.users.models import Role, User, UserPage, UserUpdate
+
+LIST_USERS = load_sql("users/list_users")
+COUNT_USERS = load_sql("users/count_users")
+GET_USER = load_sql("users/get_user")
+
+SearchText = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=320,
+        pattern=r"^[^\x00]*$",
+        description="Case-insensitive substring of the email; % and _ match themselves.",
+    ),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size (1-100).")]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="Users to skip.")]
+
+
+class UsersController(Controller):
+    path = "/users"
+    tags = ["users"]
+    dependencies = CALLER_DEPENDENCY
+    security = BEARER_SECURITY
+
+    @get(
+        "/",
+        guards=[requires_admin],
+        summary="List users (admin)",
+        responses=problem_responses(400, 401, 403, 429, 503),
+    )
+    async def list_users(
+        self,
+        state: State,
+        q: SearchText = None,
+        role: Annotated[Role | None, QueryParameter()] = None,
+        is_active: Annotated[bool | None, QueryParameter()] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> UserPage:
+        """Newest first, with the total number of matching users for paging."""
+        async with (
+            state.pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await connection.fetch(LIST_USERS, q, role, is_active, limit, offset)
+            total = await connection.fetchval(COUNT_USERS, q, role, is_active)
+        return UserPage(items=rows_to(User, rows), total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{user_id:uuid}",
+        guards=[requires_self_or_admin],
+        summary="Get a user (self or admin)",
+        responses=problem_responses(401, 403, 404, 429, 503),
+    )
+    async def get_user(self, state: State, user_id: FromPath[uuid.UUID]) -> User:
+        row = await state.pool.fetchrow(GET_USER, user_id)
+        if row is None:
+            raise NotFoundException(f"no user {user_id}")
+        return row_to(User, row)
+
+    @route(
+        "/{user_id:uuid}",
+        http_method=[HttpMethod.PATCH, HttpMethod.PUT],
+        guards=[requires_self_or_admin],
+        summary="Update a user (self or admin)",
+        responses=problem_responses(400, 401, 403, 404, 409, 429, 503),
+    )
+    async def update_user(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[UserUpdate],
+    ) -> User:
+        """A partial update; PUT (seed 003) means the same as PATCH.
+
+        Anyone may change their own `full_name`; only an administrator may change `role` and
+        `is_active` (403 for anyone else). Demoting or deactivating a user ends their sessions
+        at once. The last active administrator cannot be demoted or deactivated (409).
+        """
+        return await service.update_user(state.pool, caller, user_id, data, RequestOrigin.of(request))
+
+    @delete(
+        "/{user_id:uuid}",
+        guards=[requires_self_or_admin],
+        summary="Delete a user (self or admin)",
+        responses=problem_responses(401, 403, 404, 409, 429, 503),
+    )
+    async def delete_user(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        user_id: FromPath[uuid.UUID],
+    ) -> None:
+        """Deletes the account with its sessions and data; their tokens stop working at once.
+        The last active administrator cannot be deleted (409)."""
+        await service.delete_user(state.pool, caller, user_id, RequestOrigin.of(request))

@@ -1,0 +1,111 @@
+"""Changing and deleting users: who may set what, the last-admin rule, audit rows, token revocation.
+
+Every change runs in one transaction with its audit rows: both commit, or neither does.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from msgspec import UNSET
+
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql, row_to
+from service.errors import Conflict
+from service.security.auth import Caller
+from service.users.models import User, UserUpdate
+
+LOCK_USER = load_sql("users/lock_user")
+LOCK_ADMIN_SET = load_sql("users/lock_admin_set")
+COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
+UPDATE_USER = load_sql("users/update_user")
+REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
+DELETE_USER = load_sql("users/delete_user")
+
+
+async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID) -> User:
+    row = await connection.fetchrow(LOCK_USER, user_id)
+    if row is None:
+        raise NotFoundException(f"no user {user_id}")
+    return row_to(User, row)
+
+
+async def _keep_an_admin(connection: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """Refuse to take away the last active administrator: nobody could manage users afterwards."""
+    if await connection.fetchval(COUNT_OTHER_ACTIVE_ADMINS, user_id) == 0:
+        raise Conflict("this is the last active administrator; make another user an admin first")
+
+
+async def update_user(
+    pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, changes: UserUpdate, origin: RequestOrigin
+) -> User:
+    if changes.admin_fields and not caller.is_admin:
+        raise PermissionDeniedException(
+            f"only an administrator may change {' or '.join(changes.admin_fields)}"
+        )
+    async with pool.acquire() as connection, connection.transaction():
+        if changes.admin_fields:
+            await connection.execute(LOCK_ADMIN_SET)
+        current = await _locked_user(connection, user_id)
+        full_name = current.full_name if changes.full_name is UNSET else changes.full_name
+        role = current.role if changes.role is UNSET else changes.role
+        is_active = current.is_active if changes.is_active is UNSET else changes.is_active
+        if (full_name, role, is_active) == (current.full_name, current.role, current.is_active):
+            return current
+        demoted = current.role == "admin" and role != "admin"
+        deactivated = current.is_active and not is_active
+        if current.role == "admin" and current.is_active and (demoted or deactivated):
+            await _keep_an_admin(connection, user_id)
+        end_sessions = demoted or deactivated
+        row = await connection.fetchrow(UPDATE_USER, user_id, full_name, role, is_active, end_sessions)
+        updated = row_to(User, row)
+        if end_sessions:
+            await connection.execute(REVOKE_REFRESH_TOKENS, user_id)
+        await _record_update(connection, caller, origin, current, updated)
+        return updated
+
+
+async def _record_update(
+    connection: asyncpg.Connection, caller: Caller, origin: RequestOrigin, before: User, after: User
+) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    if before.full_name != after.full_name:
+        events.append(("user.updated", {"fields": ["full_name"]}))
+    if before.role != after.role:
+        events.append(("user.role_changed", {"from": before.role, "to": after.role}))
+    if before.is_active != after.is_active:
+        events.append(("user.reactivated" if after.is_active else "user.deactivated", {}))
+    for action, details in events:
+        await record_event(
+            connection,
+            action,
+            origin=origin,
+            actor_id=caller.id,
+            actor_email=caller.email,
+            target_type="user",
+            target_id=str(after.id),
+            details={"email": after.email, **details},
+        )
+
+
+async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, origin: RequestOrigin) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(LOCK_ADMIN_SET)
+        current = await _locked_user(connection, user_id)
+        if current.role == "admin" and current.is_active:
+            await _keep_an_admin(connection, user_id)
+        # Written before the delete: the actor may be the deleted user, and the row's actor_id
+        # must point at an existing user when inserted (the delete then sets it to NULL).
+        await record_event(
+            connection,
+            "user.deleted",
+            origin=origin,
+            actor_id=caller.id,
+            actor_email=caller.email,
+            target_type="user",
+            target_id=str(user_id),
+            details={"email": current.email, "role": current.role, "provider": current.provider},
+        )
+        await connection.execute(DELETE_USER, user_id)

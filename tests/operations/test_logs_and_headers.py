@@ -1,0 +1,106 @@
+"""What leaves the process besides the answer: log lines without secrets, security headers everywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+
+from service.app import create_app
+from tests.conftest import bearer, make_settings, make_user, running
+from tests.operations.conftest import AppClient
+from tests.operations.test_rate_limits import with_sign_in_routes
+
+
+async def test_logs_never_carry_tokens_passwords_or_authorization(
+    app_client: AppClient,
+    db: asyncpg.Connection,
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    user = await make_user(db)
+    token_header = bearer(make_settings(database_url, tmp_path), user)
+    token = token_header["Authorization"].removeprefix("Bearer ")
+    secrets = {
+        "token": token,
+        "signature": token.rsplit(".", 1)[1],
+        "body password": "body-password-1f7e",
+        "query password": "query-password-9c2a",
+        "query token": "query-token-77b1",
+        "forged bearer": "forged-bearer-4d0c",
+        "refresh token": "refresh-token-e3a9",
+        "cookie": "cookie-secret-5b12",
+    }
+    async with app_client(
+        prepare=with_sign_in_routes, LOG_LEVEL="DEBUG", TRUSTED_PROXIES="127.0.0.1"
+    ) as client:
+        await client.post(
+            f"/api/auth/login?password={secrets['query password']}",
+            data={"username": "ada@example.com", "password": secrets["body password"]},
+            headers={
+                "Authorization": f"Bearer {secrets['forged bearer']}",
+                "X-Forwarded-For": "198.51.100.4",
+            },
+        )
+        await client.post("/api/auth/refresh", json={"refresh_token": secrets["refresh token"]})
+        await client.get(f"/api/users/{user}?access_token={secrets['query token']}", headers=token_header)
+        await client.patch(
+            f"/api/users/{user}", json={"password": secrets["body password"]}, headers=token_header
+        )
+        await client.get("/api/users", headers={"Authorization": f"Bearer {secrets['forged bearer']}"})
+        await client.get("/api/users", headers={**token_header, "Cookie": f"session={secrets['cookie']}"})
+    output = capsys.readouterr().err
+    access = [
+        entry
+        for entry in (json.loads(line) for line in output.splitlines() if line.startswith("{"))
+        if entry["logger"] == "service.access"
+    ]
+    assert len(access) == 6, "every request was logged, so the check below saw them"
+    assert access[0]["path"] == "/api/auth/login"
+    assert access[0]["client"] == "198.51.100.4"
+    assert [entry["status"] for entry in access] == [401, 401, 200, 400, 401, 403]
+    for name, secret in secrets.items():
+        assert secret not in output, f"the {name} reached the logs"
+    assert "authorization" not in output.lower()
+
+
+def concrete_paths(app: Litestar) -> list[tuple[str, str]]:
+    """Every route and method the app serves, with a made-up value for each path parameter."""
+    pairs = []
+    for route in app.routes:
+        path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
+        for method in sorted(getattr(route, "methods", {"GET"})):
+            pairs.append((method, path))
+    return pairs
+
+
+@pytest.mark.parametrize("environment", ["test", "production"])
+async def test_security_headers_on_every_route_and_hsts_only_in_production(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection, environment: str
+) -> None:
+    app = create_app(make_settings(database_url, tmp_path, ENVIRONMENT=environment))
+    async with running(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            pairs = concrete_paths(app)
+            assert len(pairs) > 10
+            for method, path in pairs:
+                response = await client.request(method, path)
+                headers = response.headers
+                where = f"{method} {path} -> {response.status_code}"
+                assert headers["x-content-type-options"] == "nosniff", where
+                assert headers["x-frame-options"] == "DENY", where
+                assert headers["referrer-policy"] == "no-referrer", where
+                assert "frame-ancestors 'none'" in headers["content-security-policy"], where
+                assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"]), where
+                if environment == "production":
+                    assert headers["strict-transport-security"].startswith("max-age="), where
+                else:
+                    assert "strict-transport-security" not in headers, where
