@@ -12,7 +12,6 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import metrics
 from tests.conftest import bearer, make_settings, make_user
 from tests.foundation.test_serve import serve
 from tests.operations.conftest import AppClient
@@ -84,28 +83,30 @@ async def test_pool_gauges_and_the_domain_series_are_there_from_the_start(
         assert ("login_attempts_total", frozenset({("outcome", outcome)})) in samples
 
 
-async def test_domain_helpers_feed_the_counters(app_client: AppClient) -> None:
-    async with app_client() as client:
-        before = await scrape(client)
-        metrics.record_login("failure")
-        metrics.record_login("failure")
-        metrics.record_ai_call("timeout", 60.0)
-        after = await scrape(client)
-    assert (
-        value(after, "login_attempts_total", outcome="failure")
-        - value(before, "login_attempts_total", outcome="failure")
-        == 2
+async def test_logins_and_ai_calls_are_counted_by_outcome(client: httpx.AsyncClient) -> None:
+    before = await scrape(client)
+    credentials = {"email": "metrics@example.com", "password": "a-long-enough-pass-91"}
+    assert (await client.post("/api/auth/register", json=credentials)).status_code == 201
+    good = {"username": credentials["email"], "password": credentials["password"]}
+    login = await client.post("/api/auth/login", data=good)
+    assert login.status_code == 200
+    wrong = {"username": credentials["email"], "password": "not-the-password-1"}
+    assert (await client.post("/api/auth/login", data=wrong)).status_code == 401
+    token = login.json()["access_token"]
+    # The test settings point AI_SERVICE_URL at a closed port: the call is "unavailable".
+    scan = await client.post(
+        "/api/scan", files={"text": (None, "a tight budget")}, headers={"Authorization": f"Bearer {token}"}
     )
-    assert (
-        value(after, "ai_service_calls_total", outcome="timeout")
-        - value(before, "ai_service_calls_total", outcome="timeout")
-        == 1
-    )
-    assert (
-        value(after, "ai_service_call_seconds_sum", outcome="timeout")
-        - value(before, "ai_service_call_seconds_sum", outcome="timeout")
-        == 60.0
-    )
+    assert scan.status_code == 503
+    after = await scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("login_attempts_total", outcome="success") == 1
+    assert grew("login_attempts_total", outcome="failure") == 1
+    assert grew("ai_service_calls_total", outcome="unavailable") == 1
+    assert grew("ai_service_call_seconds_count", outcome="unavailable") == 1
 
 
 async def test_a_metrics_token_is_required_when_set(app_client: AppClient) -> None:
