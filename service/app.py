@@ -110,7 +110,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         lifespan=[_lifespan(settings), rate_limiting.lifespan],
         middleware=rate_limiting.middleware,
-        stores=rate_limiting.stores,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_origins),

@@ -1,12 +1,17 @@
-"""Rate limits per client address, on Litestar's RateLimitMiddleware.
+"""Rate limits per client address: fixed one-minute windows counted in memory or in Redis.
 
 Two limits: RATE_LIMIT_PER_MINUTE on every API request, and AUTH_RATE_LIMIT_PER_MINUTE on top
 of it for the routes that take a password or a refresh token. The client address is the one
 the request-context layer computed (TRUSTED_PROXIES decides whether X-Forwarded-For counts).
 
-The counters live in memory (one worker) or in Redis when REDIS_URL is set (shared by every
-worker and host). If Redis cannot be reached the limiter lets requests through and logs a
-warning: an outage of the limiter's store must not become an outage of the API.
+Why not Litestar's RateLimitMiddleware: it keeps a sliding history of every request's timestamp
+per client, JSON-encoded in the store and read then rewritten under a per-process lock. That is
+O(limit) work per request, serialises all requests of a worker, and is not atomic across hosts
+sharing Redis (two hosts can read the same history and both write it back). A counter per
+client and window is one atomic `INCR` in Redis (one round trip) or one dict update in memory.
+
+If Redis cannot be reached the limiter lets requests through and logs one warning: an outage
+of the limiter's store must not become an outage of the API.
 """
 
 from __future__ import annotations
@@ -17,16 +22,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.middleware.base import DefineMiddleware
-from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
-from litestar.stores.redis import RedisStore
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -35,25 +35,53 @@ from service.settings import Settings
 
 log = logging.getLogger("service.rate_limit")
 
+WINDOW_SECONDS = 60
 # Not API traffic: probes, scrapes and documentation must work whatever a client does.
-EXEMPT_PATHS = [
-    r"^/health",
-    r"^/metrics",
-    r"^/docs",
-    r"^/redoc",
-    r"^/openapi\.json",
-    r"^/static/",
-    r"^/schema",
-]
+EXEMPT_PREFIXES = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json", "/static/", "/schema")
 SIGN_IN_ROUTES = frozenset(
     f"{prefix}/auth/{name}" for prefix in ("/api", "/api/v1") for name in ("login", "register", "refresh")
 )
-GENERAL_STORE = "rate_limit"
-SIGN_IN_STORE = "sign_in_rate_limit"
 # How long the limiter leaves an unreachable store alone before trying it again.
 STORE_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
-SWEEP_INTERVAL_SECONDS = 60.0
+# INCR and, for a new window's key, its expiry: atomic, one round trip.
+_REDIS_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
+class Counter(Protocol):
+    async def hit(self, key: str) -> int:
+        """Count one request under `key` (which names its window) and return the window's total."""
+
+
+class MemoryCounter:
+    """Counts for one worker. Keys of past windows are swept once a minute."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    async def hit(self, key: str) -> int:
+        count = self.counts.get(key, 0) + 1
+        self.counts[key] = count
+        return count
+
+    def sweep(self, current_window: int) -> None:
+        suffix = f":{current_window}"
+        for key in [key for key in self.counts if not key.endswith(suffix)]:
+            del self.counts[key]
+
+
+class RedisCounter:
+    """Counts shared by every worker and host using the same Redis and key prefix."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.script = redis.register_script(_REDIS_HIT)
+
+    async def hit(self, key: str) -> int:
+        return int(await self.script(keys=[key], args=[WINDOW_SECONDS + 1]))
 
 
 class StoreOutage:
@@ -82,115 +110,101 @@ class StoreOutage:
         self.down = False
 
 
-@dataclass
-class ClientRateLimitConfig(RateLimitConfig):
-    detail: str = "too many requests from this address"
-    outage: StoreOutage = field(default_factory=StoreOutage)
+class Limit:
+    def __init__(self, name: str, per_minute: int, detail: str) -> None:
+        self.name = name
+        self.per_minute = per_minute
+        self.detail = detail
+        self.policy = f"{per_minute};w={WINDOW_SECONDS}"
 
 
-class ClientRateLimitMiddleware(RateLimitMiddleware):
-    """Litestar's limiter, answering problem+json with Retry-After and failing open on store errors."""
-
-    config: ClientRateLimitConfig
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, limiting: RateLimiting) -> None:
+        self.app = app
+        self.limiting = limiting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["litestar_app"]
-        request: Request[Any, Any, Any] = app.request_class(scope)
-        outage = self.config.outage
-        if outage.skipping() or not await self.should_check_request(request):
+        limiting = self.limiting
+        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES) or limiting.outage.skipping():
             await self.app(scope, receive, send)
             return
-        store = self.config.get_store_from_app(app)
+        address = scope.get("client_ip") or "unknown"  # type: ignore[typeddict-item]
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        reset = (window + 1) * WINDOW_SECONDS - int(now)
+        limits = [limiting.general]
+        if scope.get("method") == "POST" and scope.get("path_template") in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
+            limits.insert(0, limiting.sign_in)
+        shown: tuple[Limit, int] | None = None
         try:
-            cache_object = await self._count(self.cache_key_from_request(request), store)
+            for limit in limits:
+                count = await limiting.counter.hit(f"{limiting.prefix}{limit.name}:{address}:{window}")
+                remaining = max(0, limit.per_minute - count)
+                if count > limit.per_minute:
+                    raise TooManyRequests(limit.detail, retry_after=reset, headers=_headers(limit, 0, reset))
+                if shown is None:
+                    shown = (limit, remaining)
         except (RedisError, OSError) as exc:
-            outage.failed(exc)
-            cache_object = None
-        if cache_object is None:
+            limiting.outage.failed(exc)
             await self.app(scope, receive, send)
             return
-        outage.answered()
-        await self.app(scope, receive, self.create_send_wrapper(send=send, cache_object=cache_object))
+        limiting.outage.answered()
+        assert shown is not None
+        extra = [(k.encode(), v.encode()) for k, v in _headers(shown[0], shown[1], reset).items()]
 
-    async def _count(self, key: str, store: Store) -> CacheObject | None:
-        """Count this request, or raise 429; None when the store went down while it waited its turn."""
-        async with self._lock:
-            if self.config.outage.skipping():
-                return None
-            cache_object = await self.retrieve_cached_history(key, store)
-            if len(cache_object.history) >= self.max_requests:
-                raise TooManyRequests(
-                    self.config.detail,
-                    retry_after=cache_object.reset - int(time.time()),
-                    headers=self.create_response_headers(cache_object),
-                )
-            await self.set_cached_history(key=key, cache_object=cache_object, store=store)
-            return cache_object
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
-def client_address(request: Request[Any, Any, Any]) -> str:
-    address = request.scope.get("client_ip")  # type: ignore[call-overload]
-    return address if isinstance(address, str) else "unknown"
-
-
-def is_sign_in(request: Request[Any, Any, Any]) -> bool:
-    return request.method == "POST" and request.scope.get("path_template") in SIGN_IN_ROUTES  # type: ignore[call-overload]
-
-
-class SignInRateLimitMiddleware(ClientRateLimitMiddleware):
-    """Its own class, so its counters use keys of their own."""
+def _headers(limit: Limit, remaining: int, reset: int) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(limit.per_minute),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset),
+        "RateLimit-Policy": limit.policy,
+    }
 
 
 class RateLimiting:
-    """The two limits, the stores they count in, and the lifespan that looks after those stores."""
+    """The two limits, the counter they share, and the lifespan that looks after it."""
 
     def __init__(self, settings: Settings) -> None:
-        outage = StoreOutage()
-        # Outermost first: on sign-in routes the tighter limit's RateLimit-* headers are the ones sent.
-        self.configs = [
-            ClientRateLimitConfig(
-                rate_limit=("minute", settings.auth_rate_limit_per_minute),
-                identifier_for_request=client_address,
-                check_throttle_handler=is_sign_in,
-                middleware_class=SignInRateLimitMiddleware,
-                store=SIGN_IN_STORE,
-                detail="too many sign-in attempts from this address",
-                outage=outage,
-            ),
-            ClientRateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_per_minute),
-                exclude=EXEMPT_PATHS,
-                identifier_for_request=client_address,
-                middleware_class=ClientRateLimitMiddleware,
-                store=GENERAL_STORE,
-                outage=outage,
-            ),
-        ]
+        self.general = Limit(
+            "rate_limit", settings.rate_limit_per_minute, "too many requests from this address"
+        )
+        self.sign_in = Limit(
+            "sign_in_rate_limit",
+            settings.auth_rate_limit_per_minute,
+            "too many sign-in attempts from this address",
+        )
+        self.outage = StoreOutage()
         self.redis: Redis | None = None
-        self.stores: dict[str, Store]
+        self.counter: Counter
+        self.prefix = ""
+        self._memory: MemoryCounter | None = None
         if settings.redis_url:
             self.redis = Redis.from_url(
                 settings.redis_url,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            prefix = settings.redis_key_prefix
-            self.stores = {
-                name: RedisStore(self.redis, namespace=f"{prefix}:{name}")
-                for name in (GENERAL_STORE, SIGN_IN_STORE)
-            }
+            self.prefix = f"{settings.redis_key_prefix}:"
+            self.counter = RedisCounter(self.redis)
         else:
-            self.stores = {GENERAL_STORE: MemoryStore(), SIGN_IN_STORE: MemoryStore()}
+            self._memory = MemoryCounter()
+            self.counter = self._memory
 
     @property
     def middleware(self) -> list[DefineMiddleware]:
-        return [config.middleware for config in self.configs]
+        return [DefineMiddleware(RateLimitMiddleware, limiting=self)]
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        # A memory store only drops an expired key when it is read again: without a sweep, every
-        # address ever seen would stay in memory.
-        sweeper = None if self.redis else asyncio.create_task(self._sweep_expired())
+        sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
         try:
             yield
         finally:
@@ -201,9 +215,8 @@ class RateLimiting:
             if self.redis is not None:
                 await self.redis.aclose()
 
-    async def _sweep_expired(self) -> None:
+    @staticmethod
+    async def _sweep(memory: MemoryCounter) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
-            for store in self.stores.values():
-                if isinstance(store, MemoryStore):
-                    await store.delete_expired()
+            await asyncio.sleep(WINDOW_SECONDS)
+            memory.sweep(int(time.time() // WINDOW_SECONDS))

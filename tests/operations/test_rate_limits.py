@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 from litestar import Litestar, post
 
-from service.security.rate_limit import SIGN_IN_ROUTES
+from service.security.rate_limit import SIGN_IN_ROUTES, MemoryCounter
 from tests.foundation.test_serve import free_port
 from tests.operations.conftest import REDIS_URL, AppClient
 
@@ -102,10 +102,10 @@ async def test_both_limits_with_redis_shared_by_two_app_instances(
         keys = sorted([key.decode() async for key in check.scan_iter(match=f"{redis_prefix}:*")])
     finally:
         await check.aclose()
-    assert keys == [
-        f"{redis_prefix}:rate_limit:ClientRateLimitMiddleware::127.0.0.1",
-        f"{redis_prefix}:sign_in_rate_limit:SignInRateLimitMiddleware::127.0.0.1",
-    ]
+    assert [key.rsplit(":", 1)[0] for key in keys] == [
+        f"{redis_prefix}:rate_limit:127.0.0.1",
+        f"{redis_prefix}:sign_in_rate_limit:127.0.0.1",
+    ], "one counter per limit, address and minute"
     # Another worker (a second app instance) sees the same counts.
     async with app_client(prepare=with_sign_in_routes, **env) as worker_two:
         assert_rate_limited(await worker_two.post("/api/auth/login", data={}), "too many sign-in attempts")
@@ -127,3 +127,11 @@ async def test_an_unreachable_redis_lets_requests_through_and_says_so(
     assert len(warnings) == 1, "one warning per outage, not one per request"
     assert warnings[0]["level"] == "WARNING"
     assert "not rate limited" in warnings[0]["message"]
+
+
+async def test_memory_counters_of_past_windows_are_swept() -> None:
+    counter = MemoryCounter()
+    for key in ("rate_limit:198.51.100.7:100", "rate_limit:198.51.100.8:101", "rate_limit:198.51.100.8:101"):
+        await counter.hit(key)
+    counter.sweep(current_window=101)
+    assert counter.counts == {"rate_limit:198.51.100.8:101": 2}
