@@ -16,10 +16,10 @@ from typing import Any
 import asyncpg
 import jwt
 import msgspec
-from service.tasks.models import Task
 
 from service.db import create_pool, load_sql
 from service.settings import load_settings
+from service.tasks.models import Task
 
 GET_CALLER = load_sql("accounts/get_caller")
 LIST_TASKS = load_sql("tasks/list_tasks")
