@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router
 from litestar.config.cors import CORSConfig
+from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__
 from service.accounts.routes import AuthController
@@ -24,6 +26,7 @@ from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
+from service.openapi import ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
@@ -80,6 +83,24 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
+def _options_answer(allow: str):  # type: ignore[no-untyped-def]
+    def options_handler(scope: Scope) -> Response[None]:
+        return Response(content=None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
+
+    return options_handler
+
+
+def _allow_every_method_on_options(app: Litestar) -> None:
+    """Litestar 2 answers OPTIONS with the methods of whichever handler of a path it registered
+    first (litestar#4169, fixed only in 3.0), so `OPTIONS /api/auth/me` said `GET, OPTIONS`
+    without PATCH. Give each generated OPTIONS handler the full method list of its path."""
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
+            handler, _ = route.route_handler_map["OPTIONS"]
+            if handler.handler_name == "options_handler":
+                handler._fn = _options_answer(", ".join(sorted(route.methods)))
+
+
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app plus SIGTERM draining in each worker."""
     settings = load_settings()
@@ -118,10 +139,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             max_age=600,
         ),
         openapi_config=_openapi(settings),
+        plugins=[ClosedStructSchemaPlugin()],
         request_max_body_size=JSON_BODY_LIMIT_BYTES,
         logging_config=None,
         debug=False,
     )
+    _allow_every_method_on_options(app)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler, production=settings.is_production)
     return app
