@@ -16,15 +16,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import schemathesis
 from schemathesis.engine import Status, StopReason, events
 
 from service.security.tokens import issue_access_token
-from tests.conftest import make_settings
+from service.settings import Settings
+from tests.conftest import bearer, make_settings, make_user
 from tests.reliability.conftest import demo_ai_process, live_service, sign_up
-from tests.reliability.routes import Operation, documented_operations
+from tests.reliability.routes import Operation, built_app, documented_operations
 
 EXAMPLES_PER_OPERATION = 40
 API_OPERATIONS = [operation for operation in documented_operations() if operation.path.startswith("/api/")]
@@ -136,3 +138,52 @@ def test_every_operation_documents_the_refusals_it_can_give(operation: Operation
     if "}" in operation.path.rsplit("/", 1)[-1]:
         expected.add(404)
     assert expected <= _documented(operation), f"undocumented: {sorted(expected - _documented(operation))}"
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The object schema itself, also when a body may be left out (`oneOf: [$ref, null]`)."""
+    references = [variant for variant in schema.get("oneOf", [schema]) if "$ref" in variant]
+    if references:
+        resolved: dict[str, Any] = document["components"]["schemas"][references[0]["$ref"].rsplit("/", 1)[-1]]
+        return resolved
+    return schema
+
+
+def _allows_null(schema: dict[str, Any]) -> bool:
+    variants = schema.get("oneOf", []) + schema.get("anyOf", [])
+    return schema.get("type") == "null" or any(variant.get("type") == "null" for variant in variants)
+
+
+def test_request_bodies_are_documented_as_strictly_as_they_are_read() -> None:
+    """Findings of the fuzzer's positive-data check, kept fixed without running that check."""
+    document = built_app().openapi_schema.to_schema()
+    for path, item in document["paths"].items():
+        for method, spec in item.items():
+            for media_type, content in spec.get("requestBody", {}).get("content", {}).items():
+                schema = _resolved(document, content["schema"])
+                where = (method, path, media_type)
+                assert schema.get("additionalProperties") is False, ("unknown fields are refused", where)
+                if media_type != "application/json":
+                    nullable = [name for name, field in schema["properties"].items() if _allows_null(field)]
+                    assert not nullable, ("a form field is absent or a string, never null", where)
+            for parameter in spec.get("parameters", []):
+                maximum = parameter["schema"].get("maximum")
+                if parameter["schema"].get("type") == "integer" and maximum is not None:
+                    # Python compares int and float exactly: 2.0**63 is above the bigint maximum.
+                    assert maximum <= 2**63 - 1, (method, path, parameter["name"])
+    login = document["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"required": ["email"]} in [{"required": v["required"]} for v in login["schema"]["anyOf"]]
+
+
+async def test_options_lists_every_method_of_a_path(
+    client: httpx.AsyncClient, db: asyncpg.Connection, settings: Settings
+) -> None:
+    user_id = await make_user(db)
+    for path, methods in (
+        ("/api/auth/me", "GET, OPTIONS, PATCH"),
+        (f"/api/v1/{user_id}/tasks", "GET, OPTIONS, POST"),
+        (f"/api/{user_id}/tasks/1", "DELETE, GET, OPTIONS, PATCH"),
+    ):
+        response = await client.options(path, headers=bearer(settings, user_id))
+        assert response.status_code == 204, (path, response.text)
+        assert response.headers["allow"] == methods, path

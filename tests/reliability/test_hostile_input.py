@@ -481,3 +481,20 @@ def test_the_http_server_refuses_requests_it_cannot_parse(database_url: str, tmp
             request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             assert _raw_status(address, request) == 400, target[:40]
         assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+async def test_a_bad_path_parameter_is_the_only_error_named(client: httpx.AsyncClient, owner: Owner) -> None:
+    response = await client.get(f"/api/{owner.id}/tasks/0", headers=owner.headers)
+    _refused(response, 400)
+    assert response.json()["errors"] == [
+        {"field": "task_id", "message": "Expected `int` >= 1", "source": "path"}
+    ]
+    listed = await client.get(f"/api/{owner.id}/tasks?limit=0", headers=owner.headers)
+    assert [error["source"] for error in listed.json()["errors"]] == ["query"]
+
+
+async def test_a_scan_file_sent_as_a_text_field_is_named(client: httpx.AsyncClient, owner: Owner) -> None:
+    response = await client.post("/api/scan", headers=owner.headers, files={"file": (None, "not a file")})
+    _refused(response, 400)
+    assert response.json()["errors"][0]["field"] == "file"
+    assert "file part" in response.json()["detail"]
