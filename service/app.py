@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router
 from litestar.config.cors import CORSConfig
+from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__, metrics
 from service.accounts.routes import AuthController
@@ -25,6 +27,7 @@ from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler
 from service.logs import configure_logging
 from service.middleware import RequestContextMiddleware
+from service.openapi import ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
 from service.security.client_ip import ClientAddressResolver
 from service.security.rate_limit import RateLimiting
@@ -86,6 +89,24 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
+def _options_answer(allow: str):  # type: ignore[no-untyped-def]
+    def options_handler(scope: Scope) -> Response[None]:
+        return Response(content=None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
+
+    return options_handler
+
+
+def _allow_every_method_on_options(app: Litestar) -> None:
+    """Litestar 2 answers OPTIONS with the methods of whichever handler of a path it registered
+    first (litestar#4169, fixed only in 3.0), so `OPTIONS /api/auth/me` said `GET, OPTIONS`
+    without PATCH. Give each generated OPTIONS handler the full method list of its path."""
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
+            handler, _ = route.route_handler_map["OPTIONS"]
+            if handler.handler_name == "options_handler":
+                handler._fn = _options_answer(", ".join(sorted(route.methods)))
+
+
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app plus SIGTERM draining in each worker."""
     settings = load_settings()
@@ -131,10 +152,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             max_age=600,
         ),
         openapi_config=_openapi(settings),
+        plugins=[ClosedStructSchemaPlugin()],
         request_max_body_size=JSON_BODY_LIMIT_BYTES,
         logging_config=None,
         debug=False,
     )
+    _allow_every_method_on_options(app)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     handler = metrics.MetricsMiddleware(app.asgi_handler) if settings.metrics_enabled else app.asgi_handler

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
@@ -114,6 +114,13 @@ def _named_field(message: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _source_name(source: Any) -> str | None:
+    # Litestar gives ParamType members for path and query parameters, whose str() is "ParamType.PATH".
+    if not source:
+        return None
+    return str(getattr(source, "value", source))
+
+
 def _field_errors(extra: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     if isinstance(extra, list):
@@ -121,15 +128,14 @@ def _field_errors(extra: Any) -> list[FieldError]:
             if isinstance(item, dict):
                 field = str(item.get("key") or "body")
                 message = str(item.get("message", "invalid value"))
+                if message == repr(field):
+                    # Litestar re-checks each parameter after a failure and reports a path parameter
+                    # the handler does not take (a controller's {user_id}) as the KeyError's text.
+                    continue
                 if field == "data":  # Litestar's name for the whole body: name the field the message names
                     field = _named_field(message) or "body"
-                errors.append(
-                    FieldError(
-                        field=field,
-                        message=message,
-                        source=str(item["source"]) if item.get("source") else None,
-                    )
-                )
+                source = _source_name(item.get("source"))
+                errors.append(FieldError(field=field, message=message, source=source))
     return errors
 
 
@@ -167,9 +173,17 @@ def _validation_detail(errors: list[FieldError], fallback: str) -> str:
     return f"{first.field}: {first.message}" if first.field != "body" else first.message
 
 
+# What Litestar raises, as a 500, when the client disconnects while its body is being read.
+_CLIENT_LEFT_DETAIL = "client disconnected prematurely"
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     headers = dict(exc.headers or {})
+    if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_LEFT_DETAIL:
+        # Nobody reads this answer, but logs and metrics would count the client's hang-up as
+        # a server error.
+        return problem_response(request, 400, "the client disconnected before the body was complete")
     if isinstance(exc, ValidationException):
         errors = _field_errors(exc.extra)
         return problem_response(request, 400, _validation_detail(errors, exc.detail), headers, errors)
@@ -188,6 +202,9 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    # What returning a connection to the pool raises when the server ended the session during
+    # its last query (asyncpg#784); the pool has already thrown the connection away.
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
@@ -210,6 +227,19 @@ def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem_response(request, 400, f"invalid input: {message}")
 
 
+def handle_undecodable_text(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
+    # Only client input is decoded from bytes here: a JSON string or a form field that is not UTF-8.
+    return problem_response(request, 400, f"the request is not valid UTF-8 text (byte {exc.start})")
+
+
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    # msgspec stops at the interpreter's recursion limit (about 1000 levels) and says so: a body
+    # nested that deeply is the client's; any other RecursionError is ours.
+    if "while deserializing" in str(exc):
+        return problem_response(request, 400, "JSON is nested too deeply")
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, _UNAVAILABLE):
         return handle_database_unavailable(request, exc)
@@ -220,6 +250,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     asyncpg.DataError: handle_data_error,
+    UnicodeDecodeError: handle_undecodable_text,
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }
 
@@ -238,8 +270,14 @@ _RESPONSE_DESCRIPTIONS = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem+json answers a route can give."""
+# Every /api route is rate limited and needs the database.
+API_STATUSES = (429, 503)
+
+
+def problem_responses(*statuses: int, api: bool = True) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json answers a route can give (with `api`, also 429 and 503)."""
+    if api:
+        statuses = tuple(sorted({*statuses, *API_STATUSES}))
     return {
         status: ResponseSpec(
             data_container=Problem,

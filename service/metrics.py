@@ -166,7 +166,7 @@ class MetricsController(Controller):
         "/",
         summary="Prometheus metrics",
         media_type=CONTENT_TYPE_LATEST,
-        responses=problem_responses(401),
+        responses=problem_responses(401, api=False),
     )
     async def metrics(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
         """Prometheus text format. With METRICS_TOKEN set, send it as `Authorization: Bearer`."""

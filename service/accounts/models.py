@@ -29,7 +29,13 @@ Email = Annotated[
 ]
 LoginName = Annotated[
     str,
-    Meta(min_length=1, max_length=MAX_EMAIL_LENGTH, description="The account's email address."),
+    # No NUL: the name is looked up in PostgreSQL, which cannot hold one.
+    Meta(
+        min_length=1,
+        max_length=MAX_EMAIL_LENGTH,
+        pattern=r"^[^\x00]*$",
+        description="The account's email address.",
+    ),
 ]
 NewPassword = Annotated[
     str,
@@ -66,10 +72,11 @@ class LoginForm(msgspec.Struct, forbid_unknown_fields=True):
 
     username: LoginName
     password: CurrentPassword
-    grant_type: Literal["password"] | None = None
+    # A form has no null: an optional field is absent or a string.
+    grant_type: Literal["password"] = "password"
     scope: Annotated[str, Meta(max_length=1000)] = ""
-    client_id: Annotated[str, Meta(max_length=200)] | None = None
-    client_secret: Annotated[str, Meta(max_length=200)] | None = None
+    client_id: Annotated[str, Meta(max_length=200)] = ""
+    client_secret: Annotated[str, Meta(max_length=200)] = ""
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -33,6 +33,7 @@ from service.errors import (
     problem_responses,
     require_json_body,
 )
+from service.forms import read_form
 from service.metrics import record_login
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.users.models import User
@@ -45,7 +46,7 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
     """(login name, password) from an OAuth2 password form or a JSON body, by Content-Type."""
     media_type = request.content_type[0]
     if media_type in _FORM_TYPES:
-        form = await request.form()
+        form = await read_form(request)
         try:
             login = msgspec.convert(dict(form.items()), LoginForm, strict=True)
         except msgspec.ValidationError as exc:
@@ -72,6 +73,11 @@ def _schema_of(*structs: type[msgspec.Struct]) -> dict[str, Schema]:
 
 
 _LOGIN_SCHEMAS = _schema_of(LoginForm, LoginJSON)
+# A JSON login names the account by `email` or by `username`: the Struct cannot say that one
+# of the two is required, its schema can.
+cast(dict[str, Any], _LOGIN_SCHEMAS["LoginJSON"])["anyOf"] = [
+    {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "username")
+]
 
 
 @dataclass
@@ -99,7 +105,7 @@ class AuthController(Controller):
         summary="Create a local account",
         status_code=201,
         before_request=require_json_body,
-        responses=problem_responses(400, 409, 413, 415),
+        responses=problem_responses(400, 409, 413, 415, 503),
     )
     async def register(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[RegisterRequest]
@@ -112,7 +118,7 @@ class AuthController(Controller):
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
-        responses=problem_responses(400, 401, 413, 415, 429),
+        responses=problem_responses(400, 401, 413, 415, 429, 503),
     )
     async def login(self, request: Request[Any, Any, Any], state: State) -> Token:
         """An access token and a refresh token. After LOGIN_MAX_FAILURES consecutive failures the
@@ -136,7 +142,7 @@ class AuthController(Controller):
         summary="Exchange a refresh token for a new pair",
         status_code=200,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 413, 415),
+        responses=problem_responses(400, 401, 413, 415, 503),
     )
     async def refresh(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[RefreshRequest]
@@ -152,7 +158,7 @@ class AuthController(Controller):
         status_code=204,
         security=BEARER_SECURITY,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 413, 415),
+        responses=problem_responses(400, 401, 413, 415, 503),
     )
     async def logout(
         self,
@@ -166,7 +172,7 @@ class AuthController(Controller):
         refresh_token = data.refresh_token if data is not None else None
         await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
 
-    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401))
+    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401, 503))
     async def me(self, state: State, caller: NamedDependency[Caller]) -> User:
         return await credentials.get_user(state.pool, caller.id)
 
@@ -175,7 +181,7 @@ class AuthController(Controller):
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 409, 413, 415, 429),
+        responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
     )
     async def update_me(
         self,

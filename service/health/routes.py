@@ -30,7 +30,7 @@ class HealthController(Controller):
     @get(
         "/ready",
         summary="Readiness: a query on the database succeeds",
-        responses=problem_responses(503),
+        responses=problem_responses(503, api=False),
     )
     async def ready(self, state: State) -> Response[HealthStatus]:
         if SHUTTING_DOWN.is_set():

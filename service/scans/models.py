@@ -27,9 +27,10 @@ FormBoolean = Annotated[
 class ScanForm(msgspec.Struct, forbid_unknown_fields=True):
     """The multipart/form-data fields of POST /api/scan: a file, a text, or both."""
 
-    file: UploadedDocument | None = None
-    text: ScanText | None = None
-    force_llm: FormBoolean | None = None
+    # UNSET rather than None: a form field is absent or present, never null, and OpenAPI says so.
+    file: UploadedDocument | msgspec.UnsetType = msgspec.UNSET
+    text: ScanText | msgspec.UnsetType = msgspec.UNSET
+    force_llm: FormBoolean | msgspec.UnsetType = msgspec.UNSET
 
 
 class Scan(msgspec.Struct, frozen=True):

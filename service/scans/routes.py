@@ -10,13 +10,14 @@ import msgspec
 from litestar import Controller, Request, Router, delete, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql
-from service.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
+from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
+from service.forms import read_form
 from service.integrations.ai_service import ai_service
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
@@ -39,21 +40,18 @@ async def _read_multipart_form(request: Request[Any, Any, Any]) -> None:
     media_type, _ = request.content_type
     if media_type != RequestEncodingType.MULTI_PART:
         raise UnsupportedMediaType(detail="send the scan as multipart/form-data with `file` and/or `text`")
-    # Parsed here, where a text part in an unknown charset or invalid UTF-8 can still become a
-    # 400: Litestar's own parsing lets those decoding errors escape as 500s. The parsed form is
-    # kept on the request, so `data` is built from it without reading the body again.
+    # Parsed here, where an undecodable part can still become a 400 and an oversized body a 413
+    # with our message. The parsed form is kept on the request, so `data` is built from it
+    # without reading the body again.
     try:
-        await request.form()
+        form = await read_form(request)
     except RequestEntityTooLarge:
         settings: Settings = request.app.state.settings
         raise PayloadTooLarge(
             detail=f"the upload is too large: files and text may be at most {settings.max_upload_bytes} bytes"
         ) from None
-    except (UnicodeDecodeError, LookupError):
-        message = "form fields must be UTF-8 text"
-        raise ValidationException(
-            message, extra=[{"key": "body", "message": message, "source": "body"}]
-        ) from None
+    if isinstance(form.get("file"), str):
+        raise invalid_field("file", "send the file as a file part, with a filename, not as a text field")
 
 
 class ScanController(Controller):
@@ -88,7 +86,7 @@ class ScanController(Controller):
         row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
         return _scan(row)
 
-    @get("/scans", responses=problem_responses(400, 401))
+    @get("/scans", responses=problem_responses(400, 401, 503))
     async def list_scans(
         self,
         request: Request[Any, Any, Any],
@@ -111,7 +109,7 @@ class ScanController(Controller):
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return ScanPage(items=items, next_cursor=next_cursor)
 
-    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404))
+    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404, 503))
     async def get_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> Scan:
@@ -121,7 +119,7 @@ class ScanController(Controller):
             raise _scan_not_found(scan_id)
         return _scan(row)
 
-    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404))
+    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404, 503))
     async def delete_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> None:

@@ -54,16 +54,18 @@ ACCEPTED_SUMMARY = ".txt, .md, .csv (text/plain, text/markdown, text/csv), .pdf 
 
 async def read_submission(form: ScanForm, max_upload_bytes: int) -> ScanRequest:
     """Validate the form: 400 for no input or NUL characters, 413 too large, 415 a type we do not take."""
-    text = form.text if form.text and form.text.strip() else None
+    text = form.text if isinstance(form.text, str) and form.text.strip() else None
     if text is not None:
         _refuse_nul(text, "text")
         if len(text.encode()) > max_upload_bytes:
             raise PayloadTooLarge(detail=f"text is larger than {max_upload_bytes} bytes")
-    document = await _read_document(form.file, max_upload_bytes) if form.file is not None else None
+    upload = form.file if isinstance(form.file, UploadFile) else None
+    document = await _read_document(upload, max_upload_bytes) if upload is not None else None
     if text is None and document is None:
-        message = "the file is empty" if form.file is not None else "provide a file or a non-empty text"
+        message = "the file is empty" if upload is not None else "provide a file or a non-empty text"
         raise _invalid("body", message)
-    return ScanRequest(text=text, document=document, force_llm=_form_boolean(form.force_llm))
+    force_llm = form.force_llm if isinstance(form.force_llm, str) else None
+    return ScanRequest(text=text, document=document, force_llm=_form_boolean(force_llm))
 
 
 async def _read_document(upload: UploadFile, max_upload_bytes: int) -> Document | None:

@@ -15,7 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from service.db import BIGINT_MAX, load_sql
-from service.errors import problem_responses
+from service.errors import problem_responses, require_json_body
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, authenticate
 from service.tasks.models import CreateTask, Task, UpdateTask
 
@@ -30,7 +30,16 @@ MAX_OFFSET = 100_000
 
 T = TypeVar("T")
 
-TaskId = Annotated[int, PathParameter(ge=1, le=BIGINT_MAX, description="The task's id.")]
+TaskId = Annotated[
+    int,
+    PathParameter(
+        ge=1,
+        le=BIGINT_MAX,
+        description="The task's id.",
+        # Litestar writes `le` as a float, 2**63 exactly, one more than the largest id.
+        schema_extra={"maximum": BIGINT_MAX},
+    ),
+]
 
 
 async def requires_own_user_id(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -79,7 +88,7 @@ class TaskController(Controller):
                 documentation_only=True,
             ),
         ],
-        responses=problem_responses(400, 401, 403),
+        responses=problem_responses(400, 401, 403, 503),
     )
     async def list_tasks(
         self,
@@ -102,7 +111,8 @@ class TaskController(Controller):
     @post(
         "/",
         summary="Create a task",
-        responses=problem_responses(400, 401, 403),
+        before_request=require_json_body,
+        responses=problem_responses(400, 401, 403, 413, 415, 503),
     )
     async def create_task(
         self,
@@ -121,7 +131,7 @@ class TaskController(Controller):
     @get(
         "/{task_id:int}",
         summary="Get one of the caller's tasks",
-        responses=problem_responses(400, 401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404, 503),
     )
     async def get_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> Task:
         record = await state.pool.fetchrow(GET_TASK, task_id, caller.id)
@@ -133,7 +143,8 @@ class TaskController(Controller):
         "/{task_id:int}",
         summary="Change some fields of a task",
         description="Fields left out keep their value; `description: null` clears the description.",
-        responses=problem_responses(400, 401, 403, 404),
+        before_request=require_json_body,
+        responses=problem_responses(400, 401, 403, 404, 413, 415, 503),
     )
     async def update_task(
         self, state: State, caller: NamedDependency[Caller], task_id: TaskId, data: JSONBody[UpdateTask]
@@ -154,7 +165,7 @@ class TaskController(Controller):
     @delete(
         "/{task_id:int}",
         summary="Delete a task",
-        responses=problem_responses(400, 401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404, 503),
     )
     async def delete_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> None:
         if await state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:

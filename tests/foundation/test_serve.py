@@ -54,8 +54,14 @@ def serve(
         yield process, base
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # SIGTERM, not SIGKILL: with --workers the parent must stop its worker processes,
+            # which a killed parent leaves running, pools and all.
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_sigterm_turns_readiness_503_then_exits_0(database_url: str, tmp_path: Path) -> None:
