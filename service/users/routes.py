@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.audit.events import RequestOrigin
 from service.db import load_sql, row_to, rows_to
-from service.errors import problem_responses
+from service.errors import problem_responses, require_json_body
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
 from service.users import service
@@ -82,7 +82,8 @@ class UsersController(Controller):
         http_method=[HttpMethod.PATCH, HttpMethod.PUT],
         guards=[requires_self_or_admin],
         summary="Update a user (self or admin)",
-        responses=problem_responses(400, 401, 403, 404, 409, 429, 503),
+        before_request=require_json_body,
+        responses=problem_responses(400, 401, 403, 404, 409, 413, 415),
     )
     async def update_user(
         self,

@@ -37,7 +37,7 @@ HASHED_FIELDS = {"password", "current_password", "refresh_token"}
 
 
 class Owner:
-    """A registered user with a task and a scan, and the ids that fill any path."""
+    """A registered administrator with a task and a scan, and the ids that fill any path."""
 
     def __init__(self, user_id: uuid.UUID, email: str, settings: Settings, ids: dict[str, str]) -> None:
         self.id = user_id
@@ -62,6 +62,8 @@ async def owner(client: httpx.AsyncClient, db: asyncpg.Connection, settings: Set
     scan_id = await db.fetchval(
         "INSERT INTO scans (user_id, data, source) VALUES ($1, '[]'::jsonb, 'model') RETURNING id", user_id
     )
+    # An administrator, so the admin routes' inputs are tested too, not just their 403.
+    await db.execute("UPDATE users SET role = 'admin' WHERE id = $1", user_id)
     ids = {"user_id": str(user_id), "task_id": str(task_id), "scan_id": str(scan_id)}
     return Owner(user_id, email, settings, ids)
 
@@ -80,6 +82,8 @@ def _valid_bodies(owner: Owner) -> dict[str, dict[str, Any]]:
         "PATCH /api/auth/me": {"full_name": "B", "password": STRONG_PASSWORD + "!", "current_password": "x"},
         "POST /api/{user_id}/tasks": {"title": "t", "description": "d"},
         "PATCH /api/{user_id}/tasks/{task_id}": {"title": "t", "description": "d"},
+        "PATCH /api/users/{user_id}": {"full_name": "C"},
+        "PUT /api/users/{user_id}": {"full_name": "C"},
     }
 
 
