@@ -31,6 +31,15 @@ def _backend(database_url: str) -> Iterator[DatabaseBackend]:
         backend.connection.close()
 
 
+def migration_ids() -> frozenset[str]:
+    """The id of every migration this version of the code ships (a file name without `.sql`)."""
+    return frozenset(
+        path.name.removesuffix(".sql")
+        for path in MIGRATIONS_DIR.glob("*.sql")
+        if not path.name.endswith(".rollback.sql")
+    )
+
+
 def _all() -> MigrationList:
     return read_migrations(str(MIGRATIONS_DIR))
 

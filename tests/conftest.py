@@ -58,6 +58,19 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def scratch_url(database_url: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped after the test."""
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def table_names(database_url: str) -> list[str]:
     with psycopg.connect(database_url) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
@@ -10,9 +11,11 @@ from litestar.response import Response
 from service.db import load_sql
 from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
 from service.lifecycle import SHUTTING_DOWN
+from service.migrations import migration_ids
 
-PING = load_sql("health/ping")
+APPLIED_MIGRATIONS = load_sql("health/applied_migrations")
 READY_TIMEOUT_SECONDS = 2.0
+SHIPPED_MIGRATIONS = migration_ids()
 
 
 class HealthStatus(msgspec.Struct):
@@ -29,15 +32,26 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Readiness: a query on the database succeeds",
+        summary="Readiness: the database answers and has every migration this version needs",
         responses=problem_responses(503, api=False),
     )
     async def ready(self, state: State) -> Response[HealthStatus]:
+        """503 while shutting down, while the database cannot answer, and while migrations this
+        version ships are not applied yet (`service migrate` has not run): a new replica stays out
+        of the load balancer until the release step has migrated the database."""
         if SHUTTING_DOWN.is_set():
             raise ServiceUnavailable("shutting down", retry_after=DEPENDENCY_RETRY_AFTER_SECONDS)
         try:
             async with state.pool.acquire(timeout=READY_TIMEOUT_SECONDS) as connection:
-                await connection.fetchval(PING, timeout=READY_TIMEOUT_SECONDS)
+                rows = await connection.fetch(APPLIED_MIGRATIONS, timeout=READY_TIMEOUT_SECONDS)
+        except asyncpg.UndefinedTableError:  # yoyo has never run here
+            rows = []
         except Exception as exc:  # any failure to answer is "not ready", never a 500
             raise ServiceUnavailable(f"database not ready: {type(exc).__name__}") from exc
+        pending = SHIPPED_MIGRATIONS.difference(row["migration_id"] for row in rows)
+        if pending:
+            raise ServiceUnavailable(
+                f"database schema not up to date: {len(pending)} migration(s) pending, "
+                f"from {min(pending)}; run `service migrate`"
+            )
         return Response(HealthStatus(status="ready"))

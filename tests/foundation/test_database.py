@@ -45,16 +45,6 @@ def test_embedded_server_starts_is_reused_and_stops(tmp_path: Path) -> None:
     third.stop()
 
 
-@pytest.fixture
-def scratch_url(database_url: str) -> str:
-    """A fresh, empty database on the test server."""
-    name = "scratch_" + Path(database_url).name.replace("-", "_")[:20]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def test_migrations_apply_roll_back_and_reapply(scratch_url: str) -> None:
     applied = migrations.apply_pending(scratch_url)
     assert applied == [p.name.removesuffix(".sql") for p in MIGRATIONS]

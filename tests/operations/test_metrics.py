@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import bearer, make_settings, make_user
-from tests.foundation.test_serve import serve
 from tests.operations.conftest import AppClient
+from tests.processes import serve
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -129,8 +129,8 @@ async def test_metrics_can_be_turned_off(app_client: AppClient) -> None:
 
 def test_several_workers_report_together(database_url: str, tmp_path: Path) -> None:
     pool_limits = {"DATABASE_POOL_MIN": "1", "DATABASE_POOL_MAX": "3"}
-    with serve(database_url, tmp_path, "--workers", "2", **pool_limits) as (process, base):
-        with httpx.Client(base_url=base) as http:
+    with serve(database_url, tmp_path, "--workers", "2", **pool_limits) as server:
+        with httpx.Client(base_url=server.url) as http:
             for _ in range(10):
                 assert http.get("/health").status_code == 200
             # Each worker's pool allows 3; once both workers have started, any scrape covers both.
@@ -138,8 +138,8 @@ def test_several_workers_report_together(database_url: str, tmp_path: Path) -> N
             while value(samples := parse(http.get("/metrics").text), "db_pool_connections_max") < 6:
                 assert time.monotonic() < deadline, "the second worker did not start"
                 time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
     assert value(samples, "db_pool_connections_max") == 6
     assert value(samples, "http_requests_total", route="/health", method="GET", status="200") >= 10
     assert not list((tmp_path / "prometheus").glob("*/*")), "the samples directory is removed on exit"

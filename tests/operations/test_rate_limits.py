@@ -10,8 +10,8 @@ import redis.asyncio
 from litestar import Litestar, post
 
 from service.security.rate_limit import SIGN_IN_ROUTES, MemoryCounter
-from tests.foundation.test_serve import free_port
 from tests.operations.conftest import REDIS_URL, AppClient
+from tests.processes import free_port
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
 

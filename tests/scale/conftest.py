@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from tests.processes import free_port
 
 PGBOUNCER_BINARIES = ("pgbouncer", "/usr/sbin/pgbouncer")
 
@@ -27,16 +28,10 @@ def _pgbouncer() -> str:
     raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer (.ci/run does this)")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def pgbouncer_url(database_url: str) -> Iterator[str]:
     target = urlsplit(database_url)
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
     (workdir / "userlist.txt").write_text(f'"{target.username}" ""\n')
     (workdir / "pgbouncer.ini").write_text(

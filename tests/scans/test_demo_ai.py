@@ -1,15 +1,11 @@
 """The demo AI service keeps seed 004's contract, over real HTTP, and `service demo-ai` starts it."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.processes import demo_ai
 from tests.scans.conftest import make_docx
 
 
@@ -75,33 +71,8 @@ async def test_binary_it_cannot_read_is_415(
     assert filename in response.json()["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def test_the_demo_ai_command_serves_the_contract() -> None:
-    port = _free_port()
-    command = [sys.executable, "-m", "service.cli", "demo-ai", "--port", str(port)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
-    )
-    try:
-        response = None
-        deadline = time.monotonic() + 30
-        while response is None and time.monotonic() < deadline:
-            try:
-                response = httpx.post(
-                    f"http://127.0.0.1:{port}/scan", files={"text": (None, "Tight budget.")}, timeout=5
-                )
-            except httpx.ConnectError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                time.sleep(0.1)
-        assert response is not None, "the demo AI service did not start"
-        assert response.json()["source"] == "model"
-        assert response.json()["data"][0]["category"] == "Financial"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+def test_the_demo_ai_command_serves_the_contract(tmp_path: Path) -> None:
+    with demo_ai(tmp_path) as url:
+        response = httpx.post(f"{url}/scan", files={"text": (None, "Tight budget.")}, timeout=5)
+    assert response.json()["source"] == "model"
+    assert response.json()["data"][0]["category"] == "Financial"
