@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -22,9 +24,24 @@ def yoyo_url(database_url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
 
 
+def _name_the_migrator() -> None:
+    """yoyo logs the OS user with each migration, inside the migration's transaction. Under a uid
+    with no passwd entry (a container run as an arbitrary user) that lookup fails and every
+    migration rolls back, so such a process is named by its uid, through LOGNAME, which yoyo reads first."""
+    try:
+        getpass.getuser()
+    except (KeyError, OSError):
+        os.environ["LOGNAME"] = f"uid-{os.getuid()}"
+
+
 @contextmanager
 def _backend(database_url: str) -> Iterator[DatabaseBackend]:
+    _name_the_migrator()
     backend = get_backend(yoyo_url(database_url))
+    # psycopg prepares a statement on the server from its sixth run (a waiting migrator retries its
+    # lock insert every half second). Through a transaction pooler the next run may land on a
+    # server connection that lacks that statement, or already has one of its name, and fail.
+    backend.connection.prepare_threshold = None
     try:
         yield backend
     finally:

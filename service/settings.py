@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -135,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     except msgspec.ValidationError as exc:
         raise SettingsError(_name_the_variable(str(exc))) from None
     _check_trusted_proxies(settings)
+    _check_database_url(settings)
     return _check_secrets(settings)
 
 
@@ -153,6 +155,37 @@ def _check_trusted_proxies(settings: Settings) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise SettingsError(f"invalid TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+
+
+def _transaction_pooler(host: str, port: int | None) -> str | None:
+    """The provider whose transaction-mode pooler this host and port are, if they are one."""
+    if port == 6543 and (host.endswith(".pooler.supabase.com") or host.endswith(".supabase.co")):
+        return "Supabase's transaction pooler (port 6543)"
+    if host.split(".")[0].endswith("-pooler") and host.endswith(".neon.tech"):
+        return "Neon's pooled host (-pooler)"
+    return None
+
+
+def _check_database_url(settings: Settings) -> None:
+    """Refuse, at start-up, DSNs that would otherwise fail later, under load or on first connect."""
+    if not settings.database_url:
+        return
+    try:
+        parts = urlsplit(settings.database_url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise SettingsError("invalid DATABASE_URL: not a postgresql:// URL") from None
+    if "channel_binding" in parse_qs(parts.query):
+        # asyncpg would send it to the server as a setting, which PostgreSQL refuses.
+        raise SettingsError(
+            "invalid DATABASE_URL: remove channel_binding (asyncpg does not support it); "
+            "sslmode=require keeps the connection encrypted"
+        )
+    pooler = _transaction_pooler(host, port)
+    if pooler and settings.database_pooler != "transaction":
+        raise SettingsError(
+            f"invalid DATABASE_POOLER: DATABASE_URL points at {pooler}; set DATABASE_POOLER=transaction"
+        )
 
 
 def _check_secrets(settings: Settings) -> Settings:

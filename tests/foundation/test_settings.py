@@ -55,6 +55,39 @@ def test_pool_min_above_max_is_refused(tmp_path: Path) -> None:
         load(tmp_path, JWT_SECRET=STRONG, DATABASE_POOL_MIN="20", DATABASE_POOL_MAX="5")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+        "postgresql://postgres:pw@db.abcd.supabase.co:6543/postgres",
+        "postgresql://app:pw@ep-cool-night-123456-pooler.eu-central-1.aws.neon.tech/app?sslmode=require",
+    ],
+)
+def test_a_transaction_pooler_needs_database_pooler_transaction(tmp_path: Path, url: str) -> None:
+    with pytest.raises(SettingsError, match="DATABASE_POOLER=transaction"):
+        load(tmp_path, JWT_SECRET=STRONG, DATABASE_URL=url)
+    assert (
+        load(tmp_path, JWT_SECRET=STRONG, DATABASE_URL=url, DATABASE_POOLER="transaction").database_url == url
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+        "postgresql://app:pw@ep-cool-night-123456.eu-central-1.aws.neon.tech/app?sslmode=require",
+    ],
+)
+def test_session_poolers_and_direct_hosts_take_any_pooler_setting(tmp_path: Path, url: str) -> None:
+    assert load(tmp_path, JWT_SECRET=STRONG, DATABASE_URL=url).database_pooler == "none"
+
+
+def test_channel_binding_in_the_url_is_refused_with_the_fix(tmp_path: Path) -> None:
+    url = "postgresql://app:pw@ep-cool-night-123456.eu-central-1.aws.neon.tech/app?sslmode=require&channel_binding=require"
+    with pytest.raises(SettingsError, match="remove channel_binding"):
+        load(tmp_path, JWT_SECRET=STRONG, DATABASE_URL=url)
+
+
 def test_lists_are_comma_separated(tmp_path: Path) -> None:
     settings = load(tmp_path, JWT_SECRET=STRONG, CORS_ORIGINS="https://a.example, https://b.example,")
     assert settings.cors_origins == ("https://a.example", "https://b.example")
