@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,47 +13,24 @@ from pathlib import Path
 import httpx
 
 from tests.accounts.conftest import STRONG_PASSWORD
-from tests.foundation.test_serve import free_port, serve
-
-# The contract is under test here, not the limiter or the hash cost.
-FAST_SERVER_ENV = {
-    "ENVIRONMENT": "test",
-    "ARGON2_MEMORY_KIB": "8192",
-    "ARGON2_TIME_COST": "1",
-    "RATE_LIMIT_PER_MINUTE": "1000000",
-    "AUTH_RATE_LIMIT_PER_MINUTE": "1000000",
-}
+from tests.processes import demo_ai, serve
 
 
 @contextmanager
 def demo_ai_process() -> Iterator[str]:
     """`service demo-ai` on a free loopback port; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "demo-ai", "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "the demo AI service exited during start-up"
-                assert time.monotonic() < deadline, "the demo AI service did not start"
-                time.sleep(0.1)
+    with tempfile.TemporaryDirectory(prefix="demo-ai-") as workdir, demo_ai(Path(workdir)) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @contextmanager
 def live_service(
     database_url: str, tmp_path: Path, ai_url: str = "http://127.0.0.1:9", **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`service serve` against the test database (already migrated); yields (process, base URL)."""
-    with serve(database_url, tmp_path, **{**FAST_SERVER_ENV, "AI_SERVICE_URL": ai_url, **env}) as running:
-        yield running
+    """`service serve` against the test database (already migrated); yields (process, base URL).
+    The limiter and the hash cost are eased (tests.processes), since the contract is under test."""
+    with serve(database_url, tmp_path, AI_SERVICE_URL=ai_url, **env) as running:
+        yield running.process, running.url
 
 
 @dataclass(frozen=True)
