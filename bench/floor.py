@@ -78,5 +78,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await _respond(send, 401, b'{"detail":"revoked"}')
             return
         rows = await connection.fetch(LIST_TASKS, user_id, None, 50, 0)
-        await connection.fetchval(COUNT_TASKS, user_id, None)
+        if not rows:
+            await connection.fetchval(COUNT_TASKS, user_id, None)
     await _respond(send, 200, _encoder.encode([Task.of(row, claims["sub"]) for row in rows]))

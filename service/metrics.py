@@ -85,6 +85,7 @@ for _outcome in get_args(LoginOutcome):
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
+GAUGE_REFRESH_SECONDS = 1.0
 
 
 def record_ai_call(outcome: AiCallOutcome, seconds: float) -> None:
@@ -118,6 +119,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.gauges_due = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,8 +141,10 @@ class MetricsMiddleware:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # type: ignore[typeddict-item]
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-            if MULTIPROCESS_DIR:
-                # A scrape reaches one worker; each worker keeps its own pool gauges current.
+            if MULTIPROCESS_DIR and started >= self.gauges_due:
+                # A scrape reaches one worker; each worker keeps its own pool gauges current,
+                # at most once a second (a multiprocess gauge write is a locked mmap write).
+                self.gauges_due = started + GAUGE_REFRESH_SECONDS
                 refresh_pool_gauges(scope["litestar_app"].state)  # type: ignore[typeddict-item]
 
 

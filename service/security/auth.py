@@ -6,10 +6,11 @@ both use it, and the result is kept on the scope so a request verifies its token
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from typing import Any
 
-import jwt
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
@@ -58,13 +59,27 @@ def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token
 
 
+class _UnverifiedIssuer(msgspec.Struct):
+    iss: str | None = None
+
+
+_issuer_decoder = msgspec.json.Decoder(_UnverifiedIssuer)
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The `iss` claim, read only to choose a verifier, which then checks everything, this too.
+    Cheaper than a second full jwt.decode on every request."""
+    try:
+        _, payload, _ = token.split(".")
+        claims = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return _issuer_decoder.decode(claims).iss
+    except (ValueError, binascii.Error, msgspec.DecodeError):
+        raise InvalidToken("invalid token") from None
+
+
 async def verify_token(settings: Settings, token: str, provider_keys: JwksCache) -> VerifiedToken:
     """Route the token to exactly one verifier, chosen by our configuration and its issuer."""
-    try:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise InvalidToken("invalid token") from None
-    issuer = unverified.get("iss")
+    issuer = _unverified_issuer(token)
     if issuer == ISSUER:
         return verify_access_token(settings, token)
     provider = choose_provider(settings, issuer)

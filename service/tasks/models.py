@@ -42,7 +42,9 @@ class Task(msgspec.Struct):
 
     @classmethod
     def of(cls, record: Record, user_id: str) -> Task:
-        return cls(user_id=user_id, **record)
+        """From a row of `id, title, description, is_completed, created_at, updated_at`, the
+        column order every sql/tasks query returns (by position: a hot path, 4 % of a list)."""
+        return cls(record[0], user_id, record[1], record[2], record[3], record[4], record[5])
 
 
 class CreateTask(msgspec.Struct, forbid_unknown_fields=True):

@@ -101,9 +101,11 @@ class TaskController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
-        async with state.pool.acquire() as connection:
-            records = await connection.fetch(LIST_TASKS, caller.id, completed, limit, offset)
-            total = await connection.fetchval(COUNT_TASKS, caller.id, completed)
+        records = await state.pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
+        if records:
+            total = records[0]["total"]
+        else:
+            total = await state.pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
         tasks = [Task.of(record, caller.subject) for record in records]
         headers = _pagination_headers(request.url.path, completed, total, limit, offset)
         return Response(tasks, headers=headers)

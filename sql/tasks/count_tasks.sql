@@ -1,4 +1,5 @@
--- How many tasks list_tasks would return over all pages, with the same filter.
+-- How many tasks list_tasks would return over all pages, with the same filter; only needed
+-- when a page past the end comes back empty and so carries no total.
 SELECT count(*)
 FROM tasks
 WHERE user_id = $1
