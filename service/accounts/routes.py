@@ -105,7 +105,7 @@ class AuthController(Controller):
         summary="Create a local account",
         status_code=201,
         before_request=require_json_body,
-        responses=problem_responses(400, 409, 413, 415, 503),
+        responses=problem_responses(400, 409, 413, 415),
     )
     async def register(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[RegisterRequest]
@@ -118,7 +118,7 @@ class AuthController(Controller):
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
-        responses=problem_responses(400, 401, 413, 415, 429, 503),
+        responses=problem_responses(400, 401, 413, 415),
     )
     async def login(self, request: Request[Any, Any, Any], state: State) -> Token:
         """An access token and a refresh token. After LOGIN_MAX_FAILURES consecutive failures the
@@ -142,7 +142,7 @@ class AuthController(Controller):
         summary="Exchange a refresh token for a new pair",
         status_code=200,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 413, 415, 503),
+        responses=problem_responses(400, 401, 413, 415),
     )
     async def refresh(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[RefreshRequest]
@@ -158,7 +158,7 @@ class AuthController(Controller):
         status_code=204,
         security=BEARER_SECURITY,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 413, 415, 503),
+        responses=problem_responses(400, 401, 413, 415),
     )
     async def logout(
         self,
@@ -172,7 +172,7 @@ class AuthController(Controller):
         refresh_token = data.refresh_token if data is not None else None
         await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
 
-    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401, 503))
+    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401))
     async def me(self, state: State, caller: NamedDependency[Caller]) -> User:
         return await credentials.get_user(state.pool, caller.id)
 
@@ -181,7 +181,7 @@ class AuthController(Controller):
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
+        responses=problem_responses(400, 401, 409, 413, 415),
     )
     async def update_me(
         self,

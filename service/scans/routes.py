@@ -64,7 +64,7 @@ class ScanController(Controller):
         "/scan",
         status_code=201,
         before_request=_read_multipart_form,
-        responses=problem_responses(400, 401, 413, 415, 502, 503),
+        responses=problem_responses(400, 401, 413, 415, 502),
     )
     async def create_scan(
         self,
@@ -86,7 +86,7 @@ class ScanController(Controller):
         row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
         return _scan(row)
 
-    @get("/scans", responses=problem_responses(400, 401, 503))
+    @get("/scans", responses=problem_responses(400, 401))
     async def list_scans(
         self,
         request: Request[Any, Any, Any],
@@ -109,7 +109,7 @@ class ScanController(Controller):
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return ScanPage(items=items, next_cursor=next_cursor)
 
-    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404, 503))
+    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404))
     async def get_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> Scan:
@@ -119,7 +119,7 @@ class ScanController(Controller):
             raise _scan_not_found(scan_id)
         return _scan(row)
 
-    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404, 503))
+    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404))
     async def delete_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> None:

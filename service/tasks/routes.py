@@ -88,7 +88,7 @@ class TaskController(Controller):
                 documentation_only=True,
             ),
         ],
-        responses=problem_responses(400, 401, 403, 503),
+        responses=problem_responses(400, 401, 403),
     )
     async def list_tasks(
         self,
@@ -114,7 +114,7 @@ class TaskController(Controller):
         "/",
         summary="Create a task",
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 403, 413, 415, 503),
+        responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def create_task(
         self,
@@ -133,7 +133,7 @@ class TaskController(Controller):
     @get(
         "/{task_id:int}",
         summary="Get one of the caller's tasks",
-        responses=problem_responses(400, 401, 403, 404, 503),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def get_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> Task:
         record = await state.pool.fetchrow(GET_TASK, task_id, caller.id)
@@ -146,7 +146,7 @@ class TaskController(Controller):
         summary="Change some fields of a task",
         description="Fields left out keep their value; `description: null` clears the description.",
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 403, 404, 413, 415, 503),
+        responses=problem_responses(400, 401, 403, 404, 413, 415),
     )
     async def update_task(
         self, state: State, caller: NamedDependency[Caller], task_id: TaskId, data: JSONBody[UpdateTask]
@@ -167,7 +167,7 @@ class TaskController(Controller):
     @delete(
         "/{task_id:int}",
         summary="Delete a task",
-        responses=problem_responses(400, 401, 403, 404, 503),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def delete_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> None:
         if await state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:

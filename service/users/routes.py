@@ -45,7 +45,7 @@ class UsersController(Controller):
         "/",
         guards=[requires_admin],
         summary="List users (admin)",
-        responses=problem_responses(400, 401, 403, 429, 503),
+        responses=problem_responses(400, 401, 403),
     )
     async def list_users(
         self,
@@ -69,7 +69,7 @@ class UsersController(Controller):
         "/{user_id:uuid}",
         guards=[requires_self_or_admin],
         summary="Get a user (self or admin)",
-        responses=problem_responses(401, 403, 404, 429, 503),
+        responses=problem_responses(401, 403, 404),
     )
     async def get_user(self, state: State, user_id: FromPath[uuid.UUID]) -> User:
         row = await state.pool.fetchrow(GET_USER, user_id)
@@ -105,7 +105,7 @@ class UsersController(Controller):
         "/{user_id:uuid}",
         guards=[requires_self_or_admin],
         summary="Delete a user (self or admin)",
-        responses=problem_responses(401, 403, 404, 409, 429, 503),
+        responses=problem_responses(401, 403, 404, 409),
     )
     async def delete_user(
         self,
