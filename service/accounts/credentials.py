@@ -21,7 +21,7 @@ from service.settings import Settings
 from service.users.models import User
 
 INSERT_USER = load_sql("accounts/insert_user")
-GET_USER = load_sql("accounts/get_user")
+GET_USER = load_sql("users/get_user")
 GET_LOGIN_USER = load_sql("accounts/get_login_user")
 GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")

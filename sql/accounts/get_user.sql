@@ -1,4 +1,0 @@
--- One user as the API shows it.
-SELECT id, email, full_name, role, is_active, provider, created_at, updated_at
-FROM users
-WHERE id = $1
