@@ -46,8 +46,15 @@ def _request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, production: bool, client_addresses: ClientAddressResolver) -> None:
         self.app = app
-        self.production = production
         self.client_addresses = client_addresses
+        # Fixed per path kind, so built once; each response only adds its request id.
+        hsts = [_HSTS] if production else []
+        self.api_headers = [*_API_HEADERS, *hsts]
+        self.docs_headers = [
+            *(h for h in _API_HEADERS if h[0] != b"content-security-policy"),
+            (b"content-security-policy", _DOCS_CSP),
+            *hsts,
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +67,10 @@ class RequestContextMiddleware:
         client_ip = self.client_addresses.resolve(scope)
         scope["client_ip"] = client_ip  # type: ignore[typeddict-unknown-key]
         path: str = scope["path"]
-        extra_headers = self._headers_for(path, request_id)
+        extra_headers = [
+            (b"x-request-id", request_id.encode("ascii")),
+            *(self.docs_headers if path.startswith(_DOCS_PREFIXES) else self.api_headers),
+        ]
         status = 500
 
         async def send_with_headers(message: Message) -> None:
@@ -84,14 +94,3 @@ class RequestContextMiddleware:
                     "client": client_ip,
                 },
             )
-
-    def _headers_for(self, path: str, request_id: str) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-request-id", request_id.encode("ascii"))]
-        if path.startswith(_DOCS_PREFIXES):
-            headers += [h for h in _API_HEADERS if h[0] != b"content-security-policy"]
-            headers.append((b"content-security-policy", _DOCS_CSP))
-        else:
-            headers += _API_HEADERS
-        if self.production:
-            headers.append(_HSTS)
-        return headers
