@@ -1,8 +1,10 @@
 """The floor: a bare ASGI callable doing the task list's essential work and nothing else.
 
-Same token check (pyjwt, HS256, same required claims), same SQL files (caller lookup, task list),
-same msgspec encoding, same uvicorn settings as the service. No framework, no middleware. The
-service's throughput is reported as a fraction of this. Not part of the service.
+Same token check (the service's own `verify_access_token`: pyjwt, HS256, the same required
+claims, behind the same VerifiedTokenCache), same SQL files (caller lookup, task list) on one
+pooled connection, same msgspec encoding, same uvicorn settings as the service. No framework,
+no middleware. The service's throughput is reported as a fraction of this. Not part of the
+service.
 
 Run: DATABASE_URL=... JWT_SECRET=... uvicorn bench.floor:app --loop uvloop --http httptools
 """
@@ -10,14 +12,14 @@ Run: DATABASE_URL=... JWT_SECRET=... uvicorn bench.floor:app --loop uvloop --htt
 from __future__ import annotations
 
 import os
-import uuid
+import time
 from typing import Any
 
 import asyncpg
-import jwt
 import msgspec
 
 from service.db import create_pool, load_sql
+from service.security.tokens import InvalidToken, VerifiedTokenCache, verify_access_token
 from service.settings import load_settings
 from service.tasks.models import Task
 
@@ -27,6 +29,7 @@ COUNT_TASKS = load_sql("tasks/count_tasks")
 
 _encoder = msgspec.json.Encoder()
 _state: dict[str, Any] = {}
+_verified = VerifiedTokenCache()
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
@@ -54,30 +57,27 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     settings = _state["settings"]
-    token = b""
+    token = ""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            token = value[7:]
-    try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            audience="service-api",
-            issuer="service",
-            options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
-        )
-    except jwt.PyJWTError:
-        await _respond(send, 401, b'{"detail":"invalid token"}')
-        return
-    user_id = uuid.UUID(claims["sub"])
+            token = value[7:].decode("latin-1")
+    now = time.time()
+    verified = _verified.get(token, now)
+    if verified is None:
+        try:
+            verified = verify_access_token(settings, token)
+        except InvalidToken:
+            await _respond(send, 401, b'{"detail":"invalid token"}')
+            return
+        _verified.put(token, verified, now)
+    user_id = verified.subject
     pool: asyncpg.Pool = _state["pool"]
     async with pool.acquire() as connection:
-        caller = await connection.fetchrow(GET_CALLER, user_id, uuid.UUID(claims["jti"]))
+        caller = await connection.fetchrow(GET_CALLER, user_id, verified.jti)
         if caller is None or caller["revoked"]:
             await _respond(send, 401, b'{"detail":"revoked"}')
             return
-        rows = await connection.fetch(LIST_TASKS, user_id, None, 50, 0)
+        rows = await connection.fetch(LIST_TASKS, caller["id"], None, 50, 0)
         if not rows:
-            await connection.fetchval(COUNT_TASKS, user_id, None)
-    await _respond(send, 200, _encoder.encode([Task.of(row, claims["sub"]) for row in rows]))
+            await connection.fetchval(COUNT_TASKS, caller["id"], None)
+    await _respond(send, 200, _encoder.encode([Task.of(row, user_id) for row in rows]))

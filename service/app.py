@@ -160,10 +160,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     _allow_every_method_on_options(app)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
-    handler = metrics.MetricsMiddleware(app.asgi_handler) if settings.metrics_enabled else app.asgi_handler
     app.asgi_handler = RequestContextMiddleware(
-        handler,
+        app.asgi_handler,
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
+        metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,
     )
     return app

@@ -22,7 +22,7 @@ from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Response
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -110,42 +110,27 @@ def refresh_pool_gauges(state: State) -> None:
     DB_POOL_CONNECTIONS_MAX.set(pool.get_max_size())
 
 
-class MetricsMiddleware:
+class RequestMetrics:
     """Counts every HTTP response, including 404s, 405s and 429s raised before a handler runs.
 
-    It sits just inside the request-context layer: after routing, Litestar has written the
-    matched route's template into the scope, which is the only path this records.
+    Called by the outermost layer (service.middleware) once a response is done: by then
+    Litestar's router has written the matched route's template into the scope, which is the
+    only path this records.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self.gauges_due = 0.0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            route = scope.get("path_template") or UNMATCHED_ROUTE
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # type: ignore[typeddict-item]
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            HTTP_REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-            if MULTIPROCESS_DIR and started >= self.gauges_due:
-                # A scrape reaches one worker; each worker keeps its own pool gauges current,
-                # at most once a second (a multiprocess gauge write is a locked mmap write).
-                self.gauges_due = started + GAUGE_REFRESH_SECONDS
-                refresh_pool_gauges(scope["litestar_app"].state)  # type: ignore[typeddict-item]
+    def observe(self, scope: Scope, status: int, started: float, finished: float) -> None:
+        route = scope.get("path_template") or UNMATCHED_ROUTE
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # type: ignore[typeddict-item]
+        HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        HTTP_REQUEST_SECONDS.labels(route, method).observe(finished - started)
+        if MULTIPROCESS_DIR and started >= self.gauges_due:
+            # A scrape reaches one worker; each worker keeps its own pool gauges current,
+            # at most once a second (a multiprocess gauge write is a locked mmap write).
+            self.gauges_due = started + GAUGE_REFRESH_SECONDS
+            refresh_pool_gauges(scope["litestar_app"].state)  # type: ignore[typeddict-item]
 
 
 def _registry() -> CollectorRegistry:

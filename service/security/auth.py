@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from typing import Any
 
 import msgspec
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
@@ -20,13 +22,20 @@ from service.audit.events import RequestOrigin
 from service.db import load_sql
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token
-from service.security.tokens import ISSUER, InvalidToken, VerifiedToken, verify_access_token
+from service.security.tokens import (
+    ISSUER,
+    InvalidToken,
+    VerifiedToken,
+    VerifiedTokenCache,
+    verify_access_token,
+)
 from service.settings import Settings
 
 GET_CALLER = load_sql("accounts/get_caller")
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 _SCOPE_KEY = "caller"
+VERIFIED_TOKENS_KEY = "verified_tokens"
 LOCAL_PROVIDER = "local"
 
 
@@ -88,6 +97,21 @@ async def verify_token(settings: Settings, token: str, provider_keys: JwksCache)
     return await verify_provider_token(provider, token, provider_keys)
 
 
+async def verified_token(state: State, token: str) -> VerifiedToken:
+    """verify_token, remembered: a token string that passed every check is not checked again
+    until it expires or VERIFIED_TOKEN_TTL_SECONDS pass (see VerifiedTokenCache)."""
+    cache = state.get(VERIFIED_TOKENS_KEY)
+    if not isinstance(cache, VerifiedTokenCache):
+        cache = VerifiedTokenCache()
+        state[VERIFIED_TOKENS_KEY] = cache
+    now = time.time()
+    verified = cache.get(token, now)
+    if verified is None:
+        verified = await verify_token(state.settings, token, jwks_cache(state))
+        cache.put(token, verified, now)
+    return verified
+
+
 async def _resolve_user_id(
     connection: ASGIConnection[Any, Any, Any, Any], verified: VerifiedToken
 ) -> uuid.UUID:
@@ -103,7 +127,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
     state = connection.app.state
     token = _bearer_token(connection)
     try:
-        verified = await verify_token(state.settings, token, jwks_cache(state))
+        verified = await verified_token(state, token)
     except InvalidToken as exc:
         raise NotAuthorizedException(str(exc)) from None
     user_id = await _resolve_user_id(connection, verified)

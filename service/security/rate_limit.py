@@ -26,11 +26,12 @@ from typing import Protocol
 
 from litestar import Litestar
 from litestar.middleware.base import DefineMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.errors import TooManyRequests
+from service.middleware import RESPONSE_HEADERS_KEY
 from service.settings import Settings
 
 log = logging.getLogger("service.rate_limit")
@@ -150,14 +151,11 @@ class RateLimitMiddleware:
             return
         limiting.outage.answered()
         assert shown is not None
-        extra = [(k.encode(), v.encode()) for k, v in _headers(shown[0], shown[1], reset).items()]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        # The outermost layer adds these to the response (one send wrapper for all headers).
+        scope[RESPONSE_HEADERS_KEY] = [  # type: ignore[typeddict-unknown-key]
+            (k.encode(), v.encode()) for k, v in _headers(shown[0], shown[1], reset).items()
+        ]
+        await self.app(scope, receive, send)
 
 
 def _headers(limit: Limit, remaining: int, reset: int) -> dict[str, str]:

@@ -7,11 +7,9 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from service.db import BIGINT_MAX, load_sql
@@ -42,12 +40,22 @@ TaskId = Annotated[
 ]
 
 
-async def requires_own_user_id(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def requires_own_user_id(request: Request[Any, Any, Any]) -> None:
     """The path's user_id must be the caller's token subject: an exact string compare, since
-    external subjects (Better Auth, Supabase) are not necessarily UUIDs."""
-    caller = await authenticate(connection)
-    if connection.path_params["user_id"] != caller.subject:
+    external subjects (Better Auth, Supabase) are not necessarily UUIDs.
+
+    A `before_request` hook rather than a guard, with the same effect and order: it runs before
+    parameters and body are parsed (401, then 403, before any 400/415). Litestar 2 copies the
+    route handler object for every guard call, which was 5 % of a task-list request's CPU.
+    """
+    caller = await authenticate(request)
+    if request.path_params["user_id"] != caller.subject:
         raise PermissionDeniedException("user_id in the path is not the authenticated user")
+
+
+async def requires_own_user_id_and_json_body(request: Request[Any, Any, Any]) -> None:
+    await requires_own_user_id(request)
+    await require_json_body(request)
 
 
 def _unless_unset(value: T | msgspec.UnsetType) -> T | None:
@@ -68,7 +76,7 @@ def _pagination_headers(
 class TaskController(Controller):
     path = "/{user_id:str}/tasks"
     tags = ["Tasks"]
-    guards = [requires_own_user_id]
+    before_request = requires_own_user_id  # the closest before_request wins: see the JSON routes
     dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
 
@@ -107,13 +115,13 @@ class TaskController(Controller):
         else:
             total = await state.pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
         tasks = [Task.of(record, caller.subject) for record in records]
-        headers = _pagination_headers(request.url.path, completed, total, limit, offset)
+        headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         return Response(tasks, headers=headers)
 
     @post(
         "/",
         summary="Create a task",
-        before_request=require_json_body,
+        before_request=requires_own_user_id_and_json_body,
         responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def create_task(
@@ -145,7 +153,7 @@ class TaskController(Controller):
         "/{task_id:int}",
         summary="Change some fields of a task",
         description="Fields left out keep their value; `description: null` clears the description.",
-        before_request=require_json_body,
+        before_request=requires_own_user_id_and_json_body,
         responses=problem_responses(400, 401, 403, 404, 413, 415),
     )
     async def update_task(
