@@ -115,7 +115,7 @@ async def main(args: argparse.Namespace) -> None:
     app = create_app(settings)
     stop = await _lifespan(app)
     email = f"inproc-{os.getpid()}@bench.example"
-    password = "bench-password-9f3c1a"  # noqa: S105
+    password = "bench-password-9f3c1a"
     form = f"username={email}&password={password}".encode()
     register = _scope("/api/auth/register", "", "POST")
     register["headers"] = [(b"content-type", b"application/json")]
@@ -166,7 +166,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", action="store_true")

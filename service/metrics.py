@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
