@@ -152,7 +152,7 @@ class RateLimitMiddleware:
         limiting.outage.answered()
         assert shown is not None
         # The outermost layer adds these to the response (one send wrapper for all headers).
-        scope[RESPONSE_HEADERS_KEY] = [  # type: ignore[typeddict-unknown-key]
+        scope[RESPONSE_HEADERS_KEY] = [  # type: ignore[literal-required]
             (k.encode(), v.encode()) for k, v in _headers(shown[0], shown[1], reset).items()
         ]
         await self.app(scope, receive, send)
