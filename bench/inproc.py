@@ -7,7 +7,7 @@ request; the HTTP server's share (uvicorn + httptools) is the same for both and 
 Repeatable within a few percent on a busy machine, so it is the quick loop for optimising;
 `bench/run.py` remains the measurement of record.
 
-    uv run python bench/inproc.py                  # 10 alternating rounds of 5,000 requests
+    uv run python bench/inproc.py                  # 30 alternating rounds of 2,000 requests
     uv run python bench/inproc.py --profile        # also cProfile the service (--sort, --top)
 """
 
@@ -169,8 +169,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=5_000)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime, cumulative")
     parser.add_argument("--top", type=int, default=35)

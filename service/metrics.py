@@ -119,12 +119,23 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self.gauges_due = 0.0
+        # The labelled children, looked up once per (route, method, status): `labels()` takes
+        # a lock and builds a key on every call. The key set is bounded by the route table.
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, scope: Scope, status: int, started: float, finished: float) -> None:
         route = scope.get("path_template") or UNMATCHED_ROUTE
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # type: ignore[typeddict-item]
-        HTTP_REQUESTS.labels(route, method, str(status)).inc()
-        HTTP_REQUEST_SECONDS.labels(route, method).observe(finished - started)
+        key = (route, method, status)
+        children = self.children.get(key)
+        if children is None:
+            children = (
+                HTTP_REQUESTS.labels(route, method, str(status)),
+                HTTP_REQUEST_SECONDS.labels(route, method),
+            )
+            self.children[key] = children
+        children[0].inc()
+        children[1].observe(finished - started)
         if MULTIPROCESS_DIR and started >= self.gauges_due:
             # A scrape reaches one worker; each worker keeps its own pool gauges current,
             # at most once a second (a multiprocess gauge write is a locked mmap write).

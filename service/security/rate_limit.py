@@ -117,6 +117,10 @@ class Limit:
         self.per_minute = per_minute
         self.detail = detail
         self.policy = f"{per_minute};w={WINDOW_SECONDS}"
+        self.fixed_headers = [
+            (b"ratelimit-limit", str(per_minute).encode()),
+            (b"ratelimit-policy", self.policy.encode()),
+        ]
 
 
 class RateLimitMiddleware:
@@ -129,33 +133,40 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES) or limiting.outage.skipping():
             await self.app(scope, receive, send)
             return
-        address = scope.get("client_ip") or "unknown"  # type: ignore[typeddict-item]
+        address: str = scope.get("client_ip") or "unknown"  # type: ignore[typeddict-item,assignment]
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - int(now)
-        limits = [limiting.general]
-        if scope.get("method") == "POST" and scope.get("path_template") in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
-            limits.insert(0, limiting.sign_in)
-        shown: tuple[Limit, int] | None = None
+        # Sign-in routes count against both limits; their headers describe the tighter one.
+        shown = limiting.general
+        sign_in_count = 0
+        if scope["method"] == "POST" and scope.get("path_template") in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
+            shown = limiting.sign_in
         try:
-            for limit in limits:
-                count = await limiting.counter.hit(f"{limiting.prefix}{limit.name}:{address}:{window}")
-                remaining = max(0, limit.per_minute - count)
-                if count > limit.per_minute:
-                    raise TooManyRequests(limit.detail, retry_after=reset, headers=_headers(limit, 0, reset))
-                if shown is None:
-                    shown = (limit, remaining)
+            if shown is limiting.sign_in:
+                sign_in_count = await self._hit(shown, address, window, reset)
+            count = await self._hit(limiting.general, address, window, reset)
         except (RedisError, OSError) as exc:
             limiting.outage.failed(exc)
             await self.app(scope, receive, send)
             return
         limiting.outage.answered()
-        assert shown is not None
+        if shown is limiting.sign_in:
+            count = sign_in_count
+        remaining = max(0, shown.per_minute - count)
         # The outermost layer adds these to the response (one send wrapper for all headers).
         scope[RESPONSE_HEADERS_KEY] = [  # type: ignore[literal-required]
-            (k.encode(), v.encode()) for k, v in _headers(shown[0], shown[1], reset).items()
+            *shown.fixed_headers,
+            (b"ratelimit-remaining", str(remaining).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
         ]
         await self.app(scope, receive, send)
+
+    async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
+        count = await self.limiting.counter.hit(f"{self.limiting.prefix}{limit.name}:{address}:{window}")
+        if count > limit.per_minute:
+            raise TooManyRequests(limit.detail, retry_after=reset, headers=_headers(limit, 0, reset))
+        return count
 
 
 def _headers(limit: Limit, remaining: int, reset: int) -> dict[str, str]:
