@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,44 +88,6 @@ async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
-
-
-# One pooled connection per request, for routes that ask for it with
-# `opt={KEEP_CONNECTION: True}`: `authenticate` runs its caller lookup on a connection it
-# parks in the scope, the handler takes it over with `request_connection`, and it goes back
-# to the pool when the handler is done. A request that stops in between (401, 403, 400) has
-# it returned by the outermost layer. Pool acquire plus release is about 6 % of a task-list
-# request's CPU; doing it once instead of twice is the saving. Only for routes that never
-# wait on anything but the database, and never for routes with a body: a parked connection is
-# held while parameters and body are read, and for the whole handler.
-KEEP_CONNECTION = "keep_connection"
-PARKED_CONNECTION_KEY = "parked_connection"
-
-
-async def park_connection(scope: Any, pool: asyncpg.Pool) -> asyncpg.Connection:
-    connection = await pool.acquire()
-    scope[PARKED_CONNECTION_KEY] = (pool, connection)
-    return connection
-
-
-@asynccontextmanager
-async def request_connection(scope: Any, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """The connection parked for this request, or a fresh one; back to the pool at the end."""
-    parked = scope.pop(PARKED_CONNECTION_KEY, None)
-    if parked is None:
-        async with pool.acquire() as connection:
-            yield connection
-        return
-    try:
-        yield parked[1]
-    finally:
-        await parked[0].release(parked[1])
-
-
-async def release_parked_connection(scope: Any) -> None:
-    parked = scope.pop(PARKED_CONNECTION_KEY, None)
-    if parked is not None:
-        await parked[0].release(parked[1])
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

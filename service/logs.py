@@ -45,6 +45,11 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
 
+    def configure(self, stream: Any, *, json: bool) -> None:
+        self.stream = stream
+        self.json = json
+        self._second = -1  # the cached timestamp was in the other format, perhaps
+
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
@@ -92,8 +97,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    access_log.stream = handler.stream
-    access_log.json = fmt == "json"
+    access_log.configure(handler.stream, json=fmt == "json")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -16,7 +16,6 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.db import PARKED_CONNECTION_KEY, release_parked_connection
 from service.logs import access_log
 from service.metrics import RequestMetrics
 from service.security.client_ip import ClientAddressResolver
@@ -102,8 +101,6 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            if PARKED_CONNECTION_KEY in scope:
-                await release_parked_connection(scope)
             finished = time.perf_counter()
             if self.metrics is not None:
                 self.metrics.observe(scope, status, started, finished)

@@ -19,7 +19,7 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin
-from service.db import KEEP_CONNECTION, load_sql, park_connection
+from service.db import load_sql
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token
 from service.security.tokens import (
@@ -131,11 +131,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
     except InvalidToken as exc:
         raise NotAuthorizedException(str(exc)) from None
     user_id = await _resolve_user_id(connection, verified)
-    if connection.route_handler.opt.get(KEEP_CONNECTION):
-        db = await park_connection(connection.scope, state.pool)
-        row = await db.fetchrow(GET_CALLER, user_id, verified.jti)
-    else:
-        row = await state.pool.fetchrow(GET_CALLER, user_id, verified.jti)
+    row = await state.pool.fetchrow(GET_CALLER, user_id, verified.jti)
     if row is None or not row["is_active"]:
         raise NotAuthorizedException("account is not active")
     if row["revoked"] or verified.issued_at < row["tokens_valid_after"]:

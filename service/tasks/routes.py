@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from service.db import BIGINT_MAX, KEEP_CONNECTION, load_sql, request_connection
+from service.db import BIGINT_MAX, load_sql
 from service.errors import problem_responses, require_json_body
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, authenticate
 from service.tasks.models import CreateTask, Task, UpdateTask
@@ -98,7 +98,6 @@ class TaskController(Controller):
             ),
         ],
         responses=problem_responses(400, 401, 403),
-        opt={KEEP_CONNECTION: True},
     )
     async def list_tasks(
         self,
@@ -111,12 +110,11 @@ class TaskController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
-        async with request_connection(request.scope, state.pool) as db:
-            records = await db.fetch(LIST_TASKS, caller.id, completed, limit, offset)
-            if records:
-                total = records[0]["total"]
-            else:
-                total = await db.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
+        records = await state.pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
+        if records:
+            total = records[0]["total"]
+        else:
+            total = await state.pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
         tasks = [Task.of(record, caller.subject) for record in records]
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         return Response(tasks, headers=headers)
@@ -145,13 +143,9 @@ class TaskController(Controller):
         "/{task_id:int}",
         summary="Get one of the caller's tasks",
         responses=problem_responses(400, 401, 403, 404),
-        opt={KEEP_CONNECTION: True},
     )
-    async def get_task(
-        self, request: Request[Any, Any, Any], state: State, caller: NamedDependency[Caller], task_id: TaskId
-    ) -> Task:
-        async with request_connection(request.scope, state.pool) as db:
-            record = await db.fetchrow(GET_TASK, task_id, caller.id)
+    async def get_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> Task:
+        record = await state.pool.fetchrow(GET_TASK, task_id, caller.id)
         if record is None:
             raise NotFoundException("task not found")
         return Task.of(record, caller.subject)
@@ -183,12 +177,7 @@ class TaskController(Controller):
         "/{task_id:int}",
         summary="Delete a task",
         responses=problem_responses(400, 401, 403, 404),
-        opt={KEEP_CONNECTION: True},
     )
-    async def delete_task(
-        self, request: Request[Any, Any, Any], state: State, caller: NamedDependency[Caller], task_id: TaskId
-    ) -> None:
-        async with request_connection(request.scope, state.pool) as db:
-            deleted = await db.fetchval(DELETE_TASK, task_id, caller.id)
-        if deleted is None:
+    async def delete_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> None:
+        if await state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
             raise NotFoundException("task not found")

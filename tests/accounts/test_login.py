@@ -1,6 +1,7 @@
 """Login: form and JSON, one answer for every wrong credential, lockout, rehash, and a free event loop."""
 
 import asyncio
+import os
 import sys
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.security import passwords
 from service.security.tokens import verify_access_token
 from service.settings import Settings
 from tests.accounts.conftest import STRONG_PASSWORD, auth, login, register
@@ -272,3 +274,13 @@ async def test_hashing_does_not_block_the_event_loop(
             assert health.status_code == 200
             assert not logging_in.done(), "/health was answered while the login was still hashing"
             assert (await logging_in).status_code == 401
+
+
+async def test_password_hashing_yields_the_cpu_to_requests() -> None:
+    """argon2 runs on threads ten steps nicer than the event loop, so a burst of logins cannot
+    starve every other request (bench/run.py's login storm measures the effect)."""
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    hashing_niceness = await passwords._off_the_loop(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    )
+    assert hashing_niceness == min(19, loop_niceness + passwords.HASHING_THREAD_NICENESS)

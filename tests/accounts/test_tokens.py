@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import jwt
 
-from service.security.tokens import AUDIENCE, ISSUER
+from service.security.tokens import AUDIENCE, ISSUER, VerifiedToken, VerifiedTokenCache
 from service.settings import Settings
 from tests.accounts.conftest import auth
 from tests.conftest import TEST_JWT_SECRET, bearer, make_user
@@ -113,3 +113,45 @@ async def test_a_deactivated_or_deleted_users_tokens_stop_at_once(
     assert (await client.get("/api/auth/me", headers=headers)).status_code == 200
     await db.execute("DELETE FROM users")
     assert (await client.get("/api/auth/me", headers=headers)).status_code == 401
+
+
+async def test_an_accepted_token_does_not_vouch_for_a_changed_copy(
+    client: httpx.AsyncClient, db: asyncpg.Connection, settings: Settings
+) -> None:
+    """Verified tokens are remembered by their whole string, signature included: a copy with
+    other claims or another signature is verified afresh, and fails."""
+    user_id = await make_user(db)
+    token = jwt.encode(_claims(user_id), TEST_JWT_SECRET, algorithm="HS256")
+    assert (await client.get("/api/auth/me", headers=auth(token))).status_code == 200
+    header, payload, signature = token.split(".")
+    other = _b64(_claims(uuid.uuid4()))
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    for changed in (f"{header}.{other}.{signature}", f"{header}.{payload}.{flipped}", token + "."):
+        assert (await client.get("/api/auth/me", headers=auth(changed))).status_code == 401, changed
+    assert (await client.get("/api/auth/me", headers=auth(token))).status_code == 200
+
+
+def _verified(expires_at: float) -> VerifiedToken:
+    return VerifiedToken(provider="local", subject="s", issued_at=0.0, expires_at=expires_at)
+
+
+def test_a_remembered_token_is_forgotten_when_it_expires_or_its_ttl_ends() -> None:
+    cache = VerifiedTokenCache(ttl_seconds=60, size=10)
+    now = 1_000_000.0
+    cache.put("short", _verified(expires_at=now + 10), now)
+    cache.put("long", _verified(expires_at=now + 3600), now)
+    assert cache.get("short", now + 9.9) is not None
+    assert cache.get("short", now + 10) is None, "at exp the token goes back to its verifier"
+    assert cache.get("long", now + 59.9) is not None
+    assert cache.get("long", now + 60) is None, "after the TTL too, whatever exp says"
+    assert len(cache) == 0
+
+
+def test_the_cache_keeps_at_most_its_size_dropping_the_oldest() -> None:
+    cache = VerifiedTokenCache(ttl_seconds=60, size=3)
+    now = 1_000_000.0
+    for name in ("a", "b", "c", "d"):
+        cache.put(name, _verified(expires_at=now + 600), now)
+    assert len(cache) == 3
+    assert cache.get("a", now) is None
+    assert all(cache.get(name, now) is not None for name in ("b", "c", "d"))

@@ -71,6 +71,39 @@ async def test_logs_never_carry_tokens_passwords_or_authorization(
     assert "authorization" not in output.lower()
 
 
+@pytest.mark.parametrize("log_format", ["json", "text"])
+async def test_each_request_gets_one_access_line_in_the_configured_format(
+    app_client: AppClient, db: asyncpg.Connection, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    async with app_client(LOG_LEVEL="INFO", LOG_FORMAT=log_format) as client:
+        await client.get("/api/no-such-route", headers={"X-Request-ID": "req-42"})
+    lines = [line for line in capsys.readouterr().err.splitlines() if "service.access" in line]
+    assert len(lines) == 1
+    if log_format == "json":
+        entry = json.loads(lines[0])
+        assert entry["logger"] == "service.access"
+        assert entry["level"] == "INFO"
+        assert entry["ts"].endswith("Z")
+        assert (entry["method"], entry["path"], entry["status"], entry["request_id"]) == (
+            "GET",
+            "/api/no-such-route",
+            404,
+            "req-42",
+        )
+    else:
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO service\.access request ", lines[0])
+        for part in ("request_id=req-42", "method=GET", "path=/api/no-such-route", "status=404"):
+            assert part in lines[0]
+
+
+async def test_access_lines_follow_the_access_loggers_level(
+    app_client: AppClient, db: asyncpg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with app_client(LOG_LEVEL="WARNING") as client:
+        await client.get("/health")
+    assert "service.access" not in capsys.readouterr().err
+
+
 def concrete_paths(app: Litestar) -> list[tuple[str, str]]:
     """Every route and method the app serves, with a made-up value for each path parameter."""
     pairs = []
