@@ -1,7 +1,7 @@
 """The floor: a bare ASGI callable doing the task list's essential work and nothing else.
 
-Same token check (the service's own `verify_access_token`: pyjwt, HS256, the same required
-claims, behind the same VerifiedTokenCache), same SQL files (caller lookup, task list) on one
+Same token check (the service's own `verified_token`: pyjwt, HS256, the same required claims,
+behind the same VerifiedTokenCache), same SQL files (caller lookup, task list) on one
 pooled connection, same msgspec encoding, same uvicorn settings as the service. No framework,
 no middleware. The service's throughput is reported as a fraction of this. Not part of the
 service.
@@ -12,14 +12,15 @@ Run: DATABASE_URL=... JWT_SECRET=... uvicorn bench.floor:app --loop uvloop --htt
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import asyncpg
 import msgspec
+from litestar.datastructures import State
 
 from service.db import create_pool, load_sql
-from service.security.tokens import InvalidToken, VerifiedTokenCache, verify_access_token
+from service.security.auth import verified_token
+from service.security.tokens import InvalidToken
 from service.settings import load_settings
 from service.tasks.models import Task
 
@@ -29,7 +30,6 @@ COUNT_TASKS = load_sql("tasks/count_tasks")
 
 _encoder = msgspec.json.Encoder()
 _state: dict[str, Any] = {}
-_verified = VerifiedTokenCache()
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
@@ -49,27 +49,23 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 settings = load_settings()
-                _state["settings"] = settings
+                # What verified_token reads: the settings, and (for provider tokens only) a client.
+                _state["token_state"] = State({"settings": settings, "http": None})
                 _state["pool"] = await create_pool(settings, os.environ["DATABASE_URL"])
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await _state["pool"].close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    settings = _state["settings"]
     token = ""
     for name, value in scope["headers"]:
         if name == b"authorization":
             token = value[7:].decode("latin-1")
-    now = time.time()
-    verified = _verified.get(token, now)
-    if verified is None:
-        try:
-            verified = verify_access_token(settings, token)
-        except InvalidToken:
-            await _respond(send, 401, b'{"detail":"invalid token"}')
-            return
-        _verified.put(token, verified, now)
+    try:
+        verified = await verified_token(_state["token_state"], token)
+    except InvalidToken:
+        await _respond(send, 401, b'{"detail":"invalid token"}')
+        return
     user_id = verified.subject
     pool: asyncpg.Pool = _state["pool"]
     async with pool.acquire() as connection:

@@ -117,10 +117,6 @@ class Limit:
         self.per_minute = per_minute
         self.detail = detail
         self.policy = f"{per_minute};w={WINDOW_SECONDS}"
-        self.fixed_headers = [
-            (b"ratelimit-limit", str(per_minute).encode()),
-            (b"ratelimit-policy", self.policy.encode()),
-        ]
 
 
 class RateLimitMiddleware:
@@ -137,29 +133,21 @@ class RateLimitMiddleware:
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - int(now)
-        # Sign-in routes count against both limits; their headers describe the tighter one.
-        shown = limiting.general
-        sign_in_count = 0
+        # Sign-in routes count against their own limit first, then the general one; the response
+        # headers describe the first.
+        limits = [limiting.general]
         if scope["method"] == "POST" and scope.get("path_template") in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
-            shown = limiting.sign_in
+            limits.insert(0, limiting.sign_in)
         try:
-            if shown is limiting.sign_in:
-                sign_in_count = await self._hit(shown, address, window, reset)
-            count = await self._hit(limiting.general, address, window, reset)
+            counts = [await self._hit(limit, address, window, reset) for limit in limits]
         except (RedisError, OSError) as exc:
             limiting.outage.failed(exc)
             await self.app(scope, receive, send)
             return
         limiting.outage.answered()
-        if shown is limiting.sign_in:
-            count = sign_in_count
-        remaining = max(0, shown.per_minute - count)
+        shown = _headers(limits[0], max(0, limits[0].per_minute - counts[0]), reset)
         # The outermost layer adds these to the response (one send wrapper for all headers).
-        scope[RESPONSE_HEADERS_KEY] = [  # type: ignore[literal-required]
-            *shown.fixed_headers,
-            (b"ratelimit-remaining", str(remaining).encode()),
-            (b"ratelimit-reset", str(reset).encode()),
-        ]
+        scope[RESPONSE_HEADERS_KEY] = [(k.encode(), v.encode()) for k, v in shown.items()]  # type: ignore[literal-required]
         await self.app(scope, receive, send)
 
     async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
