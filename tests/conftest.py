@@ -163,6 +163,10 @@ async def make_user(
     return user_id
 
 
+# A user as every route shows one (/api/auth/me, /api/users): these fields, never a hash.
+USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "provider", "created_at", "updated_at"}
+
+
 def bearer(settings: Settings, user_id: uuid.UUID) -> dict[str, str]:
     """An Authorization header with a fresh access token of ours for this user."""
     return {"Authorization": f"Bearer {issue_access_token(settings, user_id).token}"}

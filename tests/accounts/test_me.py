@@ -5,7 +5,7 @@ import httpx
 
 from service.settings import Settings
 from tests.accounts.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, auth, login
-from tests.conftest import bearer, make_user
+from tests.conftest import USER_FIELDS, bearer, make_user
 
 
 async def _refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
@@ -16,16 +16,7 @@ async def test_me_is_the_caller_without_secrets(client: httpx.AsyncClient, token
     response = await client.get("/api/v1/auth/me", headers=auth(tokens["access_token"]))
     assert response.status_code == 200
     me = response.json()
-    assert set(me) == {
-        "id",
-        "email",
-        "full_name",
-        "role",
-        "is_active",
-        "provider",
-        "created_at",
-        "updated_at",
-    }
+    assert set(me) == USER_FIELDS
     assert me["email"] == "ada@example.com"
     assert "argon2" not in response.text
 

@@ -6,6 +6,18 @@ import pytest
 
 from tests.tasks.conftest import TaskUser, create_task
 
+# Every task route and method, with a body where the method takes one.
+EVERY_OPERATION = pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "", None),
+        ("POST", "", {"title": "x"}),
+        ("GET", "/1", None),
+        ("PATCH", "/1", {"title": "x"}),
+        ("DELETE", "/1", None),
+    ],
+)
+
 
 async def test_list_without_token_is_401(client: httpx.AsyncClient, alice: TaskUser) -> None:
     response = await client.get(alice.tasks_url)
@@ -23,16 +35,7 @@ async def test_invalid_token_is_401(client: httpx.AsyncClient, alice: TaskUser, 
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("GET", "", None),
-        ("POST", "", {"title": "x"}),
-        ("GET", "/1", None),
-        ("PATCH", "/1", {"title": "x"}),
-        ("DELETE", "/1", None),
-    ],
-)
+@EVERY_OPERATION
 async def test_every_operation_needs_a_token(
     client: httpx.AsyncClient, alice: TaskUser, method: str, path: str, body: dict[str, str] | None
 ) -> None:
@@ -54,16 +57,7 @@ async def test_create_with_a_valid_token_is_201(client: httpx.AsyncClient, alice
     assert response.json()["title"] == "Write report"
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("GET", "", None),
-        ("POST", "", {"title": "x"}),
-        ("GET", "/1", None),
-        ("PATCH", "/1", {"title": "x"}),
-        ("DELETE", "/1", None),
-    ],
-)
+@EVERY_OPERATION
 async def test_another_users_id_in_the_path_is_403(
     client: httpx.AsyncClient,
     alice: TaskUser,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.settings import Settings
-from tests.conftest import make_user
+from tests.conftest import USER_FIELDS, make_user
 from tests.users.conftest import Account, make_account
 
 
@@ -49,16 +49,7 @@ async def test_list_pages_newest_first_with_a_total(
     assert page["total"] == 5
     assert (page["limit"], page["offset"]) == (2, 0)
     assert [item["id"] for item in page["items"]] == [str(created[3].id), str(created[2].id)]
-    assert set(page["items"][0]) == {
-        "id",
-        "email",
-        "full_name",
-        "role",
-        "is_active",
-        "provider",
-        "created_at",
-        "updated_at",
-    }
+    assert set(page["items"][0]) == USER_FIELDS
     last = (await client.get("/api/users?limit=2&offset=4", headers=admin.headers)).json()
     assert [item["id"] for item in last["items"]] == [str(admin.id)]
     beyond = (await client.get("/api/users?offset=50", headers=admin.headers)).json()
