@@ -35,6 +35,9 @@ REPORT_LUA = (ROOT / "bench" / "report.lua").read_text()
 PASSWORD = "bench-password-9f3c1a"
 SCANS = 10_000
 TASKS = 20
+USERS = 1000
+THINK_MS = 500
+WRK_THREADS = 2
 
 
 @dataclass
@@ -131,7 +134,14 @@ def rss_mb(pid: int) -> float:
 
 
 def run_wrk(
-    wrk: str, url: str, script: str, *, connections: int, duration: int, threads: int = 2, timeout: int = 10
+    wrk: str,
+    url: str,
+    script: str,
+    *,
+    connections: int,
+    duration: int,
+    threads: int = WRK_THREADS,
+    timeout: int = 10,
 ) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script + "\n" + REPORT_LUA)
@@ -164,6 +174,32 @@ def run_wrk(
 
 def get_script(token: str, path: str) -> str:
     return f'wrk.method = "GET"\nwrk.path = "{path}"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+def think_time_script(*, staggered: bool) -> str:
+    """wrk's `delay()` for the 1000-users scenarios: every user waits THINK_MS between requests.
+
+    wrk also calls `delay()` before each connection's first request. With a constant there, all
+    1000 users send their first request in the same millisecond and, with the same think time,
+    stay in step: the server sees a burst of 1000 requests every 500 ms, and p99 is the time to
+    drain the burst (1000 / capacity: 180 ms even for the floor). `staggered` spreads the first
+    requests uniformly over one think time, as independent users arrive; after that each user
+    waits exactly THINK_MS. The first `connections / threads` calls in a wrk thread are its
+    connections' first requests.
+    """
+    if not staggered:
+        return f"delay = function() return {THINK_MS} end\n"
+    return f"""
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("id", threads) end
+init = function(args) math.randomseed(id * 7919) end
+local calls = 0
+delay = function()
+  calls = calls + 1
+  if calls <= {USERS // WRK_THREADS} then return math.random(0, {THINK_MS - 1}) end
+  return {THINK_MS}
+end
+"""
 
 
 def post_json_script(token: str, path: str, body: str) -> str:
@@ -322,9 +358,15 @@ def bench_workers(
         )
         scenario(
             "users_1000",
-            get_script(seeded.tasks_token, tasks_path) + "delay = function() return 500 end\n",
-            connections=1000,
-            note="1000 connections, 500 ms think time each",
+            get_script(seeded.tasks_token, tasks_path) + think_time_script(staggered=True),
+            connections=USERS,
+            note="1000 connections, 500 ms think time each, first requests spread over 500 ms",
+        )
+        scenario(
+            "users_1000_lockstep",
+            get_script(seeded.tasks_token, tasks_path) + think_time_script(staggered=False),
+            connections=USERS,
+            note="as users_1000, but all 1000 start in the same millisecond and stay in step",
         )
         quiet = scenario("tasks_list_quiet", get_script(seeded.tasks_token, tasks_path), connections=16)
         scenario(
@@ -392,8 +434,12 @@ def seed_once(base: str, env: dict[str, str]) -> Seeded:
     return _SEEDED["done"]
 
 
+FLOOR_SCENARIOS = ("floor_tasks_list", "floor_users_1000", "floor_users_1000_lockstep")
+
+
 def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
-    if args.only and "floor_tasks_list" not in args.only:
+    wanted = [name for name in FLOOR_SCENARIOS if not args.only or name in args.only]
+    if not wanted:
         return
     seeded = _SEEDED["done"]
     port = free_port()
@@ -415,17 +461,33 @@ def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results
         "warning",
     ]
     base = f"http://127.0.0.1:{port}"
+    path = f"/api/{seeded.tasks_user_id}/tasks"
+    runs = {
+        "floor_tasks_list": (
+            get_script(seeded.tasks_token, path),
+            64,
+            "bare ASGI: same token check, SQL, encoding",
+        ),
+        "floor_users_1000": (
+            get_script(seeded.tasks_token, path) + think_time_script(staggered=True),
+            USERS,
+            "the floor under users_1000",
+        ),
+        "floor_users_1000_lockstep": (
+            get_script(seeded.tasks_token, path) + think_time_script(staggered=False),
+            USERS,
+            "the floor under users_1000_lockstep",
+        ),
+    }
     with started(command, env, f"{base}/", any_status=True):
-        path = f"/api/{seeded.tasks_user_id}/tasks"
-        figures = run_wrk(
-            wrk, base, get_script(seeded.tasks_token, path), connections=64, duration=args.duration
-        )
-        results.append(
-            result_of("floor_tasks_list", 1, 64, figures, "bare ASGI: same token check, SQL, encoding")
-        )
-        print(
-            f"  floor_tasks_list             w=1 c=64   {figures['rps']:>9.1f} req/s p99 {figures['p99_ms']:.2f} ms"
-        )
+        for name in wanted:
+            script, connections, note = runs[name]
+            figures = run_wrk(wrk, base, script, connections=connections, duration=args.duration)
+            results.append(result_of(name, 1, connections, figures, note))
+            print(
+                f"  {name:<28} w=1 c={connections:<4} {figures['rps']:>9.1f} req/s "
+                f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+            )
 
 
 def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> str:

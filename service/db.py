@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,21 +74,104 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
     """
 
 
+class FifoGate:
+    """A counting semaphore that serves waiters strictly first come, first served.
+
+    A released slot is handed to the oldest waiter directly; a newcomer never takes it first.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled before using it: pass it on
+            else:
+                waiter.cancel()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+class FairPool(asyncpg.Pool):
+    """asyncpg's pool, with connections handed out in the order they were asked for.
+
+    asyncpg waits for a free connection on an asyncio.Queue, which wakes the oldest waiter on a
+    release but lets any task that asks before it runs take the connection; the woken waiter then
+    queues again at the back. Under load (64 or 1000 connections on a pool of 10) some requests
+    lost that race again and again: a task-list p99 of 200-500 ms at a p50 of 20 ms. A FIFO gate
+    with one slot per pooled connection in front of asyncpg's queue means asyncpg's own queue
+    never has to wait, and every request waits its turn.
+    """
+
+    def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, max_size=max_size, **kwargs)
+        self._gate = FifoGate(max_size)
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+        if timeout is None:
+            await self._gate.acquire()
+        else:
+            # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(self._gate.acquire(), timeout)
+            timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+        try:
+            return await super()._acquire(timeout)
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        holder = getattr(connection, "_holder", None)
+        if getattr(connection, "_con", None) is None or getattr(holder, "_pool", None) is not self:
+            # Already released (asyncpg ignores it) or not one of ours (asyncpg raises): no slot.
+            await super().release(connection, timeout=timeout)
+            return
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            self._gate.release()
+
+
 async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
     """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction."""
     transaction_pooler = settings.database_pooler == "transaction"
-    pool = await asyncpg.create_pool(
-        dsn=url,
+    pool = FairPool(
+        url,
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300,
         init=_init_connection,
         reset=_no_session_reset,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         statement_cache_size=0 if transaction_pooler else 256,
-        max_inactive_connection_lifetime=300,
         command_timeout=30,
         server_settings={"application_name": "service"},
     )
-    assert pool is not None
+    await pool
     return pool
 
 

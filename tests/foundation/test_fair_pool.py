@@ -1,0 +1,117 @@
+"""The pool hands out connections in the order requests asked for them.
+
+A request that waited for a connection gets the next one released, before any request that
+asked later: under load no request is overtaken again and again (that was a 200-500 ms p99 at a
+20 ms median with asyncpg's own queue). Waiters that give up (cancelled, timed out) lose no
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from service.db import FairPool, create_pool
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+async def pool_of_one(database_url: str, tmp_path) -> AsyncIterator[FairPool]:  # type: ignore[no-untyped-def]
+    settings = make_settings(database_url, tmp_path, DATABASE_POOL_MIN="1", DATABASE_POOL_MAX="1")
+    pool = await create_pool(settings, database_url)
+    assert isinstance(pool, FairPool)
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), 5)
+        except TimeoutError:
+            pool.terminate()
+            raise
+
+
+async def _take(pool: FairPool, timeout: float | None = None) -> asyncpg.Connection:
+    return await pool.acquire(timeout=timeout)  # type: ignore[no-any-return]
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_waiters_get_the_connection_in_arrival_order_and_newcomers_wait_behind_them(
+    pool_of_one: FairPool,
+) -> None:
+    order: list[str] = []
+
+    async def use(name: str) -> None:
+        async with pool_of_one.acquire() as connection:
+            order.append(name)
+            await connection.fetchval("SELECT 1")
+
+    held = await pool_of_one.acquire()
+    waiters = []
+    for name in ("first", "second", "third"):
+        waiters.append(asyncio.create_task(use(name)))
+        await _settle()
+    releasing = asyncio.create_task(pool_of_one.release(held))
+    await asyncio.sleep(0)  # the release is under way: asyncpg hands the connection back next
+    # Asks in the same turn of the loop as the connection comes back, before the woken waiter
+    # runs: with asyncpg's own queue it took the connection ahead of all three.
+    newcomer = asyncio.create_task(use("newcomer"))
+    await releasing
+    await asyncio.wait_for(asyncio.gather(*waiters, newcomer), 10)
+    assert order == ["first", "second", "third", "newcomer"]
+    assert pool_of_one.get_idle_size() == pool_of_one.get_size()
+
+
+async def test_a_cancelled_waiter_does_not_take_a_connection_with_it(pool_of_one: FairPool) -> None:
+    held = await pool_of_one.acquire()
+    gave_up = asyncio.create_task(_take(pool_of_one))
+    await _settle()
+    gave_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gave_up
+    await pool_of_one.release(held)
+    assert await asyncio.wait_for(pool_of_one.fetchval("SELECT 41 + 1"), 5) == 42
+
+
+async def test_a_timed_out_waiter_gets_a_timeout_and_the_pool_still_serves(pool_of_one: FairPool) -> None:
+    held = await pool_of_one.acquire()
+    with pytest.raises(asyncio.TimeoutError):
+        await pool_of_one.acquire(timeout=0.05)
+    await pool_of_one.release(held)
+    async with pool_of_one.acquire(timeout=5) as connection:
+        assert await connection.fetchval("SELECT 1") == 1
+
+
+async def test_releasing_twice_frees_one_connection_not_two(pool_of_one: FairPool) -> None:
+    held = await pool_of_one.acquire()
+    await pool_of_one.release(held)
+    await pool_of_one.release(held)  # asyncpg ignores it; the pool must still hold one connection
+    first = await pool_of_one.acquire()
+    second = asyncio.create_task(_take(pool_of_one))
+    await _settle()
+    assert not second.done(), "a second connection appeared out of a double release"
+    await pool_of_one.release(first)
+    await pool_of_one.release(await asyncio.wait_for(second, 5))
+
+
+async def test_a_connection_of_another_pool_is_refused_and_costs_no_slot(
+    pool_of_one: FairPool, database_url: str
+) -> None:
+    stranger = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.InterfaceError):
+            await pool_of_one.release(stranger)  # type: ignore[arg-type]
+    finally:
+        await stranger.close()
+    held = await pool_of_one.acquire()
+    extra = asyncio.create_task(_take(pool_of_one))
+    await _settle()
+    assert not extra.done()
+    await pool_of_one.release(held)
+    await pool_of_one.release(await asyncio.wait_for(extra, 5))
