@@ -25,7 +25,7 @@ from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler
-from service.logs import configure_logging
+from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
@@ -83,6 +83,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             metrics.worker_stopped()
             await http.aclose()
             await pool.close()
+            access_log.flush()
             if embedded is not None:
                 embedded.stop_if_started_here()
 

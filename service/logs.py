@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -30,12 +32,40 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(entry).decode()
 
 
+# Access lines are written in batches: at most this long after the first unwritten one, or
+# as soon as this many bytes wait, and at shutdown (the app's lifespan and atexit).
+ACCESS_LOG_FLUSH_SECONDS = 0.2
+ACCESS_LOG_FLUSH_BYTES = 64 * 1024
+
+
+class _AccessLine(msgspec.Struct):
+    """The JSON access line: the fields JsonFormatter prints, then the request's own."""
+
+    ts: str
+    level: str
+    logger: str
+    message: str
+    request_id: str
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    client: str | None
+
+
 class AccessLog:
     """The access log's own path to the log stream: one line per request, the same line the
     `service.access` logger would print through the configured formatter, without building a
     LogRecord and going through handler locks (measured: logging.info was about 8 % of a
-    task-list request's CPU, this is under 1 %). It honours the `service.access` logger's
-    level and the configured format, and writes to the same stream as every other record."""
+    task-list request's CPU). It honours the `service.access` logger's level and the configured
+    format, and writes to the same stream as every other record.
+
+    Lines are encoded straight to bytes and written in batches, like nginx's `access_log
+    buffer= flush=`: one write per ACCESS_LOG_FLUSH_SECONDS or ACCESS_LOG_FLUSH_BYTES instead of
+    a write and a flush per request (about 6 % of a task-list request's CPU). So an access line
+    can reach the stream up to 0.2 s after records logged later, and a worker killed with
+    SIGKILL loses at most that much of its access log; a normal shutdown writes everything.
+    """
 
     logger = logging.getLogger("service.access")
 
@@ -44,8 +74,13 @@ class AccessLog:
         self.json = True
         self._second = -1
         self._stamp = ""
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def configure(self, stream: Any, *, json: bool) -> None:
+        self.flush()  # what waits belongs to the old stream
         self.stream = stream
         self.json = json
         self._second = -1  # the cached timestamp was in the other format, perhaps
@@ -61,28 +96,69 @@ class AccessLog:
             self._stamp = time.strftime(pattern, time.gmtime(now) if self.json else time.localtime(now))
         return self._stamp, int((now - second) * 1000)
 
-    def write(self, fields: dict[str, Any]) -> None:
+    def write(
+        self, request_id: str, method: str, path: str, status: int, duration_ms: float, client: str | None
+    ) -> None:
         stamp, millis = self._timestamp(time.time())
         if self.json:
-            entry = {
-                "ts": f"{stamp}.{millis:03d}Z",
-                "level": "INFO",
-                "logger": "service.access",
-                "message": "request",
-                **fields,
-            }
-            line = _encoder.encode(entry).decode()
+            line = _encoder.encode(
+                _AccessLine(
+                    f"{stamp}.{millis:03d}Z",
+                    "INFO",
+                    "service.access",
+                    "request",
+                    request_id,
+                    method,
+                    path,
+                    status,
+                    duration_ms,
+                    client,
+                )
+            )
         else:
-            details = " ".join(f"{key}={value}" for key, value in fields.items())
-            line = f"{stamp},{millis:03d} INFO service.access request {details}"
+            line = (
+                f"{stamp},{millis:03d} INFO service.access request request_id={request_id} "
+                f"method={method} path={path} status={status} duration_ms={duration_ms} client={client}"
+            ).encode()
+        self._pending.append(line)
+        self._pending_bytes += len(line) + 1
+        if self._pending_bytes >= ACCESS_LOG_FLUSH_BYTES:
+            self.flush()
+            return
         try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving: nothing will come back to flush it
+            self.flush()
+            return
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer = loop.call_later(ACCESS_LOG_FLUSH_SECONDS, self.flush)
+            self._timer_loop = loop
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        self._pending.append(b"")
+        data = b"\n".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        try:
+            binary = getattr(self.stream, "buffer", None)
+            if binary is not None:
+                self.stream.flush()  # text another record left in the text layer goes first
+                binary.write(data)
+                binary.flush()
+            else:
+                self.stream.write(data.decode())
+                self.stream.flush()
         except (OSError, ValueError):  # a closed or broken stream must not fail the request
             pass
 
 
 access_log = AccessLog()
+atexit.register(access_log.flush)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -106,12 +106,10 @@ class RequestContextMiddleware:
                 self.metrics.observe(scope, status, started, finished)
             if access_log.enabled():
                 access_log.write(
-                    {
-                        "request_id": request_id,
-                        "method": scope.get("method"),
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round((finished - started) * 1000, 2),
-                        "client": client_ip,
-                    }
+                    request_id,
+                    scope["method"],  # type: ignore[typeddict-item]
+                    path,
+                    status,
+                    round((finished - started) * 1000, 2),
+                    client_ip,
                 )

@@ -64,10 +64,13 @@ class MemoryCounter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    async def hit(self, key: str) -> int:
+    def count(self, key: str) -> int:
         count = self.counts.get(key, 0) + 1
         self.counts[key] = count
         return count
+
+    async def hit(self, key: str) -> int:
+        return self.count(key)
 
     def sweep(self, current_window: int) -> None:
         suffix = f":{current_window}"
@@ -116,7 +119,8 @@ class Limit:
         self.name = name
         self.per_minute = per_minute
         self.detail = detail
-        self.policy = f"{per_minute};w={WINDOW_SECONDS}"
+        self.limit_value = str(per_minute).encode()
+        self.policy = f"{per_minute};w={WINDOW_SECONDS}".encode()
 
 
 class RateLimitMiddleware:
@@ -145,25 +149,32 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limiting.outage.answered()
-        shown = _headers(limits[0], max(0, limits[0].per_minute - counts[0]), reset)
         # The outermost layer adds these to the response (one send wrapper for all headers).
-        scope[RESPONSE_HEADERS_KEY] = [(k.encode(), v.encode()) for k, v in shown.items()]  # type: ignore[literal-required]
+        scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - counts[0]), reset)  # type: ignore[literal-required]
         await self.app(scope, receive, send)
 
     async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
-        count = await self.limiting.counter.hit(f"{self.limiting.prefix}{limit.name}:{address}:{window}")
+        key = f"{self.limiting.prefix}{limit.name}:{address}:{window}"
+        memory = self.limiting.memory
+        # In memory, counting needs no await: skip the coroutine the Counter protocol costs.
+        count = memory.count(key) if memory is not None else await self.limiting.counter.hit(key)
         if count > limit.per_minute:
-            raise TooManyRequests(limit.detail, retry_after=reset, headers=_headers(limit, 0, reset))
+            raise TooManyRequests(
+                limit.detail,
+                retry_after=reset,
+                headers={name.decode(): value.decode() for name, value in _headers(limit, 0, reset)},
+            )
         return count
 
 
-def _headers(limit: Limit, remaining: int, reset: int) -> dict[str, str]:
-    return {
-        "RateLimit-Limit": str(limit.per_minute),
-        "RateLimit-Remaining": str(remaining),
-        "RateLimit-Reset": str(reset),
-        "RateLimit-Policy": limit.policy,
-    }
+def _headers(limit: Limit, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
+    """The IETF draft's RateLimit-* fields for `limit`, as ASGI header pairs."""
+    return [
+        (b"ratelimit-limit", limit.limit_value),
+        (b"ratelimit-remaining", str(remaining).encode()),
+        (b"ratelimit-reset", str(reset).encode()),
+        (b"ratelimit-policy", limit.policy),
+    ]
 
 
 class RateLimiting:
@@ -182,7 +193,7 @@ class RateLimiting:
         self.redis: Redis | None = None
         self.counter: Counter
         self.prefix = ""
-        self._memory: MemoryCounter | None = None
+        self.memory: MemoryCounter | None = None
         if settings.redis_url:
             self.redis = Redis.from_url(
                 settings.redis_url,
@@ -192,8 +203,8 @@ class RateLimiting:
             self.prefix = f"{settings.redis_key_prefix}:"
             self.counter = RedisCounter(self.redis)
         else:
-            self._memory = MemoryCounter()
-            self.counter = self._memory
+            self.memory = MemoryCounter()
+            self.counter = self.memory
 
     @property
     def middleware(self) -> list[DefineMiddleware]:
@@ -201,7 +212,7 @@ class RateLimiting:
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
+        sweeper = None if self.memory is None else asyncio.create_task(self._sweep(self.memory))
         try:
             yield
         finally:

@@ -7,14 +7,13 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import ResponseHeader, State
-from litestar.di import NamedDependency
+from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from service.db import BIGINT_MAX, load_sql
 from service.errors import problem_responses, require_json_body
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller, authenticate
+from service.security.auth import BEARER_SECURITY, authenticate, authenticated_caller
 from service.tasks.models import CreateTask, Task, UpdateTask
 
 LIST_TASKS = load_sql("tasks/list_tasks")
@@ -78,7 +77,6 @@ class TaskController(Controller):
     tags = ["Tasks"]
     # Litestar unbinds a function set here; the closest before_request wins: see the JSON routes.
     before_request = requires_own_user_id  # type: ignore[assignment]
-    dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
 
     @get(
@@ -102,19 +100,19 @@ class TaskController(Controller):
     async def list_tasks(
         self,
         request: Request[Any, Any, Any],
-        state: State,
-        caller: NamedDependency[Caller],
         completed: Annotated[
             bool | None, QueryParameter(description="Only completed (true) or only open (false) tasks.")
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
-        records = await state.pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
+        caller = authenticated_caller(request)
+        pool = request.app.state.pool
+        records = await pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
         if records:
             total = records[0]["total"]
         else:
-            total = await state.pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
+            total = await pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
         tasks = [Task.of(record, caller.subject) for record in records]
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         return Response(tasks, headers=headers)
@@ -128,11 +126,10 @@ class TaskController(Controller):
     async def create_task(
         self,
         request: Request[Any, Any, Any],
-        state: State,
-        caller: NamedDependency[Caller],
         data: JSONBody[CreateTask],
     ) -> Response[Task]:
-        record = await state.pool.fetchrow(
+        caller = authenticated_caller(request)
+        record = await request.app.state.pool.fetchrow(
             CREATE_TASK, caller.id, data.title, data.description, data.is_completed
         )
         task = Task.of(record, caller.subject)
@@ -144,8 +141,9 @@ class TaskController(Controller):
         summary="Get one of the caller's tasks",
         responses=problem_responses(400, 401, 403, 404),
     )
-    async def get_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> Task:
-        record = await state.pool.fetchrow(GET_TASK, task_id, caller.id)
+    async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Task:
+        caller = authenticated_caller(request)
+        record = await request.app.state.pool.fetchrow(GET_TASK, task_id, caller.id)
         if record is None:
             raise NotFoundException("task not found")
         return Task.of(record, caller.subject)
@@ -158,9 +156,10 @@ class TaskController(Controller):
         responses=problem_responses(400, 401, 403, 404, 413, 415),
     )
     async def update_task(
-        self, state: State, caller: NamedDependency[Caller], task_id: TaskId, data: JSONBody[UpdateTask]
+        self, request: Request[Any, Any, Any], task_id: TaskId, data: JSONBody[UpdateTask]
     ) -> Task:
-        record = await state.pool.fetchrow(
+        caller = authenticated_caller(request)
+        record = await request.app.state.pool.fetchrow(
             UPDATE_TASK,
             task_id,
             caller.id,
@@ -178,6 +177,7 @@ class TaskController(Controller):
         summary="Delete a task",
         responses=problem_responses(400, 401, 403, 404),
     )
-    async def delete_task(self, state: State, caller: NamedDependency[Caller], task_id: TaskId) -> None:
-        if await state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
+    async def delete_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> None:
+        caller = authenticated_caller(request)
+        if await request.app.state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
             raise NotFoundException("task not found")

@@ -4,11 +4,16 @@ import base64
 import json
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
 import jwt
+import pytest
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException
 
+from service.security.auth import authenticated_caller
 from service.security.tokens import AUDIENCE, ISSUER, VerifiedToken, VerifiedTokenCache
 from service.settings import Settings
 from tests.accounts.conftest import auth
@@ -155,3 +160,10 @@ def test_the_cache_keeps_at_most_its_size_dropping_the_oldest() -> None:
     assert len(cache) == 3
     assert cache.get("a", now) is None
     assert all(cache.get(name, now) is not None for name in ("b", "c", "d"))
+
+
+def test_a_route_that_reads_the_caller_without_authenticating_first_fails_closed() -> None:
+    """authenticated_caller only returns a caller `authenticate` put on this request."""
+    request: Request[Any, Any, Any] = Request({"type": "http", "method": "GET", "path": "/", "headers": []})  # type: ignore[typeddict-item]
+    with pytest.raises(NotAuthorizedException):
+        authenticated_caller(request)

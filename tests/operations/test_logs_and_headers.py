@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from service import logs
 from service.app import create_app
 from tests.conftest import bearer, make_settings, make_user, running
 from tests.operations.conftest import AppClient
@@ -94,6 +96,26 @@ async def test_each_request_gets_one_access_line_in_the_configured_format(
         assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO service\.access request ", lines[0])
         for part in ("request_id=req-42", "method=GET", "path=/api/no-such-route", "status=404"):
             assert part in lines[0]
+
+
+async def test_access_lines_reach_the_stream_while_serving_and_all_of_them_at_shutdown(
+    app_client: AppClient, db: asyncpg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Access lines are written in batches, not one write per request: a line waits at most
+    ACCESS_LOG_FLUSH_SECONDS, a full batch goes at once, and shutdown writes what is left."""
+    async with app_client(LOG_LEVEL="INFO") as client:
+        await client.get("/health", headers={"X-Request-ID": "first-one"})
+        await asyncio.sleep(logs.ACCESS_LOG_FLUSH_SECONDS + 0.3)
+        assert "first-one" in capsys.readouterr().err, "a line waited longer than the flush interval"
+        # Enough lines to fill a batch: written without waiting for the timer.
+        batch = logs.ACCESS_LOG_FLUSH_BYTES // 150 + 1
+        for number in range(batch):
+            await client.get("/health", headers={"X-Request-ID": f"batch-{number}"})
+        assert "batch-0" in capsys.readouterr().err
+        for number in range(3):
+            await client.get("/health", headers={"X-Request-ID": f"last-{number}"})
+    written = capsys.readouterr().err
+    assert all(f"last-{number}" in written for number in range(3)), "shutdown wrote the rest"
 
 
 async def test_access_lines_follow_the_access_loggers_level(
