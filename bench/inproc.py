@@ -1,4 +1,6 @@
-"""CPU time per task-list request, in process: the service's ASGI app against the floor's.
+"""CPU time per task-list request, in process: the service's ASGI app against the floor's
+(bench/floor.py, bare ASGI) and the Litestar floor's (bench/floor_litestar.py, the same work as
+one plain Litestar route).
 
 No sockets and no wrk: 64 concurrent callers invoke each ASGI app directly on uvloop against
 a real (embedded) PostgreSQL, and the process's own CPU time is divided by the requests
@@ -135,24 +137,30 @@ async def main(args: argparse.Namespace) -> None:
         status, body = await _call(app, create, f'{{"title":"Task {number}"}}'.encode())
         assert status == 201, body
 
-    from bench import floor
+    from bench import floor, floor_litestar
 
     stop_floor = await _lifespan(floor.app)
+    stop_floor_litestar = await _lifespan(floor_litestar.app)
     # Short alternating rounds; the VM's CPU speed wanders, so the fastest round of each is the
     # figure (the median is printed too).
-    floor_runs: list[float] = []
-    service_runs: list[float] = []
+    runs: dict[str, list[float]] = {"floor": [], "litestar floor": [], "service": []}
+    apps = {"floor": floor.app, "litestar floor": floor_litestar.app, "service": app}
     for _ in range(args.rounds):
-        floor_runs.append((await _drive(floor.app, path, token, args.requests, 64))[0])
-        service_runs.append((await _drive(app, path, token, args.requests, 64))[0])
-    floor_runs.sort()
-    service_runs.sort()
-    best_floor, best_service = floor_runs[0], service_runs[0]
+        for name, each in apps.items():
+            runs[name].append((await _drive(each, path, token, args.requests, 64))[0])
+    best = {}
+    for name, figures in runs.items():
+        figures.sort()
+        best[name] = figures[0]
     print(
         f"CPU per request over {args.rounds} rounds of {args.requests}: "
-        f"floor {best_floor:.1f} µs (median {floor_runs[len(floor_runs) // 2]:.1f}), "
-        f"service {best_service:.1f} µs (median {service_runs[len(service_runs) // 2]:.1f}); "
-        f"service costs {best_service - best_floor:.1f} µs more, floor/service {best_floor / best_service:.2f}"
+        + ", ".join(
+            f"{name} {best[name]:.1f} µs (median {runs[name][len(runs[name]) // 2]:.1f})" for name in runs
+        )
+        + f"; service costs {best['service'] - best['floor']:.1f} µs more than the floor "
+        f"({best['service'] - best['litestar floor']:.1f} more than the Litestar floor); "
+        f"floor/service {best['floor'] / best['service']:.2f}, "
+        f"floor/litestar floor {best['floor'] / best['litestar floor']:.2f}"
     )
     if args.profile:
         profiler = cProfile.Profile()
@@ -161,6 +169,7 @@ async def main(args: argparse.Namespace) -> None:
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.top)
+    await stop_floor_litestar()
     await stop_floor()
     await stop()
 

@@ -434,7 +434,12 @@ def seed_once(base: str, env: dict[str, str]) -> Seeded:
     return _SEEDED["done"]
 
 
-FLOOR_SCENARIOS = ("floor_tasks_list", "floor_users_1000", "floor_users_1000_lockstep")
+FLOOR_SCENARIOS = (
+    "floor_tasks_list",
+    "floor_users_1000",
+    "floor_users_1000_lockstep",
+    "floor_litestar_tasks_list",
+)
 
 
 def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
@@ -442,52 +447,51 @@ def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results
     if not wanted:
         return
     seeded = _SEEDED["done"]
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.floor:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    base = f"http://127.0.0.1:{port}"
     path = f"/api/{seeded.tasks_user_id}/tasks"
     runs = {
         "floor_tasks_list": (
+            "bench.floor:app",
             get_script(seeded.tasks_token, path),
             64,
             "bare ASGI: same token check, SQL, encoding",
         ),
         "floor_users_1000": (
+            "bench.floor:app",
             get_script(seeded.tasks_token, path) + think_time_script(staggered=True),
             USERS,
             "the floor under users_1000",
         ),
         "floor_users_1000_lockstep": (
+            "bench.floor:app",
             get_script(seeded.tasks_token, path) + think_time_script(staggered=False),
             USERS,
             "the floor under users_1000_lockstep",
         ),
+        "floor_litestar_tasks_list": (
+            "bench.floor_litestar:app",
+            get_script(seeded.tasks_token, path),
+            64,
+            "the floor's work as one plain Litestar route, no middleware",
+        ),
     }
-    with started(command, env, f"{base}/", any_status=True):
-        for name in wanted:
-            script, connections, note = runs[name]
-            figures = run_wrk(wrk, base, script, connections=connections, duration=args.duration)
-            results.append(result_of(name, 1, connections, figures, note))
-            print(
-                f"  {name:<28} w=1 c={connections:<4} {figures['rps']:>9.1f} req/s "
-                f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
-            )
+    for target in dict.fromkeys(runs[name][0] for name in wanted):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        # The service's uvicorn settings (service/cli.py), one worker.
+        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        command += ["--no-proxy-headers", "--no-server-header"]
+        with started(command, env, f"{base}/", any_status=True):
+            for name in wanted:
+                app, script, connections, note = runs[name]
+                if app != target:
+                    continue
+                figures = run_wrk(wrk, base, script, connections=connections, duration=args.duration)
+                results.append(result_of(name, 1, connections, figures, note))
+                print(
+                    f"  {name:<28} w=1 c={connections:<4} {figures['rps']:>9.1f} req/s "
+                    f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+                )
 
 
 def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> str:
@@ -503,7 +507,7 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
             )
             continue
         ratio = ""
-        if floor_rps and r.scenario.startswith("tasks_list"):
+        if floor_rps and r.scenario.startswith(("tasks_list", "floor_litestar")):
             ratio = f"{r.rps / floor_rps:.2f}"
         if r.scenario == "login":
             ratio = f"{r.rps / argon2_rps:.2f}a"
