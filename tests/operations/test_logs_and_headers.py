@@ -18,6 +18,7 @@ from service.app import create_app
 from tests.conftest import bearer, make_settings, make_user, running
 from tests.operations.conftest import AppClient
 from tests.operations.test_rate_limits import with_sign_in_routes
+from tests.processes import serve
 
 
 async def test_logs_never_carry_tokens_passwords_or_authorization(
@@ -159,3 +160,22 @@ async def test_security_headers_on_every_route_and_hsts_only_in_production(
                     assert headers["strict-transport-security"].startswith("max-age="), where
                 else:
                     assert "strict-transport-security" not in headers, where
+
+
+def test_a_normal_stop_writes_every_access_line_of_every_worker(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """SIGTERM well inside the 0.2 s batching window: both workers still write all their lines."""
+    with serve(database_url, tmp_path, "--workers", "2", LOG_LEVEL="INFO") as started:
+        ids = [f"stop-{number}" for number in range(40)]
+        with httpx.Client(base_url=started.url, timeout=10) as http:
+            for request_id in ids:
+                assert http.get("/health", headers={"X-Request-ID": request_id}).status_code == 200
+        started.process.terminate()
+        assert started.process.wait(timeout=30) == 0
+    logged = {
+        entry["request_id"]
+        for entry in (json.loads(line) for line in started.output().splitlines() if line.startswith("{"))
+        if entry.get("logger") == "service.access"
+    }
+    assert logged >= set(ids)
