@@ -121,6 +121,11 @@ class FairPool(asyncpg.Pool):
     lost that race again and again: a task-list p99 of 200-500 ms at a p50 of 20 ms. A FIFO gate
     with one slot per pooled connection in front of asyncpg's queue means asyncpg's own queue
     never has to wait, and every request waits its turn.
+
+    It overrides `Pool._acquire`, the one method `acquire()`, `fetch()` and the rest go
+    through (asyncpg 0.30-0.32), and `release()`. Should a later asyncpg route around
+    `_acquire`, requests would simply stop being ordered; tests/foundation/test_fair_pool.py
+    fails then.
     """
 
     def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
