@@ -1,6 +1,6 @@
 """The benchmark: a fresh database, the service on loopback, wrk for a bounded time per scenario.
 
-    uv run python bench/run.py                  # every scenario, 1 and 2 workers, ~6 minutes
+    uv run python bench/run.py                  # every scenario, 1 and 2 workers, ~8 minutes
     uv run python bench/run.py --duration 5 --workers 1 --only tasks_list,floor_tasks_list
 
 Prints a table and writes bench/results/<timestamp>.json (and latest.json). Installs wrk with
