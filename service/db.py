@@ -131,6 +131,10 @@ class FairPool(asyncpg.Pool):
     def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
         super().__init__(*args, max_size=max_size, **kwargs)
         self._gate = FifoGate(max_size)
+        # The connections handed out, each holding one slot of the gate until released. Kept
+        # here rather than read off the connection: when a connection breaks (the database
+        # restarts), asyncpg detaches it at once, before the holder's `release()` comes.
+        self._slots: dict[int, Any] = {}
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
         if timeout is None:
@@ -141,21 +145,21 @@ class FairPool(asyncpg.Pool):
             await asyncio.wait_for(self._gate.acquire(), timeout)
             timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
         try:
-            return await super()._acquire(timeout)
+            connection = await super()._acquire(timeout)
         except BaseException:
             self._gate.release()
             raise
+        self._slots[id(connection)] = connection
+        return connection
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        holder = getattr(connection, "_holder", None)
-        if getattr(connection, "_con", None) is None or getattr(holder, "_pool", None) is not self:
-            # Already released (asyncpg ignores it) or not one of ours (asyncpg raises): no slot.
-            await super().release(connection, timeout=timeout)
-            return
+        holds_slot = self._slots.pop(id(connection), None) is connection
         try:
             await super().release(connection, timeout=timeout)
         finally:
-            self._gate.release()
+            # Not for a second release or a connection of another pool: no slot was theirs.
+            if holds_slot:
+                self._gate.release()
 
 
 async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:

@@ -115,3 +115,23 @@ async def test_a_connection_of_another_pool_is_refused_and_costs_no_slot(
     assert not extra.done()
     await pool_of_one.release(held)
     await pool_of_one.release(await asyncio.wait_for(extra, 5))
+
+
+async def test_a_connection_that_breaks_while_held_gives_its_turn_back(
+    pool_of_one: FairPool, database_url: str
+) -> None:
+    """The database restarts under a request: asyncpg drops the broken connection at once, and
+    the request's release afterwards must still free its place (a leak here stalled every later
+    request for good once the pool's places were gone)."""
+    async with pool_of_one.acquire() as held:
+        pid = await held.fetchval("SELECT pg_backend_pid()")
+        killer = await asyncpg.connect(database_url)
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await held.fetchval("SELECT 1")
+    for _ in range(3):  # more times than the pool has places
+        async with pool_of_one.acquire(timeout=5) as connection:
+            assert await connection.fetchval("SELECT 1") == 1
