@@ -84,10 +84,6 @@ class FifoGate:
         self._free = slots
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for waiter in self._waiters if not waiter.done())
-
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1

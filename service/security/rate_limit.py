@@ -64,13 +64,10 @@ class MemoryCounter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def count(self, key: str) -> int:
+    async def hit(self, key: str) -> int:
         count = self.counts.get(key, 0) + 1
         self.counts[key] = count
         return count
-
-    async def hit(self, key: str) -> int:
-        return self.count(key)
 
     def sweep(self, current_window: int) -> None:
         suffix = f":{current_window}"
@@ -154,10 +151,7 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
     async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
-        key = f"{self.limiting.prefix}{limit.name}:{address}:{window}"
-        memory = self.limiting.memory
-        # In memory, counting needs no await: skip the coroutine the Counter protocol costs.
-        count = memory.count(key) if memory is not None else await self.limiting.counter.hit(key)
+        count = await self.limiting.counter.hit(f"{self.limiting.prefix}{limit.name}:{address}:{window}")
         if count > limit.per_minute:
             raise TooManyRequests(
                 limit.detail,
@@ -193,7 +187,7 @@ class RateLimiting:
         self.redis: Redis | None = None
         self.counter: Counter
         self.prefix = ""
-        self.memory: MemoryCounter | None = None
+        self._memory: MemoryCounter | None = None
         if settings.redis_url:
             self.redis = Redis.from_url(
                 settings.redis_url,
@@ -203,8 +197,8 @@ class RateLimiting:
             self.prefix = f"{settings.redis_key_prefix}:"
             self.counter = RedisCounter(self.redis)
         else:
-            self.memory = MemoryCounter()
-            self.counter = self.memory
+            self._memory = MemoryCounter()
+            self.counter = self._memory
 
     @property
     def middleware(self) -> list[DefineMiddleware]:
@@ -212,7 +206,7 @@ class RateLimiting:
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        sweeper = None if self.memory is None else asyncio.create_task(self._sweep(self.memory))
+        sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
         try:
             yield
         finally:
