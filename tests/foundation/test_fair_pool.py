@@ -37,6 +37,17 @@ async def _take(pool: FairPool, timeout: float | None = None) -> asyncpg.Connect
     return await pool.acquire(timeout=timeout)  # type: ignore[no-any-return]
 
 
+async def _until_closed(connection: asyncpg.Connection) -> None:
+    for _ in range(500):
+        try:
+            if connection.is_closed():
+                return
+        except asyncpg.InterfaceError:
+            return  # asyncpg already handed the broken connection back to the pool
+        await asyncio.sleep(0.01)
+    raise AssertionError("the terminated connection never closed")
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -130,6 +141,7 @@ async def test_a_connection_that_breaks_while_held_gives_its_turn_back(
             assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:
             await killer.close()
+        await _until_closed(held)  # else the query can race the server's goodbye
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
             await held.fetchval("SELECT 1")
     for _ in range(3):  # more times than the pool has places
