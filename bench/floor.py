@@ -2,9 +2,9 @@
 
 Same token check (the service's own `verified_token`: pyjwt, HS256, the same required claims,
 behind the same VerifiedTokenCache), same SQL files (caller lookup, task list) on one
-pooled connection, same msgspec encoding, same uvicorn settings as the service. No framework,
-no middleware. The service's throughput is reported as a fraction of this. Not part of the
-service.
+pooled connection, same msgspec encoding, same uvicorn settings and garbage-collector tuning
+as the service. No framework, no middleware. The service's throughput is reported as a
+fraction of this. Not part of the service.
 
 Run: DATABASE_URL=... JWT_SECRET=... uvicorn bench.floor:app --loop uvloop --http httptools
 """
@@ -19,6 +19,7 @@ import msgspec
 from litestar.datastructures import State
 
 from service.db import create_pool, load_sql
+from service.lifecycle import tune_garbage_collection
 from service.security.auth import verified_token
 from service.security.tokens import InvalidToken
 from service.settings import load_settings
@@ -52,6 +53,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 # What verified_token reads: the settings, and (for provider tokens only) a client.
                 _state["token_state"] = State({"settings": settings, "http": None})
                 _state["pool"] = await create_pool(settings, os.environ["DATABASE_URL"])
+                tune_garbage_collection()  # as each worker of `service serve` does
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await _state["pool"].close()

@@ -21,6 +21,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.params import QueryParameter
 
 from service.db import create_pool, load_sql
+from service.lifecycle import tune_garbage_collection
 from service.security.auth import verified_token
 from service.security.tokens import InvalidToken
 from service.settings import load_settings
@@ -74,4 +75,10 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         await pool.close()
 
 
-app = Litestar([Tasks], lifespan=[_lifespan], openapi_config=None, logging_config=None)
+app = Litestar(
+    [Tasks],
+    lifespan=[_lifespan],
+    on_startup=[tune_garbage_collection],  # as each worker of `service serve` does
+    openapi_config=None,
+    logging_config=None,
+)

@@ -10,7 +10,8 @@ Repeatable within a few percent on a busy machine, so it is the quick loop for o
 `bench/run.py` remains the measurement of record.
 
     uv run python bench/inproc.py                  # 30 alternating rounds of 2,000 requests
-    uv run python bench/inproc.py --profile        # also cProfile the service (--sort, --top)
+    uv run python bench/inproc.py --profile        # also cProfile the service (--sort, --top,
+                                                   # --profile-app 'litestar floor')
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        await _drive(app, path, token, args.requests, 64)
+        await _drive(apps[args.profile_app], path, token, args.requests, 64)
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.top)
@@ -181,6 +182,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-app", default="service", choices=["service", "litestar floor", "floor"])
     parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime, cumulative")
     parser.add_argument("--top", type=int, default=35)
     arguments = parser.parse_args()

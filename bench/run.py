@@ -323,8 +323,7 @@ def bench_workers(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    with started(command, env, f"{base}/health/ready") as server:
+    with started(service_command(port, workers), env, f"{base}/health/ready") as server:
         seeded = seed_once(base, env)
         duration = args.duration
         tasks_path = f"/api/{seeded.tasks_user_id}/tasks"
@@ -434,6 +433,88 @@ def seed_once(base: str, env: dict[str, str]) -> Seeded:
     return _SEEDED["done"]
 
 
+def floor_command(target: str, port: int) -> list[str]:
+    """A floor app under the service's uvicorn settings (service/cli.py), one worker."""
+    return [
+        *(sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)),
+        *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"),
+        *("--no-proxy-headers", "--no-server-header"),
+    ]
+
+
+def service_command(port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
+
+
+INTERLEAVED = "tasks_list_interleaved"
+
+
+def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    """The task list on the service (one worker), the floor and the Litestar floor, all three
+    running at once and driven in turn, round after round.
+
+    The machine's speed wanders by tens of percent over minutes (a VM on a shared host), and the
+    scenarios above run the service and the floors minutes apart. Here each round measures all
+    three within seconds of each other, the order rotates between rounds, and each ratio is
+    reported as its median over the rounds with the lowest and highest.
+    """
+    if args.only and INTERLEAVED not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    with ExitStack() as stack:
+        bases: dict[str, str] = {}
+        for name, target in (
+            ("service", ""),
+            ("floor", "bench.floor:app"),
+            ("litestar", "bench.floor_litestar:app"),
+        ):
+            port = free_port()
+            bases[name] = f"http://127.0.0.1:{port}"
+            if target:
+                stack.enter_context(
+                    started(floor_command(target, port), env, bases[name] + "/", any_status=True)
+                )
+            else:
+                stack.enter_context(started(service_command(port, 1), env, bases[name] + "/health/ready"))
+        rounds: list[dict[str, float]] = []
+        names = list(bases)
+        for number in range(args.rounds):
+            measured = {}
+            for name in names[number % 3 :] + names[: number % 3]:
+                measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)[
+                    "rps"
+                ]
+            rounds.append(measured)
+            print(
+                f"  {INTERLEAVED} round {number + 1}: service {measured['service']:.1f}, floor "
+                f"{measured['floor']:.1f}, Litestar floor {measured['litestar']:.1f} req/s"
+            )
+    for name, scenario in (("service", INTERLEAVED), ("litestar", "floor_litestar_interleaved")):
+        ratios = sorted(r[name] / r["floor"] for r in rounds)
+        rps = sorted(r[name] for r in rounds)
+        results.append(
+            Result(
+                scenario,
+                1,
+                64,
+                round(rps[len(rps) // 2], 1),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                note=f"median of {len(rounds)} rounds, each beside the floor",
+                extra={
+                    "x_floor_median": round(ratios[len(ratios) // 2], 2),
+                    "x_floor_min": round(ratios[0], 2),
+                    "x_floor_max": round(ratios[-1], 2),
+                },
+            )
+        )
+
+
 FLOOR_SCENARIOS = (
     "floor_tasks_list",
     "floor_users_1000",
@@ -477,11 +558,7 @@ def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results
     for target in dict.fromkeys(runs[name][0] for name in wanted):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        # The service's uvicorn settings (service/cli.py), one worker.
-        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-        command += ["--no-proxy-headers", "--no-server-header"]
-        with started(command, env, f"{base}/", any_status=True):
+        with started(floor_command(target, port), env, f"{base}/", any_status=True):
             for name in wanted:
                 app, script, connections, note = runs[name]
                 if app != target:
@@ -504,6 +581,13 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
             lines.append(
                 f"{'rss_per_worker_mb':<30} {r.workers:>2} {'':>5} max {r.extra['max']} MB "
                 f"over {int(r.extra['processes'])} processes"
+            )
+            continue
+        if "x_floor_median" in r.extra:
+            lines.append(
+                f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {'':>8} {'':>8} {'':>8} "
+                f"{'':>6} {r.extra['x_floor_median']:>8.2f}  {r.note}, range "
+                f"{r.extra['x_floor_min']:.2f}-{r.extra['x_floor_max']:.2f}"
             )
             continue
         ratio = ""
@@ -529,6 +613,9 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--workers", default="1,2", help="comma list of uvicorn worker counts")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help=f"rounds of {INTERLEAVED} (service, floor, Litestar floor)"
+    )
     parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None, help="scenario names")
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -571,6 +658,7 @@ def main() -> int:
             bench_workers(args, wrk, env, workers, results)
             if workers == 1:
                 bench_floor(args, wrk, env, results)
+                bench_interleaved(args, wrk, env, results)
         print("== argon2 alone")
         argon2_rps = argon2_alone(env)
 

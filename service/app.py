@@ -24,7 +24,7 @@ from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
-from service.lifecycle import install_drain_handler
+from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import ClosedStructSchemaPlugin
@@ -109,10 +109,12 @@ def _allow_every_method_on_options(app: Litestar) -> None:
 
 
 def create_served_app() -> Litestar:
-    """The factory `service serve` gives uvicorn: create_app plus SIGTERM draining in each worker."""
+    """The factory `service serve` gives uvicorn: create_app, plus SIGTERM draining and a tuned
+    garbage collector in each worker (service.lifecycle)."""
     settings = load_settings()
     app = create_app(settings)
     app.on_startup.append(lambda: install_drain_handler(settings.drain_seconds))
+    app.on_startup.append(tune_garbage_collection)  # last: after the pool and every other startup step
     return app
 
 
