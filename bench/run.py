@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,10 +166,10 @@ def run_wrk(
         ).stdout
     finally:
         os.unlink(handle.name)
-        if connections >= USERS:
-            # Let the server finish with the connections wrk just closed. Measured: a 16-connection
-            # run straight after 1000 connections had a p99 of 65-102 ms, and 15 ms 3 s later.
-            time.sleep(SETTLE_SECONDS)
+    if connections >= USERS:
+        # Let the server finish with the connections wrk just closed. Measured: a 16-connection
+        # run straight after 1000 connections had a p99 of 65-102 ms, and 15 ms 3 s later.
+        time.sleep(SETTLE_SECONDS)
     match = re.search(r"WRK_JSON (\{.*\})", output)
     if not match:
         raise RuntimeError(f"wrk gave no summary:\n{output}")
@@ -307,6 +308,28 @@ def argon2_alone(settings_env: dict[str, str], seconds: float = 5.0) -> float:
     return sum(counts) / seconds
 
 
+def measure(
+    results: list[Result],
+    wrk: str,
+    base: str,
+    name: str,
+    script: str,
+    *,
+    workers: int,
+    connections: int,
+    duration: int,
+    note: str = "",
+) -> dict[str, float]:
+    """Run one scenario, record its result and print its line."""
+    figures = run_wrk(wrk, base, script, connections=connections, duration=duration)
+    results.append(result_of(name, workers, connections, figures, note))
+    print(
+        f"  {name:<28} w={workers} c={connections:<4} {figures['rps']:>9.1f} req/s "
+        f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+    )
+    return figures
+
+
 def result_of(name: str, workers: int, connections: int, figures: dict[str, float], note: str = "") -> Result:
     return Result(
         scenario=name,
@@ -336,13 +359,17 @@ def bench_workers(
         def scenario(name: str, script: str, connections: int = 64, note: str = "") -> dict[str, float]:
             if args.only and name not in args.only:
                 return {}
-            figures = run_wrk(wrk, base, script, connections=connections, duration=duration)
-            results.append(result_of(name, workers, connections, figures, note))
-            print(
-                f"  {name:<28} w={workers} c={connections:<4} {figures['rps']:>9.1f} req/s "
-                f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+            return measure(
+                results,
+                wrk,
+                base,
+                name,
+                script,
+                workers=workers,
+                connections=connections,
+                duration=duration,
+                note=note,
             )
-            return figures
 
         scenario("health", 'wrk.path = "/health"\n')
         scenario("tasks_list", get_script(seeded.tasks_token, tasks_path))
@@ -488,7 +515,8 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
         names = list(bases)
         for number in range(args.rounds):
             measured = {}
-            for name in names[number % 3 :] + names[: number % 3]:
+            first = number % len(names)
+            for name in names[first:] + names[:first]:
                 measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)[
                     "rps"
                 ]
@@ -498,14 +526,13 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 f"{measured['floor']:.1f}, Litestar floor {measured['litestar']:.1f} req/s"
             )
     for name, scenario in (("service", INTERLEAVED), ("litestar", "floor_litestar_interleaved")):
-        ratios = sorted(r[name] / r["floor"] for r in rounds)
-        rps = sorted(r[name] for r in rounds)
+        ratios = [r[name] / r["floor"] for r in rounds]
         results.append(
             Result(
                 scenario,
                 1,
                 64,
-                round(rps[len(rps) // 2], 1),
+                round(statistics.median(r[name] for r in rounds), 1),
                 0,
                 0,
                 0,
@@ -514,9 +541,9 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 0,
                 note=f"median of {len(rounds)} rounds, each beside the floor",
                 extra={
-                    "x_floor_median": round(ratios[len(ratios) // 2], 2),
-                    "x_floor_min": round(ratios[0], 2),
-                    "x_floor_max": round(ratios[-1], 2),
+                    "x_floor_median": round(statistics.median(ratios), 2),
+                    "x_floor_min": round(min(ratios), 2),
+                    "x_floor_max": round(max(ratios), 2),
                 },
             )
         )
@@ -570,11 +597,16 @@ def bench_floor(args: argparse.Namespace, wrk: str, env: dict[str, str], results
                 app, script, connections, note = runs[name]
                 if app != target:
                     continue
-                figures = run_wrk(wrk, base, script, connections=connections, duration=args.duration)
-                results.append(result_of(name, 1, connections, figures, note))
-                print(
-                    f"  {name:<28} w=1 c={connections:<4} {figures['rps']:>9.1f} req/s "
-                    f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+                measure(
+                    results,
+                    wrk,
+                    base,
+                    name,
+                    script,
+                    workers=1,
+                    connections=connections,
+                    duration=args.duration,
+                    note=note,
                 )
 
 

@@ -80,7 +80,8 @@ def table_names(database_url: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def make_settings(database_url: str, data_dir: Path, **overrides: str) -> Settings:
+def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The environment the tests configure the service with."""
     environ = {
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "test",
@@ -94,7 +95,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: str) -> Settin
         "ARGON2_TIME_COST": "1",
     }
     environ.update(overrides)
-    return load_settings(environ, env_file=data_dir / "absent.env")
+    return environ
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: str) -> Settings:
+    return load_settings(
+        settings_environ(database_url, data_dir, **overrides), env_file=data_dir / "absent.env"
+    )
 
 
 @pytest.fixture

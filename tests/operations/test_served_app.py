@@ -11,21 +11,13 @@ import pytest
 
 from service.app import create_served_app
 from service.lifecycle import GC_YOUNGEST_THRESHOLD
-from tests.conftest import TEST_JWT_SECRET, running
+from tests.conftest import running, settings_environ
 
 
 @pytest.fixture
 def served_environment(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "ENVIRONMENT": "test",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "DATA_DIR": str(tmp_path),
-        "DATABASE_POOL_MIN": "1",
-        "DATABASE_POOL_MAX": "2",
-        "LOG_LEVEL": "WARNING",
-        "AI_SERVICE_URL": "http://127.0.0.1:9",
-    }.items():
+    # create_served_app reads the process environment, as under uvicorn.
+    for name, value in settings_environ(database_url, tmp_path, DATABASE_POOL_MAX="2").items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)  # no project .env
     sigterm = signal.getsignal(signal.SIGTERM)
