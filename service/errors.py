@@ -221,6 +221,15 @@ def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception)
     )
 
 
+def handle_transaction_conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # A deadlock or serialization failure that survived db.in_transaction's retries (or hit a
+    # statement outside it): nothing was committed, and the same request can simply be sent again.
+    log.warning("transaction aborted by the database: %s", type(exc).__name__)
+    return problem_response(
+        request, 503, "a conflicting change was in progress; retry the request", {"Retry-After": "1"}
+    )
+
+
 def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     # PostgreSQL rejected a value (a NUL byte, an out-of-range number): the input is at fault.
     message = str(exc).split("\n")[0]
@@ -250,6 +259,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     asyncpg.DataError: handle_data_error,
+    asyncpg.exceptions.TransactionRollbackError: handle_transaction_conflict,
     UnicodeDecodeError: handle_undecodable_text,
     RecursionError: handle_recursion,
     Exception: handle_unexpected,

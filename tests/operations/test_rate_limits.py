@@ -16,14 +16,17 @@ from tests.processes import free_port
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
 
 
-@post(sorted(SIGN_IN_ROUTES), status_code=401)
+SIGN_IN_POSTS = sorted(path for method, path in SIGN_IN_ROUTES if method == "POST")
+
+
+@post(SIGN_IN_POSTS, status_code=401)
 async def refuse_every_sign_in() -> None:
     """Answers like a wrong password on every sign-in path."""
 
 
 def with_sign_in_routes(app: Litestar) -> None:
     """The sign-in routes belong to the accounts domain; where they are not there, stand in."""
-    if not any(route.path in SIGN_IN_ROUTES for route in app.routes):
+    if not any(route.path in SIGN_IN_POSTS for route in app.routes):
         app.register(refuse_every_sign_in)
 
 
