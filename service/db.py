@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -18,6 +19,8 @@ from service.settings import PROJECT_ROOT, Settings
 
 SQL_ROOT = PROJECT_ROOT / "sql"
 BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with it before a query
+
+log = logging.getLogger("service.db")
 
 T = TypeVar("T", bound=msgspec.Struct)
 R = TypeVar("R")
@@ -196,7 +199,8 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection]
         try:
             async with pool.acquire() as connection, connection.transaction():
                 return await work(connection)
-        except RETRYABLE_ERRORS:
+        except RETRYABLE_ERRORS as exc:
+            log.warning("transaction aborted by %s; running it again", type(exc).__name__)
             await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
     async with pool.acquire() as connection, connection.transaction():
         return await work(connection)

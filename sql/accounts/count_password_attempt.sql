@@ -25,4 +25,4 @@ SET (failures, last_failed_at, locked_until) = (
     ) AS counted
 )
 RETURNING failures AS attempt,
-          ceil(extract(epoch FROM locked_until - now()))::int AS retry_after
+          ceil(extract(epoch FROM locked_until - clock_timestamp()))::int AS retry_after

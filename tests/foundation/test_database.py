@@ -1,6 +1,8 @@
 """Embedded server, migrations (yoyo and plain psql) and the SQL files against the real schema."""
 
+import asyncio
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -8,7 +10,7 @@ import psycopg
 import pytest
 
 from service import migrations
-from service.db import all_sql_files, load_sql
+from service.db import all_sql_files, in_transaction, load_sql
 from service.embedded import EmbeddedPostgres, _bin_dir
 
 MIGRATIONS = sorted(
@@ -85,3 +87,35 @@ async def test_every_sql_file_prepares_against_the_schema(database_url: str, nam
         await connection.prepare(load_sql(name))
     finally:
         await connection.close()
+
+
+async def test_a_deadlocked_transaction_is_run_again(scratch_url: str) -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL aborts one with a
+    deadlock, `in_transaction` runs it again, and both commit."""
+    setup = await asyncpg.connect(scratch_url)
+    await setup.execute(
+        "CREATE TABLE probe (id int PRIMARY KEY, n int NOT NULL); INSERT INTO probe VALUES (1, 0), (2, 0)"
+    )
+    await setup.close()
+    pool = await asyncpg.create_pool(scratch_url, min_size=2, max_size=2)
+    both_hold_one = asyncio.Barrier(2)
+    runs: list[str] = []
+
+    def locking(first: int, second: int) -> Callable[[asyncpg.Connection], Awaitable[int]]:
+        async def work(connection: asyncpg.Connection) -> int:
+            runs.append(f"{first}->{second}")
+            await connection.execute("UPDATE probe SET n = n + 1 WHERE id = $1", first)
+            if len(runs) <= 2:  # the first run of each: make sure both hold a row before going on
+                await both_hold_one.wait()
+            await connection.execute("UPDATE probe SET n = n + 1 WHERE id = $1", second)
+            return first
+
+        return work
+
+    try:
+        done = await asyncio.gather(in_transaction(pool, locking(1, 2)), in_transaction(pool, locking(2, 1)))
+        assert sorted(done) == [1, 2]
+        assert len(runs) == 3, runs  # one of the two ran twice
+        assert await pool.fetchval("SELECT sum(n) FROM probe") == 4
+    finally:
+        await pool.close()

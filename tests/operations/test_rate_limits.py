@@ -138,3 +138,16 @@ async def test_memory_counters_of_past_windows_are_swept() -> None:
         await counter.hit(key)
     counter.sweep(current_window=101)
     assert counter.counts == {"rate_limit:198.51.100.8:101": 2}
+
+
+async def test_a_password_change_counts_under_the_sign_in_limit(app_client: AppClient) -> None:
+    async with app_client(**LIMITS) as client:
+        for _ in range(3):
+            answer = await client.patch("/api/auth/me", json={"password": "x", "current_password": "y"})
+            assert answer.status_code == 401  # no token: refused after being counted
+            assert answer.headers["ratelimit-limit"] == "3"
+        assert_rate_limited(
+            await client.patch("/api/v1/auth/me", json={"password": "x", "current_password": "y"}),
+            "too many sign-in attempts",
+        )
+        assert (await client.get("/api/auth/me")).status_code == 401, "GET /me is not a sign-in"
