@@ -136,6 +136,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
                 url,
                 args.email,
                 lambda: read_password(os.environ),
+                promote_existing=args.promote_existing,
                 reset_password=args.reset_password,
             )
         )
@@ -206,14 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     create_admin = commands.add_parser(
         "create-admin",
-        help="create a local administrator, or promote the local account with this email",
+        help="create a local administrator (or, with --promote-existing, promote an existing account)",
         description=(
-            "Creates a local administrator, or promotes (and reactivates) the existing local account "
-            "with this email. The password comes from SERVICE_ADMIN_PASSWORD, or is asked for twice "
-            "without echo; an existing account keeps its password unless --reset-password is given."
+            "Creates a local administrator. An existing local account with this email that is not an "
+            "administrator is promoted (and reactivated) only with --promote-existing; without it the "
+            "command refuses, since anyone may have registered the email. The password comes from "
+            "SERVICE_ADMIN_PASSWORD, or is asked for twice without echo; an existing account keeps "
+            "its password unless --reset-password is given."
         ),
     )
     create_admin.add_argument("email")
+    create_admin.add_argument(
+        "--promote-existing",
+        action="store_true",
+        help="promote the existing local account with this email, which you know to be yours",
+    )
     create_admin.add_argument(
         "--reset-password",
         action="store_true",
