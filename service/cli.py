@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 
@@ -51,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         with _metrics_shared_by_workers(settings, args.workers):
-            _run_uvicorn(args)
+            _run_uvicorn(args, settings)
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
@@ -79,8 +80,10 @@ def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[Non
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _run_uvicorn(args: argparse.Namespace) -> None:
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+
+    from service.http_protocol import guarded_protocol
 
     uvicorn.run(
         "service.app:create_served_app",
@@ -89,7 +92,8 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with limits on request heads and connections (service/http_protocol.py).
+        http=cast(Any, guarded_protocol(settings)),
         log_config=None,
         access_log=False,
         proxy_headers=False,

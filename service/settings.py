@@ -71,6 +71,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    # Per worker, enforced by service.http_protocol before a request reaches the app.
+    http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
+    http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    http_max_connections: PositiveInt = 2048
 
     @property
     def drain_seconds(self) -> float:

@@ -4,14 +4,19 @@ database driver text in any answer (docs/reliability.md, "Issue 16: hostile clie
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import inspect
 import json
 import pkgutil
 import re
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import asyncpg
 import httpx
@@ -21,14 +26,16 @@ from litestar import Request, get
 from litestar.params import FromPath
 
 import service
-from service.app import create_app
+from service.app import AUTH_BODY_LIMIT_BYTES, create_app
 from service.patterns import END_OF_STRING
 from service.settings import Settings
 from tests.conftest import bearer, make_user, running
+from tests.processes import ServiceProcess, serve
 from tests.reliability.routes import built_app
 from tests.system_tools import require_tool
 
 PROBLEM_JSON = "application/problem+json"
+JSON = {"Content-Type": "application/json"}
 # Strings a pattern may be asked about, among them the ones `$` treats differently in Python.
 PATTERN_SAMPLES = [
     "",
@@ -224,3 +231,207 @@ async def test_no_driver_message_reaches_a_client_from_any_route(
             _no_driver_text(with_nul)
             assert "cannot store" in with_nul.json()["detail"]
             assert "0x00" not in with_nul.text
+
+
+# Against a real `service serve`, over raw sockets where the client's bytes are the attack.
+
+
+def _connect(server: ServiceProcess, timeout: float = 15) -> socket.socket:
+    address = urlsplit(server.url)
+    connection = socket.create_connection((address.hostname, address.port), timeout=timeout)
+    connection.settimeout(timeout)
+    return connection
+
+
+def _read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a reset counts as closed."""
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def _read_response(connection: socket.socket) -> bytes:
+    """One response on a connection that stays open (every answer here has a Content-Length)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _send_ignoring_a_closed_peer(connection: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        connection.sendall(data)
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _head(*headers: bytes) -> bytes:
+    return b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(headers)
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
+def test_request_heads_over_the_limit_are_431_and_never_buffered(database_url: str, tmp_path: Path) -> None:
+    limit = Settings().http_max_header_bytes
+    with serve(database_url, tmp_path) as server:
+        with _connect(server) as fitting:
+            fitting.sendall(_head(b"X-Fits: " + b"a" * (limit - 200) + b"\r\n", b"Connection: close\r\n\r\n"))
+            assert _status(_read_until_closed(fitting)) == 200
+
+        with _connect(server) as one_long_header:
+            one_long_header.sendall(_head(b"X-Long: " + b"a" * limit + b"\r\n\r\n"))
+            answer = _read_until_closed(one_long_header)
+        assert _status(answer) == 431, answer
+        assert b"application/problem+json" in answer
+        assert f"at most {limit} bytes".encode() in answer
+
+        many_headers = _head(*(b"X-%d: a\r\n" % number for number in range(100_000)), b"\r\n")
+        with _connect(server) as connection:
+            _send_ignoring_a_closed_peer(connection, many_headers)
+            answer = _read_until_closed(connection)
+        assert answer == b"" or _status(answer) == 431, answer[:200]
+
+        # Ten clients each sending 4 MiB of one unfinished header: each is cut off at the limit
+        # (on main the worker held all 40 MiB, and more, for as long as the clients wished).
+        before = _rss_kib(server.process.pid)
+        clients = [_connect(server) for _ in range(10)]
+        try:
+            for client in clients:
+                _send_ignoring_a_closed_peer(client, _head(b"X-Endless: " + b"a" * (4 * 1024 * 1024)))
+            for client in clients:
+                answer = _read_until_closed(client)
+                assert answer == b"" or _status(answer) == 431, answer[:200]
+        finally:
+            for client in clients:
+                client.close()
+        assert _rss_kib(server.process.pid) - before < 20 * 1024
+        assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_a_request_head_that_does_not_arrive_in_time_is_closed(database_url: str, tmp_path: Path) -> None:
+    with serve(database_url, tmp_path, HTTP_HEADER_TIMEOUT_SECONDS="1") as server:
+        with _connect(server) as half_sent:
+            half_sent.sendall(_head())  # the blank line that ends the head never comes
+            answer = _read_until_closed(half_sent)
+        assert _status(answer) == 408, answer
+        assert b"within 1 s" in answer
+
+        with _connect(server) as silent:
+            assert _read_until_closed(silent) == b""
+
+        # Bytes that keep coming do not keep a head open: the clock runs from its first byte.
+        with _connect(server) as trickling:
+            trickling.sendall(_head())
+            deadline = time.monotonic() + 15
+            closed = False
+            while not closed and time.monotonic() < deadline:
+                try:
+                    trickling.sendall(b"X: y\r\n")
+                    time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+            assert closed or _read_until_closed(trickling) != b"", "a trickled head was never cut off"
+
+        # A request that does arrive in time is served, and so is the next one on the same connection.
+        with _connect(server) as keep_alive:
+            for _ in range(2):
+                keep_alive.sendall(_head(b"\r\n"))
+                assert _status(_read_response(keep_alive)) == 200
+
+
+def test_connections_beyond_the_cap_are_refused_with_503(database_url: str, tmp_path: Path) -> None:
+    cap = 4
+    with serve(
+        database_url, tmp_path, HTTP_MAX_CONNECTIONS=str(cap), HTTP_HEADER_TIMEOUT_SECONDS="60"
+    ) as server:
+        held = [_connect(server) for _ in range(cap)]
+        try:
+            for connection in held:
+                # One answered request proves the worker holds the connection; the start of the
+                # next one keeps it from idling out.
+                connection.sendall(_head(b"\r\n"))
+                assert _status(_read_response(connection)) == 200
+                connection.sendall(b"GET /health HTTP/1.1\r\n")
+            with _connect(server) as one_too_many:
+                answer = _read_until_closed(one_too_many)
+            assert _status(answer) == 503, answer
+            assert b"retry-after: 1" in answer.lower()
+
+            held.pop().close()
+            deadline = time.monotonic() + 15
+            while True:
+                with _connect(server) as again:
+                    again.sendall(_head(b"Connection: close\r\n\r\n"))
+                    answer = _read_until_closed(again)
+                if _status(answer) == 200:
+                    break
+                assert time.monotonic() < deadline, "a freed connection slot was never reused"
+                time.sleep(0.1)
+        finally:
+            for connection in held:
+                connection.close()
+
+
+def _tiny_fields(size: int) -> bytes:
+    return (b"a=&" * (size // 3 + 1))[:size]
+
+
+def test_auth_bodies_over_a_few_kib_are_413_before_parsing(database_url: str, tmp_path: Path) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with serve(database_url, tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        megabyte_form = http.post("/api/auth/login", content=_tiny_fields(1024 * 1024), headers=form)
+        assert megabyte_form.status_code == 413, megabyte_form.text
+        assert megabyte_form.headers["content-type"] == PROBLEM_JSON
+
+        def streamed() -> Iterator[bytes]:
+            for _ in range(64):
+                yield _tiny_fields(16 * 1024)
+
+        unannounced = http.post("/api/auth/login", content=streamed(), headers=form)
+        assert unannounced.status_code == 413, unannounced.text
+        for path in ("/api/auth/register", "/api/auth/refresh", "/api/v1/auth/logout"):
+            oversized = http.post(
+                path, content=b'{"x": "' + b"a" * AUTH_BODY_LIMIT_BYTES + b'"}', headers=JSON
+            )
+            assert oversized.status_code == 413, (path, oversized.text)
+
+        # The largest body a person can send still fits: every field at its longest, all escaped.
+        email = "a" * 64 + "@" + ".".join(["b" * 63] * 4)[: 320 - 65]
+        longest = {"email": email, "password": "\U0001f600" * 128, "full_name": "\U0001f600" * 200}
+        body = json.dumps(longest).encode()  # json.dumps escapes every emoji as two \\uXXXX
+        assert len(body) > 4000
+        registered = http.post("/api/auth/register", content=body, headers=JSON)
+        assert registered.status_code == 201, registered.text
+        signed_in = http.post("/api/auth/login", data={"username": email, "password": longest["password"]})
+        assert signed_in.status_code == 200, signed_in.text
+
+
+def test_text_logs_escape_control_characters(database_url: str, tmp_path: Path) -> None:
+    forged = "2026-12-01 00:00:00,000 INFO service.access request request_id=forged method=GET path=/admin"
+    with serve(database_url, tmp_path, LOG_FORMAT="text", LOG_LEVEL="INFO") as server:
+        with _connect(server) as connection:
+            connection.sendall(
+                b"GET /x%0A" + quote(forged).encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert _status(_read_until_closed(connection)) == 404
+        deadline = time.monotonic() + 15
+        while "request_id=forged" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        lines = [line for line in server.output().splitlines() if "request_id=forged" in line]
+    assert len(lines) == 1
+    assert "path=/x\\x0a2026-12-01\\x2000:00:00" in lines[0]
+    assert not lines[0].startswith("2026-12-01 00:00:00,000")
