@@ -233,7 +233,21 @@ async def test_no_driver_message_reaches_a_client_from_any_route(
             assert "0x00" not in with_nul.text
 
 
-# Against a real `service serve`, over raw sockets where the client's bytes are the attack.
+# Against a real `service serve`, over raw sockets where the client's bytes are the attack. One
+# server serves every test that does not need limits of its own (starting one takes seconds).
+HEAD_TIMEOUT_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    workdir = tmp_path_factory.mktemp("served")
+    environ = {
+        "HTTP_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT_SECONDS),
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "INFO",
+    }
+    with serve(database_url, workdir, **environ) as server:
+        yield server
 
 
 def _connect(server: ServiceProcess, timeout: float = 15) -> socket.socket:
@@ -284,72 +298,70 @@ def _rss_kib(pid: int) -> int:
     return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
 
-def test_request_heads_over_the_limit_are_431_and_never_buffered(database_url: str, tmp_path: Path) -> None:
+def test_request_heads_over_the_limit_are_431_and_never_buffered(server: ServiceProcess) -> None:
     limit = Settings().http_max_header_bytes
-    with serve(database_url, tmp_path) as server:
-        with _connect(server) as fitting:
-            fitting.sendall(_head(b"X-Fits: " + b"a" * (limit - 200) + b"\r\n", b"Connection: close\r\n\r\n"))
-            assert _status(_read_until_closed(fitting)) == 200
+    with _connect(server) as fitting:
+        fitting.sendall(_head(b"X-Fits: " + b"a" * (limit - 200) + b"\r\n", b"Connection: close\r\n\r\n"))
+        assert _status(_read_until_closed(fitting)) == 200
 
-        with _connect(server) as one_long_header:
-            one_long_header.sendall(_head(b"X-Long: " + b"a" * limit + b"\r\n\r\n"))
-            answer = _read_until_closed(one_long_header)
-        assert _status(answer) == 431, answer
-        assert b"application/problem+json" in answer
-        assert f"at most {limit} bytes".encode() in answer
+    with _connect(server) as one_long_header:
+        one_long_header.sendall(_head(b"X-Long: " + b"a" * limit + b"\r\n\r\n"))
+        answer = _read_until_closed(one_long_header)
+    assert _status(answer) == 431, answer
+    assert b"application/problem+json" in answer
+    assert f"at most {limit} bytes".encode() in answer
 
-        many_headers = _head(*(b"X-%d: a\r\n" % number for number in range(100_000)), b"\r\n")
-        with _connect(server) as connection:
-            _send_ignoring_a_closed_peer(connection, many_headers)
-            answer = _read_until_closed(connection)
-        assert answer == b"" or _status(answer) == 431, answer[:200]
+    many_headers = _head(*(b"X-%d: a\r\n" % number for number in range(100_000)), b"\r\n")
+    with _connect(server) as connection:
+        _send_ignoring_a_closed_peer(connection, many_headers)
+        answer = _read_until_closed(connection)
+    assert answer == b"" or _status(answer) == 431, answer[:200]
 
-        # Ten clients each sending 4 MiB of one unfinished header: each is cut off at the limit
-        # (on main the worker held all 40 MiB, and more, for as long as the clients wished).
-        before = _rss_kib(server.process.pid)
-        clients = [_connect(server) for _ in range(10)]
-        try:
-            for client in clients:
-                _send_ignoring_a_closed_peer(client, _head(b"X-Endless: " + b"a" * (4 * 1024 * 1024)))
-            for client in clients:
-                answer = _read_until_closed(client)
-                assert answer == b"" or _status(answer) == 431, answer[:200]
-        finally:
-            for client in clients:
-                client.close()
-        assert _rss_kib(server.process.pid) - before < 20 * 1024
-        assert httpx.get(f"{server.url}/health").status_code == 200
+    # Ten clients each sending 4 MiB of one unfinished header: each is cut off at the limit
+    # (on main the worker held all 40 MiB, and more, for as long as the clients wished).
+    before = _rss_kib(server.process.pid)
+    clients = [_connect(server) for _ in range(10)]
+    try:
+        for client in clients:
+            _send_ignoring_a_closed_peer(client, _head(b"X-Endless: " + b"a" * (4 * 1024 * 1024)))
+        for client in clients:
+            answer = _read_until_closed(client)
+            assert answer == b"" or _status(answer) == 431, answer[:200]
+    finally:
+        for client in clients:
+            client.close()
+    assert _rss_kib(server.process.pid) - before < 20 * 1024
+    assert httpx.get(f"{server.url}/health").status_code == 200
 
 
-def test_a_request_head_that_does_not_arrive_in_time_is_closed(database_url: str, tmp_path: Path) -> None:
-    with serve(database_url, tmp_path, HTTP_HEADER_TIMEOUT_SECONDS="1") as server:
-        with _connect(server) as half_sent:
-            half_sent.sendall(_head())  # the blank line that ends the head never comes
-            answer = _read_until_closed(half_sent)
-        assert _status(answer) == 408, answer
-        assert b"within 1 s" in answer
+def test_a_request_head_that_does_not_arrive_in_time_is_closed(server: ServiceProcess) -> None:
+    with _connect(server) as half_sent:
+        half_sent.sendall(_head())  # the blank line that ends the head never comes
+        answer = _read_until_closed(half_sent)
+    assert _status(answer) == 408, answer
+    assert f"within {HEAD_TIMEOUT_SECONDS} s".encode() in answer
 
-        with _connect(server) as silent:
-            assert _read_until_closed(silent) == b""
+    with _connect(server) as silent:
+        assert _read_until_closed(silent) == b""
 
-        # Bytes that keep coming do not keep a head open: the clock runs from its first byte.
-        with _connect(server) as trickling:
-            trickling.sendall(_head())
-            deadline = time.monotonic() + 15
-            closed = False
-            while not closed and time.monotonic() < deadline:
-                try:
-                    trickling.sendall(b"X: y\r\n")
-                    time.sleep(0.2)
-                except (BrokenPipeError, ConnectionResetError):
-                    closed = True
-            assert closed or _read_until_closed(trickling) != b"", "a trickled head was never cut off"
+    # Bytes that keep coming do not keep a head open: the clock runs from its first byte.
+    with _connect(server) as trickling:
+        trickling.sendall(_head())
+        deadline = time.monotonic() + 15
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            try:
+                trickling.sendall(b"X: y\r\n")
+                time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+        assert closed or _read_until_closed(trickling) != b"", "a trickled head was never cut off"
 
-        # A request that does arrive in time is served, and so is the next one on the same connection.
-        with _connect(server) as keep_alive:
-            for _ in range(2):
-                keep_alive.sendall(_head(b"\r\n"))
-                assert _status(_read_response(keep_alive)) == 200
+    # A request that does arrive in time is served, and so is the next one on the same connection.
+    with _connect(server) as keep_alive:
+        for _ in range(2):
+            keep_alive.sendall(_head(b"\r\n"))
+            assert _status(_read_response(keep_alive)) == 200
 
 
 def test_connections_beyond_the_cap_are_refused_with_503(database_url: str, tmp_path: Path) -> None:
@@ -389,9 +401,11 @@ def _tiny_fields(size: int) -> bytes:
     return (b"a=&" * (size // 3 + 1))[:size]
 
 
-def test_auth_bodies_over_a_few_kib_are_413_before_parsing(database_url: str, tmp_path: Path) -> None:
+def test_auth_bodies_over_a_few_kib_are_413_before_parsing(
+    server: ServiceProcess, db: asyncpg.Connection
+) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    with serve(database_url, tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
         megabyte_form = http.post("/api/auth/login", content=_tiny_fields(1024 * 1024), headers=form)
         assert megabyte_form.status_code == 413, megabyte_form.text
         assert megabyte_form.headers["content-type"] == PROBLEM_JSON
@@ -419,19 +433,18 @@ def test_auth_bodies_over_a_few_kib_are_413_before_parsing(database_url: str, tm
         assert signed_in.status_code == 200, signed_in.text
 
 
-def test_text_logs_escape_control_characters(database_url: str, tmp_path: Path) -> None:
+def test_text_logs_escape_control_characters(server: ServiceProcess) -> None:
     forged = "2026-12-01 00:00:00,000 INFO service.access request request_id=forged method=GET path=/admin"
-    with serve(database_url, tmp_path, LOG_FORMAT="text", LOG_LEVEL="INFO") as server:
-        with _connect(server) as connection:
-            connection.sendall(
-                b"GET /x%0A" + quote(forged).encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            assert _status(_read_until_closed(connection)) == 404
-        deadline = time.monotonic() + 15
-        while "request_id=forged" not in server.output():
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
-        lines = [line for line in server.output().splitlines() if "request_id=forged" in line]
+    with _connect(server) as connection:
+        connection.sendall(
+            b"GET /x%0A" + quote(forged).encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert _status(_read_until_closed(connection)) == 404
+    deadline = time.monotonic() + 15
+    while "request_id=forged" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    lines = [line for line in server.output().splitlines() if "request_id=forged" in line]
     assert len(lines) == 1
     assert "path=/x\\x0a2026-12-01\\x2000:00:00" in lines[0]
     assert not lines[0].startswith("2026-12-01 00:00:00,000")
