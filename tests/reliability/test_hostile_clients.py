@@ -22,13 +22,15 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+import yaml
 from litestar import Request, get
 from litestar.params import FromPath
 
 import service
 from service.app import AUTH_BODY_LIMIT_BYTES, create_app
 from service.patterns import END_OF_STRING
-from service.settings import Settings
+from service.security.client_ip import ClientAddressResolver
+from service.settings import PROJECT_ROOT, Settings
 from tests.conftest import bearer, make_user, running
 from tests.processes import ServiceProcess, serve
 from tests.reliability.routes import built_app
@@ -448,3 +450,28 @@ def test_text_logs_escape_control_characters(server: ServiceProcess) -> None:
     assert len(lines) == 1
     assert "path=/x\\x0a2026-12-01\\x2000:00:00" in lines[0]
     assert not lines[0].startswith("2026-12-01 00:00:00,000")
+
+
+def test_the_compose_example_trusts_only_the_proxy_it_publishes() -> None:
+    compose = yaml.safe_load((PROJECT_ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    published = sorted(name for name, service in services.items() if service.get("ports"))
+    assert published == ["proxy"], "a replica reachable directly would be reached from a trusted address"
+    proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
+    trusted = {
+        name: entry["environment"].get("TRUSTED_PROXIES")
+        for name, entry in services.items()
+        if "environment" in entry
+    }
+    assert trusted["api-1"] == trusted["api-2"] == proxy_address, trusted
+
+    nginx = (PROJECT_ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"proxy_set_header X-Forwarded-For \$remote_addr;", nginx), "the proxy must replace it"
+
+    # What a replica then concludes: a forged header from anywhere but the proxy names the sender.
+    resolver = ClientAddressResolver([proxy_address])
+    forged = [(b"x-forwarded-for", b"203.0.113.9")]
+    bridge_gateway = {"client": ("172.30.0.1", 40000), "headers": forged}
+    via_proxy = {"client": (proxy_address, 40000), "headers": forged}
+    assert resolver.resolve(bridge_gateway) == "172.30.0.1"  # type: ignore[arg-type]
+    assert resolver.resolve(via_proxy) == "203.0.113.9"  # type: ignore[arg-type]
