@@ -162,8 +162,12 @@ class EmbeddedPostgres:
                 self._port = running
                 self._require_password()
                 return self.url
+            self.pgdata.mkdir(parents=True, exist_ok=True)
+            # On every start: a chmod since the last one (pytest's of its temporary root, say) may
+            # have narrowed the passage.
+            server_user = self._grant_server_user()
             if not (self.pgdata / "PG_VERSION").exists():
-                self._initdb()
+                self._initdb(server_user)
             self._port = _free_port(self._remembered_port())
             self.port_file.write_text(str(self._port), encoding="utf-8")
             self._pg_ctl(
@@ -225,9 +229,7 @@ class EmbeddedPostgres:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _initdb(self) -> None:
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        server_user = self._grant_server_user()
+    def _initdb(self, server_user: pwd.struct_passwd | None) -> None:
         password = secrets.token_urlsafe(32)
         # initdb reads the password from a file; this one is private to the server user, and gone
         # as soon as initdb is done.
@@ -266,9 +268,8 @@ class EmbeddedPostgres:
         password = secrets.token_urlsafe(32)
         trusting_url = f"postgresql://postgres@127.0.0.1:{self._port}/postgres"
         with psycopg.connect(trusting_url, autocommit=True, cursor_factory=psycopg.RawCursor) as connection:
-            statement = connection.execute(SET_SUPERUSER_PASSWORD, (password,)).fetchone()
-            assert statement is not None
-            connection.execute(statement[0])
+            [(statement,)] = connection.execute(SET_SUPERUSER_PASSWORD, (password,)).fetchall()
+            connection.execute(statement)
         (self.pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
         self._pg_ctl("reload")
         self._keep_password(password)

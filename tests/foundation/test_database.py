@@ -162,5 +162,12 @@ def test_as_root_the_data_dir_stays_private_to_its_owner(tmp_path: Path) -> None
         owner = pwd.getpwuid(server.pgdata.stat().st_uid).pw_name
         assert owner == SYSTEM_USER
         assert stat.S_IMODE(server.pgdata.stat().st_mode) == 0o700
+        server.stop()
+        # A chmod that clears the group bits (pytest's on its temporary root) clears the ACL's
+        # mask, and with it the passage; the next start grants it again.
+        os.chmod(private, 0o700)
+        server.start()
+        with psycopg.connect(server.url) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
     finally:
         server.stop()
