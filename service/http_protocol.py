@@ -1,7 +1,8 @@
 """uvicorn's httptools protocol with the limits it lacks against hostile clients.
 
 uvicorn reads a request head of any size (a 16 MiB header, 100,000 headers), waits for the end
-of a head forever, and accepts every connection the kernel hands it. Each worker's protocol here
+of a head forever, and keeps every connection the kernel hands it (its `limit_concurrency`
+refuses requests, once their head is complete, not connections). Each worker's protocol here
 answers 431 and closes once a head passes `max_header_bytes`, 408 and closes when a head is not
 complete `header_timeout_seconds` after its first byte (or after the connection opened), and 503
 and closes a connection beyond `max_connections`. Everything else is uvicorn's httptools
