@@ -139,9 +139,9 @@ def _field_errors(extra: Any) -> list[FieldError]:
     return errors
 
 
-def invalid_field(field: str, message: str) -> ValidationException:
-    """A 400 that names the offending body field, shaped like Litestar's own validation errors."""
-    return ValidationException(detail=message, extra=[{"key": field, "message": message, "source": "body"}])
+def invalid_field(field: str, message: str, source: str = "body") -> ValidationException:
+    """A 400 that names the offending field, shaped like Litestar's own validation errors."""
+    return ValidationException(detail=message, extra=[{"key": field, "message": message, "source": source}])
 
 
 def invalid_body(exc: msgspec.DecodeError) -> ValidationException:
@@ -230,10 +230,26 @@ def handle_transaction_conflict(request: Request[Any, Any, Any], exc: Exception)
     )
 
 
+# What a client is told when PostgreSQL or asyncpg refuses one of its values, by SQLSTATE. The
+# driver's own text names query arguments and Python reprs: it goes to the log, never to a client.
+_DATA_ERROR_DETAILS = {
+    "22001": "a text value is longer than the database accepts",
+    "22003": "a number is out of the range the database accepts",
+    "22008": "a date or time is out of the range the database accepts",
+    "22021": "a text value contains a character the database cannot store (such as NUL)",
+    "22P05": "a text value contains a character the database cannot store (such as NUL)",
+}
+_DATA_ERROR_FALLBACK = "a value is out of the range the database accepts"
+
+
 def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    # PostgreSQL rejected a value (a NUL byte, an out-of-range number): the input is at fault.
-    message = str(exc).split("\n")[0]
-    return problem_response(request, 400, f"invalid input: {message}")
+    # The input is at fault (a NUL byte, an out-of-range number or date), but which input and
+    # why should have been said by validation before the query; the log keeps the driver's words.
+    log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    sqlstate = getattr(exc, "sqlstate", None)
+    return problem_response(
+        request, 400, f"invalid input: {_DATA_ERROR_DETAILS.get(sqlstate or '', _DATA_ERROR_FALLBACK)}"
+    )
 
 
 def handle_undecodable_text(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
