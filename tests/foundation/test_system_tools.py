@@ -43,9 +43,16 @@ def test_needs_a_tool():
     require_tool("no-such-tool-7f3a", "apt-get install no-such-tool-7f3a")
 """
 
-# Test files whose tests need a system tool: (file, tool as require_tool names it, install command).
+# Tests that need a system tool, and only such tests: (file or node id, tool as require_tool
+# names it, install command). Each asks for its tool's fixture before the database's, so it skips
+# before a database is set up.
 TOOL_DEPENDENT_TESTS = [
     ("tests/scale/test_pgbouncer_smoke.py", "pgbouncer", "apt-get install pgbouncer"),
+    (
+        "tests/operations/test_rate_limits.py::test_both_limits_with_redis_shared_by_two_app_instances",
+        "redis-server",
+        "apt-get install redis-server",
+    ),
 ]
 TOOLS = [("no-such-tool-7f3a", "apt-get install no-such-tool-7f3a")] + [
     (tool, install) for _, tool, install in TOOL_DEPENDENT_TESTS
