@@ -69,6 +69,9 @@ def _pytest_without_the_tools(workdir: Path, require: str | None) -> tuple[int, 
         environ[REQUIRE_VARIABLE] = require
     environ["PYTHONPATH"] = os.pathsep.join([str(workdir), str(PROJECT_ROOT)])
     environ["HIDDEN_TOOLS"] = ",".join(tool for _, tool, _ in TOOL_DEPENDENT_TESTS)
+    # Its own temporary root: a pytest session that makes one takes the group and other bits off
+    # it, which would lock the embedded PostgreSQL's user out of this session's directories.
+    environ["PYTEST_DEBUG_TEMPROOT"] = str(workdir)
     # Only the plugins these tests need: every installed one (schemathesis, hypothesis) would
     # double the start-up.
     environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
