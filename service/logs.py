@@ -13,7 +13,9 @@ from typing import Any
 import msgspec
 
 _encoder = msgspec.json.Encoder()
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn adds `color_message`, its message with ANSI colours for its own console formatter:
+# in a JSON line it would only repeat `message` with escape codes.
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -10,7 +10,7 @@ import redis.asyncio
 from litestar import Litestar, post
 
 from service.security.rate_limit import SIGN_IN_ROUTES, MemoryCounter
-from tests.operations.conftest import REDIS_URL, AppClient
+from tests.operations.conftest import AppClient
 from tests.processes import free_port
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
@@ -94,13 +94,13 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(app_client: AppCli
 
 
 async def test_both_limits_with_redis_shared_by_two_app_instances(
-    app_client: AppClient, redis_prefix: str
+    redis_url: str, app_client: AppClient, redis_prefix: str
 ) -> None:
-    env = {**LIMITS, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix}
+    env = {**LIMITS, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix}
     async with app_client(prepare=with_sign_in_routes, **env) as worker_one:
         assert (await worker_one.get("/api/users")).status_code == 401
         await exhaust_sign_in_limit(worker_one)
-    check = redis.asyncio.Redis.from_url(REDIS_URL)
+    check = redis.asyncio.Redis.from_url(redis_url)
     try:
         keys = sorted([key.decode() async for key in check.scan_iter(match=f"{redis_prefix}:*")])
     finally:
