@@ -31,6 +31,7 @@ from litestar.testing import RequestFactory
 from service.app import create_app
 from service.security.auth import Caller, authenticate
 from service.security.jwks import STATE_KEY, JwksCache
+from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
 from tests.conftest import make_settings, running
 
@@ -51,6 +52,9 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
 
 
 @dataclass
@@ -99,6 +103,9 @@ class JwksServer:
     @property
     def fetches(self) -> int:
         return self.requests[self.path]
+
+    def forget_requests(self) -> None:
+        self.requests.clear()
 
     def publish(self, *keys: SigningKey) -> None:
         self.keys = [key.public_jwk for key in keys]
@@ -205,15 +212,26 @@ def settings(
 
 
 @asynccontextmanager
-async def app_with_clock(settings: Settings, clock: Clock) -> AsyncIterator[Litestar]:
+async def app_with_clock(settings: Settings, clock: Clock, *servers: JwksServer) -> AsyncIterator[Litestar]:
+    """The app, its start-up key check done, with a cache on `clock` and nothing fetched yet:
+    `servers` forget the start-up check's requests."""
     async with running(create_app(settings)) as app:
-        app.state[STATE_KEY] = JwksCache(app.state.http, clock)
+        await app.state[KEY_CHECK_STATE_KEY]
+        for server in servers:
+            server.forget_requests()
+        app.state[STATE_KEY] = JwksCache(app.state.http, clock, clock.sleep)
         yield app
 
 
 @pytest.fixture
-async def app(settings: Settings, db: asyncpg.Connection, clock: Clock) -> AsyncIterator[Litestar]:
-    async with app_with_clock(settings, clock) as application:
+async def app(
+    settings: Settings,
+    db: asyncpg.Connection,
+    clock: Clock,
+    supabase_server: JwksServer,
+    better_auth_server: JwksServer,
+) -> AsyncIterator[Litestar]:
+    async with app_with_clock(settings, clock, supabase_server, better_auth_server) as application:
         yield application
 
 

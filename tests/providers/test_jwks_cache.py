@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from service.app import create_app
 from service.errors import ServiceUnavailable
-from service.security.jwks import MIN_TTL_SECONDS, REFETCH_INTERVAL_SECONDS, STALE_GRACE_SECONDS
+from service.security.jwks import MIN_TTL_SECONDS, FAILED_FETCH_RETRY_SECONDS, STALE_GRACE_SECONDS
 from service.settings import Settings
 from tests.conftest import make_settings, running
 from tests.providers.conftest import (
@@ -92,7 +92,7 @@ async def test_a_rotated_in_key_is_fetched_once_then_cached(
     await caller_for(app, better_auth_keys["EdDSA"].sign(better_auth_claims(better_auth_server.url)))
     rotated = new_key("EdDSA", kid="rotated-in")
     better_auth_server.publish(rotated, *better_auth_keys.values())
-    clock.advance(REFETCH_INTERVAL_SECONDS)
+    clock.advance(FAILED_FETCH_RETRY_SECONDS)
 
     for _ in range(3):
         caller = await caller_for(app, rotated.sign(better_auth_claims(better_auth_server.url)))
@@ -118,7 +118,7 @@ async def test_a_flood_of_unknown_kids_refetches_at_most_once_per_interval(
     app: Litestar, clock: Clock, supabase_server: JwksServer, supabase_es256: SigningKey
 ) -> None:
     await caller_for(app, supabase_es256.sign(supabase_claims(supabase_server.url)))
-    clock.advance(REFETCH_INTERVAL_SECONDS)
+    clock.advance(FAILED_FETCH_RETRY_SECONDS)
     bogus = [new_key("ES256", kid=f"bogus-{n}") for n in range(3)]
     for _ in range(10):
         for key in bogus:
@@ -126,7 +126,7 @@ async def test_a_flood_of_unknown_kids_refetches_at_most_once_per_interval(
     assert supabase_server.fetches == 2
 
     tokens = [key.sign(supabase_claims(supabase_server.url)) for key in bogus] * 5
-    clock.advance(REFETCH_INTERVAL_SECONDS)
+    clock.advance(FAILED_FETCH_RETRY_SECONDS)
     await asyncio.gather(*(refusal_of(app, token) for token in tokens))
     assert supabase_server.fetches == 3
 
@@ -140,10 +140,10 @@ async def test_provider_down_with_nothing_cached_is_503_with_retry_after(
         refused = await refusal_of(app, supabase_es256.sign(supabase_claims(down)))
         assert isinstance(refused, ServiceUnavailable)
         assert refused.status_code == 503
-        assert refused.headers == {"Retry-After": str(REFETCH_INTERVAL_SECONDS)}
+        assert refused.headers == {"Retry-After": str(FAILED_FETCH_RETRY_SECONDS)}
         clock.advance(10)
         again = await refusal_of(app, supabase_es256.sign(supabase_claims(down)))
-        assert again.headers == {"Retry-After": str(REFETCH_INTERVAL_SECONDS - 10)}
+        assert again.headers == {"Retry-After": str(FAILED_FETCH_RETRY_SECONDS - 10)}
         better_auth = await refusal_of(app, new_key("EdDSA").sign(better_auth_claims(down)))
         assert better_auth.status_code == 503
 
@@ -159,7 +159,7 @@ async def test_provider_answering_errors_is_503_then_recovers(
     assert supabase_server.fetches == 1, "an outage is not retried on every request"
 
     supabase_server.failing = False
-    clock.advance(REFETCH_INTERVAL_SECONDS)
+    clock.advance(FAILED_FETCH_RETRY_SECONDS)
     caller = await caller_for(app, supabase_es256.sign(supabase_claims(supabase_server.url)))
     assert caller.provider == "supabase"
 
