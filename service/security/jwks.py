@@ -119,13 +119,18 @@ class JwksCache:
         """
         key_set = self._sets.setdefault(url, _KeySet())
         arrived = self._clock()
+        failure = None
         if kid not in key_set.keys:
             if key_set.is_unknown(kid, arrived):
                 return None
-            await self._refresh(url, key_set, newer_than=arrived, kid=kid)
+            failure = await self._refresh(url, key_set, newer_than=arrived, kid=kid)
         elif arrived >= key_set.fresh_until:
-            await self._refresh(url, key_set, newer_than=None)
+            failure = await self._refresh(url, key_set, newer_than=None)
         now = self._clock()
+        if failure is not None:
+            stale = "serving cached keys" if now < key_set.usable_until else "no usable keys"
+            kind = "a wrong URL?" if failure.problem.misconfigured else "provider unreachable"
+            log.warning("cannot fetch signing keys from %s (%s; %s): %s", url, failure, kind, stale)
         if now >= key_set.usable_until:
             retry_after = key_set.last_attempt + FAILED_FETCH_RETRY_SECONDS - now
             raise JwksUnavailable(url, max(1, math.ceil(retry_after)))
@@ -149,7 +154,7 @@ class JwksCache:
     ) -> _FetchFailed | None:
         """Fetch the set unless that is pointless or too soon: with `newer_than`, a fetch that
         started since then will do, or one that found `kid`; without, a fresh set will.
-        The failure, if this call fetched and failed."""
+        The failure, if this call fetched and failed (the caller says so in the log)."""
         async with key_set.lock:
             if newer_than is not None and (key_set.last_attempt >= newer_than or kid in key_set.keys):
                 return None
@@ -167,9 +172,6 @@ class JwksCache:
                 keys, ttl = await self._fetch(url)
             except _FetchFailed as failure:
                 key_set.last_failed = True
-                stale = "serving cached keys" if started < key_set.usable_until else "no usable keys"
-                kind = "a wrong URL?" if failure.problem.misconfigured else "provider unreachable"
-                log.warning("cannot fetch signing keys from %s (%s; %s): %s", url, failure, kind, stale)
                 return failure
             fetched = self._clock()
             key_set.keys = keys

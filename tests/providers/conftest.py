@@ -8,6 +8,7 @@ this, so these tests can move to GET /api/auth/me by changing those two helpers.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -151,6 +152,26 @@ def serving(server: JwksServer) -> Iterator[JwksServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+class WarningsOf(logging.Handler):
+    """The warnings one logger writes while this is entered. Attached to that logger, not to the
+    root, whose handlers create_app replaces."""
+
+    def __init__(self, logger: str) -> None:
+        super().__init__(logging.WARNING)
+        self.logger = logging.getLogger(logger)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> WarningsOf:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
 
 
 def closed_port_url() -> str:

@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from service.app import create_app
 from service.errors import ServiceUnavailable
-from service.security.jwks import MIN_TTL_SECONDS, FAILED_FETCH_RETRY_SECONDS, STALE_GRACE_SECONDS
+from service.security.jwks import FAILED_FETCH_RETRY_SECONDS, MIN_TTL_SECONDS, STALE_GRACE_SECONDS
 from service.settings import Settings
 from tests.conftest import make_settings, running
 from tests.providers.conftest import (
