@@ -38,6 +38,8 @@ from tests.conftest import make_settings, running
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
+# Every `jwks.keyPairConfig.alg` Better Auth's jwt plugin offers.
+BETTER_AUTH_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 SUPABASE_SECRET = "supabase-legacy-jwt-secret-" + "s" * 24
 BETTER_AUTH_SECRET = "better-auth-shared-secret-" + "b" * 24
 
@@ -80,6 +82,8 @@ def new_key(algorithm: str, kid: str | None = None) -> SigningKey:
     private_key: Any
     if algorithm == "ES256":
         private_key = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "ES512":
+        private_key = ec.generate_private_key(ec.SECP521R1())
     elif algorithm == "EdDSA":
         private_key = ed25519.Ed25519PrivateKey.generate()
     else:
@@ -194,7 +198,7 @@ def supabase_rs256() -> SigningKey:
 
 @pytest.fixture(scope="session")
 def better_auth_keys() -> dict[str, SigningKey]:
-    return {algorithm: new_key(algorithm) for algorithm in ("EdDSA", "ES256", "RS256", "PS256")}
+    return {algorithm: new_key(algorithm) for algorithm in BETTER_AUTH_ALGORITHMS}
 
 
 @pytest.fixture
