@@ -42,6 +42,7 @@ _PUBLIC_KEY_TYPES = {"EC", "RSA", "OKP"}
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 STATE_KEY = "jwks"
+NO_USABLE_KEY = "no usable signing key in it"
 
 
 class JwksUnavailable(Exception):
@@ -146,7 +147,7 @@ class JwksCache:
         if failure is not None:
             return failure.problem
         if not key_set.keys and not key_set.last_failed:
-            return KeySetProblem("publish no usable signing key", misconfigured=True)
+            return KeySetProblem(NO_USABLE_KEY, misconfigured=True)
         return None
 
     async def _refresh(

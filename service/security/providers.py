@@ -25,7 +25,7 @@ from litestar.exceptions import NotAuthorizedException
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql
 from service.errors import ServiceUnavailable
-from service.security.jwks import JwksCache, JwksUnavailable, KeySetProblem, jwks_cache
+from service.security.jwks import NO_USABLE_KEY, JwksCache, JwksUnavailable, KeySetProblem, jwks_cache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.settings import Settings
 
@@ -290,14 +290,14 @@ def _startup_warning(provider: Provider, url: str, problem: KeySetProblem) -> st
     where = f"{provider.jwks_variable}: the {provider.name} signing keys at {url}"
     if not problem.misconfigured:
         return f"{where} cannot be fetched ({problem.reason}); its tokens get 503 until they can"
-    if problem.reason.startswith("publish") and provider.secret:
+    if problem.reason == NO_USABLE_KEY and provider.secret:
         return None  # a project still on its shared secret publishes an empty set
     hint = {
         SUPABASE: "SUPABASE_URL must be the project URL, without a path",
         BETTER_AUTH: "set BETTER_AUTH_JWKS_URL to {baseURL origin}{basePath}{jwks.jwksPath} "
         "of the frontend's auth config, by default {BETTER_AUTH_URL}/api/auth/jwks",
     }[provider.name]
-    return f"{where} are not a JWKS ({problem.reason}): a configuration error; {hint}"
+    return f"{where} cannot be used ({problem.reason}): a configuration error; {hint}"
 
 
 async def check_key_sets(settings: Settings, keys: JwksCache) -> None:

@@ -301,12 +301,12 @@ async def test_each_configured_key_set_is_fetched_once_at_start_up(
         (
             {"BETTER_AUTH_JWKS_URL": "{better_auth}/api/auth/jwks.json"},
             "BETTER_AUTH_JWKS_URL: the better-auth signing keys at {better_auth}/api/auth/jwks.json "
-            "are not a JWKS (status 404): a configuration error",
+            "cannot be used (status 404): a configuration error",
         ),
         (
             {"SUPABASE_URL": "{supabase}/rest/v1"},
             "SUPABASE_URL: the supabase signing keys at {supabase}/rest/v1/auth/v1/.well-known/jwks.json "
-            "are not a JWKS (status 404): a configuration error; SUPABASE_URL must be the project URL",
+            "cannot be used (status 404): a configuration error; SUPABASE_URL must be the project URL",
         ),
         (
             {"BETTER_AUTH_URL": "{down}", "BETTER_AUTH_JWKS_URL": ""},
@@ -370,4 +370,4 @@ async def test_an_empty_key_set_beside_a_shared_secret_is_no_warning(
         messages.append(warnings.messages)
     assert messages[0] == [], "a project still on its legacy secret publishes an empty set"
     assert len(messages[1]) == 1
-    assert "publish no usable signing key" in messages[1][0]
+    assert "no usable signing key" in messages[1][0]
