@@ -194,6 +194,14 @@ def _check_database_url(settings: Settings) -> None:
 
 
 def _check_better_auth(settings: Settings) -> None:
+    if settings.better_auth_url:
+        try:
+            parts = urlsplit(settings.better_auth_url)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise SettingsError("invalid BETTER_AUTH_URL: not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError("invalid BETTER_AUTH_URL: must be an http:// or https:// URL")
     jwks_url = settings.better_auth_jwks_url
     if jwks_url and not jwks_url.startswith(("http://", "https://")):
         raise SettingsError("invalid BETTER_AUTH_JWKS_URL: must start with http:// or https://")

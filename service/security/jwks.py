@@ -201,6 +201,8 @@ class JwksCache:
                     if len(body) > MAX_JWKS_BYTES:
                         raise _FetchFailed(f"larger than {MAX_JWKS_BYTES} bytes", misconfigured=True)
                 cache_control = response.headers.get("cache-control", "")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise _FetchFailed(f"not a URL: {exc}", misconfigured=True) from None
         except (httpx.HTTPError, TimeoutError) as exc:
             raise _FetchFailed(f"{type(exc).__name__}: {exc}", misconfigured=False) from None
         try:

@@ -206,6 +206,8 @@ async def test_iss_and_aud_default_to_the_origin_of_better_auth_url(
         ),
         ({"BETTER_AUTH_ISSUER": "https://auth.example"}, "invalid BETTER_AUTH_ISSUER: set BETTER_AUTH_URL"),
         ({"BETTER_AUTH_AUDIENCE": "taskflow-api"}, "invalid BETTER_AUTH_AUDIENCE: set BETTER_AUTH_URL"),
+        ({"BETTER_AUTH_URL": "http://[::1"}, "invalid BETTER_AUTH_URL: not a URL"),
+        ({"BETTER_AUTH_URL": "localhost:3000"}, "invalid BETTER_AUTH_URL: must be an http://"),
         (
             {
                 "BETTER_AUTH_URL": "http://127.0.0.1:3000",
