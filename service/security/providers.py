@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ LEEWAY_SECONDS = 30
 MAX_SUBJECT_LENGTH = 255
 MAX_FULL_NAME_LENGTH = 200  # users.full_name's CHECK
 KEY_CHECK_STATE_KEY = "provider_key_check"
+TOKEN_ID_NAMESPACE = uuid.UUID("5d0f7c1e-9a8b-4c2d-8e3f-6a7b8c9d0e1f")
 
 
 class Provider(msgspec.Struct, frozen=True):
@@ -208,7 +210,7 @@ def _verified(provider: Provider, token: str, key: jwt.PyJWK | str, algorithm: s
         subject=_subject(claims["sub"]),
         issued_at=float(claims["iat"]),
         expires_at=float(claims["exp"]),
-        jti=_uuid_or_none(claims.get("jti")),
+        jti=_token_id(provider.name, claims.get("jti"), token),
         email=_email_or_none(claims.get("email")),
         full_name=_full_name_or_none(provider, claims),
     )
@@ -220,11 +222,16 @@ def _subject(value: Any) -> str:
     return value
 
 
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+def _token_id(provider: str, jti: Any, token: str) -> uuid.UUID:
+    """The id logout revokes the token by: its `jti` when that is a UUID, else a UUID derived
+    from the provider's `jti` or, when it has none (Better Auth issues none), from the token
+    itself. So logout ends any provider token here, not only those carrying a UUID `jti`."""
+    if isinstance(jti, str) and jti:
+        try:
+            return uuid.UUID(jti)
+        except ValueError:
+            return uuid.uuid5(TOKEN_ID_NAMESPACE, f"{provider}:jti:{jti}")
+    return uuid.uuid5(TOKEN_ID_NAMESPACE, f"{provider}:sha256:{hashlib.sha256(token.encode()).hexdigest()}")
 
 
 def _full_name_or_none(provider: Provider, claims: dict[str, Any]) -> str | None:
