@@ -30,6 +30,7 @@ from service.middleware import RequestContextMiddleware
 from service.openapi import ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
 from service.security.client_ip import ClientAddressResolver
+from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
@@ -139,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings), rate_limiting.lifespan],
+        lifespan=[_lifespan(settings), rate_limiting.lifespan, key_check_at_startup],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
