@@ -21,6 +21,7 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
 
 
 class SettingsError(ValueError):
@@ -37,11 +38,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_expire_minutes: PositiveInt = 30
     refresh_token_expire_days: PositiveInt = 30
+    # The usual frontend dev-server ports, as a browser spells them either way.
     cors_origins: tuple[str, ...] = (
         "http://localhost:3000",
         "http://localhost:5173",
         "http://localhost:8080",
+        "http://127.0.0.1:3000",
+        "http://127.0.0.1:5173",
+        "http://127.0.0.1:8080",
     )
+    # Request headers a browser may send besides Authorization, Content-Type and X-Request-ID
+    # (tracing headers such as sentry-trace, baggage, traceparent).
+    cors_allow_headers: tuple[HeaderName, ...] = ()
     ai_service_url: str = "http://localhost:8082"
     ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
@@ -88,7 +96,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.password_policy == "strict"  # noqa: S105 - a policy name
 
 
-_LIST_FIELDS = {"cors_origins", "trusted_proxies"}
+_LIST_FIELDS = {"cors_origins", "cors_allow_headers", "trusted_proxies"}
 _OPTIONAL_FIELDS = {
     name for name, field_type in Settings.__annotations__.items() if "None" in str(field_type)
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
 
 import asyncpg
@@ -17,6 +16,7 @@ from service.db import load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
+from service.security.tokens import now_microseconds
 from service.settings import Settings
 from service.users.models import User
 
@@ -176,7 +176,9 @@ async def update_me(
     async with pool.acquire() as connection, connection.transaction():
         if new_password is not None:
             old_hash, new_hash = new_password
-            changed = await connection.execute(CHANGE_PASSWORD, caller.id, old_hash, new_hash, time.time())
+            changed = await connection.execute(
+                CHANGE_PASSWORD, caller.id, old_hash, new_hash, now_microseconds()
+            )
             if changed != "UPDATE 1":
                 raise Conflict("the password was changed meanwhile; log in again")
             await end_other_sessions(connection, caller)

@@ -11,13 +11,14 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, RequestBody, Schema
 from litestar.params import JSONBody
 
 from service.accounts import credentials, sessions
 from service.accounts.models import (
     LoginForm,
     LoginJSON,
+    LoginJSONAnyName,
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
@@ -35,6 +36,7 @@ from service.errors import (
 )
 from service.forms import read_form
 from service.metrics import record_login
+from service.openapi import PublicOperation
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.users.models import User
 
@@ -54,7 +56,7 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
         return login.username, login.password
     if media_type == _JSON_TYPE or media_type.endswith("+json"):
         try:
-            body = msgspec.json.decode(await request.body(), type=LoginJSON)
+            body = msgspec.json.decode(await request.body(), type=LoginJSONAnyName)
         except msgspec.DecodeError as exc:
             raise invalid_body(exc) from None
         name = body.email if body.email is not None else body.username
@@ -66,42 +68,45 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
     )
 
 
-def _schema_of(*structs: type[msgspec.Struct]) -> dict[str, Schema]:
-    _, components = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
+def _inline_schema(struct: type[msgspec.Struct]) -> Schema:
+    _, components = msgspec.json.schema_components([struct])
+    schema = components[struct.__name__]
+    # Generators name an inline body after its operation plus its title (LoginLoginJSON); with
+    # no title it is LoginBody.
+    del schema["title"]
     # The spec objects serialise plain JSON Schema dicts as they are.
-    return {name: cast(Schema, schema) for name, schema in components.items()}
-
-
-_LOGIN_SCHEMAS = _schema_of(LoginForm, LoginJSON)
-# A JSON login names the account by `email` or by `username`: the Struct cannot say that one
-# of the two is required, its schema can.
-cast(dict[str, Any], _LOGIN_SCHEMAS["LoginJSON"])["anyOf"] = [
-    {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "username")
-]
+    return cast(Schema, schema)
 
 
 @dataclass
-class _LoginOperation(Operation):
-    """The login handler reads its body itself (two content types); document both."""
+class _LoginOperation(PublicOperation):
+    """The login handler reads its body itself, by Content-Type. Only the JSON body is described:
+    openapi-python-client cannot generate an operation with two body types (the module it writes
+    fails to import), and the form is the OAuth2 password grant that the OAuth2Password scheme's
+    tokenUrl names, which is what Swagger UI's Authorize sends."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.request_body = RequestBody(
             required=True,
-            description="The OAuth2 password grant form, or the same credentials as JSON.",
-            content={
-                RequestEncodingType.URL_ENCODED.value: OpenAPIMediaType(schema=_LOGIN_SCHEMAS["LoginForm"]),
-                _JSON_TYPE: OpenAPIMediaType(schema=_LOGIN_SCHEMAS["LoginJSON"]),
-            },
+            description=(
+                "JSON `{email, password}`. The same route takes the OAuth2 password grant form "
+                "(application/x-www-form-urlencoded: `username`, `password`, optional `grant_type=password`, "
+                "`scope`, `client_id`, `client_secret`), as FastAPI's OAuth2PasswordRequestForm does."
+            ),
+            content={_JSON_TYPE: OpenAPIMediaType(schema=_inline_schema(LoginJSON))},
         )
 
 
 class AuthController(Controller):
     path = "/auth"
-    tags = ["Auth"]
+    tags = ["auth"]
     dependencies = CALLER_DEPENDENCY
 
     @post(
         "/register",
+        operation_id="register",
+        operation_class=PublicOperation,
         summary="Create a local account",
         status_code=201,
         before_request=require_json_body,
@@ -115,6 +120,7 @@ class AuthController(Controller):
 
     @post(
         "/login",
+        operation_id="login",
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
@@ -139,6 +145,8 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        operation_id="refresh",
+        operation_class=PublicOperation,
         summary="Exchange a refresh token for a new pair",
         status_code=200,
         before_request=require_json_body,
@@ -154,6 +162,7 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        operation_id="logout",
         summary="End this session",
         status_code=204,
         security=BEARER_SECURITY,
@@ -172,12 +181,19 @@ class AuthController(Controller):
         refresh_token = data.refresh_token if data is not None else None
         await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
 
-    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401))
+    @get(
+        "/me",
+        operation_id="getMe",
+        summary="The caller",
+        security=BEARER_SECURITY,
+        responses=problem_responses(401),
+    )
     async def me(self, state: State, caller: NamedDependency[Caller]) -> User:
         return await credentials.get_user(state.pool, caller.id)
 
     @patch(
         "/me",
+        operation_id="updateMe",
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,
