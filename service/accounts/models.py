@@ -59,16 +59,8 @@ class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
     full_name: FullName | None = None
 
 
-class LoginJSON(msgspec.Struct):
-    """A JSON login. `username` is accepted in place of `email`, as in the form."""
-
-    email: LoginName
-    password: CurrentPassword
-
-
-class LoginJSONAnyName(msgspec.Struct, forbid_unknown_fields=True):
-    """What a JSON login is decoded into. Documented as LoginJSON: a schema saying 'email or
-    username' (anyOf) made generated clients drop `password` or accept a body without it."""
+class LoginJSON(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON login: `email` (or `username`, as in the form) and `password`."""
 
     password: CurrentPassword
     email: LoginName | None = None

@@ -18,7 +18,6 @@ from service.accounts import credentials, sessions
 from service.accounts.models import (
     LoginForm,
     LoginJSON,
-    LoginJSONAnyName,
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
@@ -56,7 +55,7 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
         return login.username, login.password
     if media_type == _JSON_TYPE or media_type.endswith("+json"):
         try:
-            body = msgspec.json.decode(await request.body(), type=LoginJSONAnyName)
+            body = msgspec.json.decode(await request.body(), type=LoginJSON)
         except msgspec.DecodeError as exc:
             raise invalid_body(exc) from None
         name = body.email if body.email is not None else body.username
@@ -71,7 +70,7 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
 def _inline_schema(struct: type[msgspec.Struct]) -> Schema:
     _, components = msgspec.json.schema_components([struct])
     schema = components[struct.__name__]
-    # Generators name an inline body after its operation plus its title (LoginLoginJSON); with
+    # Generators name an inline body after its operation plus its title (LoginLoginForm); with
     # no title it is LoginBody.
     del schema["title"]
     # The spec objects serialise plain JSON Schema dicts as they are.
@@ -80,21 +79,22 @@ def _inline_schema(struct: type[msgspec.Struct]) -> Schema:
 
 @dataclass
 class _LoginOperation(PublicOperation):
-    """The login handler reads its body itself, by Content-Type. Only the JSON body is described:
+    """The login handler reads its body itself, by Content-Type. Only the form is described:
     openapi-python-client cannot generate an operation with two body types (the module it writes
-    fails to import), and the form is the OAuth2 password grant that the OAuth2Password scheme's
-    tokenUrl names, which is what Swagger UI's Authorize sends."""
+    fails to import), and a schema for 'email or username' (anyOf) made generators drop the
+    password. The form is the contract's, seed 004's and what Swagger UI's Authorize sends."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.request_body = RequestBody(
             required=True,
             description=(
-                "JSON `{email, password}`. The same route takes the OAuth2 password grant form "
-                "(application/x-www-form-urlencoded: `username`, `password`, optional `grant_type=password`, "
-                "`scope`, `client_id`, `client_secret`), as FastAPI's OAuth2PasswordRequestForm does."
+                "The OAuth2 password grant form (RFC 6749 section 4.3): your email as `username`. "
+                'The same route takes JSON: `{"email": ..., "password": ...}` (or `username` for `email`).'
             ),
-            content={_JSON_TYPE: OpenAPIMediaType(schema=_inline_schema(LoginJSON))},
+            content={
+                RequestEncodingType.URL_ENCODED.value: OpenAPIMediaType(schema=_inline_schema(LoginForm))
+            },
         )
 
 
