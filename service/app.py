@@ -128,10 +128,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
-            allow_origins=list(settings.cors_origins),
+            allow_origins=list(settings.browser_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID", *settings.cors_allow_headers],
+            allow_headers=list(settings.browser_request_headers),
             expose_headers=[
                 "X-Request-ID",
                 "Retry-After",

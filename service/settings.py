@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,9 @@ log = logging.getLogger("service.settings")
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+# Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
+BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
+_LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 
 
 class SettingsError(ValueError):
@@ -38,18 +42,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_expire_minutes: PositiveInt = 30
     refresh_token_expire_days: PositiveInt = 30
-    # The usual frontend dev-server ports, as a browser spells them either way.
     cors_origins: tuple[str, ...] = (
         "http://localhost:3000",
         "http://localhost:5173",
         "http://localhost:8080",
-        "http://127.0.0.1:3000",
-        "http://127.0.0.1:5173",
-        "http://127.0.0.1:8080",
     )
-    # Request headers a browser may send besides Authorization, Content-Type and X-Request-ID
-    # (tracing headers such as sentry-trace, baggage, traceparent).
-    cors_allow_headers: tuple[HeaderName, ...] = ()
+    cors_allow_headers: tuple[HeaderName, ...] = BROWSER_REQUEST_HEADERS
     ai_service_url: str = "http://localhost:8082"
     ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
@@ -84,6 +82,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         if self.shutdown_drain_seconds is not None:
             return self.shutdown_drain_seconds
         return 5.0 if self.is_production else 0.0
+
+    @property
+    def browser_origins(self) -> tuple[str, ...]:
+        """CORS_ORIGINS and, in development, the 127.0.0.1 spelling of each localhost origin: a
+        dev server opened as http://127.0.0.1:5173 is another origin to the browser."""
+        if self.environment != "development":
+            return self.cors_origins
+        spelled = (_LOCALHOST_ORIGIN.sub(r"\g<1>127.0.0.1\g<2>", origin) for origin in self.cors_origins)
+        return tuple(dict.fromkeys([*self.cors_origins, *spelled]))
+
+    @property
+    def browser_request_headers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*BROWSER_REQUEST_HEADERS, *self.cors_allow_headers]))
 
     @property
     def is_production(self) -> bool:
