@@ -95,6 +95,10 @@ class ScanController(Controller):
     ) -> Scan:
         """Send a file and/or text to the AI service, save what it found and return it.
 
+        multipart/form-data as described; a text-only scan may also be sent as
+        application/x-www-form-urlencoded (`text`, `force_llm`). An empty file part (a browser's
+        empty file input) means no file.
+
         The AI service's refusals keep their 4xx status and message; its failures are 502;
         when it is unreachable or slower than AI_SERVICE_TIMEOUT_SECONDS the answer is 503
         with Retry-After. A failed scan saves nothing.
