@@ -1,5 +1,6 @@
 """The OpenAPI document as `service openapi` prints it, and the real tools that consume it: the
-npm packages pinned in tests/openapi_tools (installed by `npm ci`) and openapi-python-client."""
+npm packages pinned in tests/openapi_tools (installed by `npm ci`) and openapi-python-client
+(run by uvx, pinned in test_generators.py)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,9 @@ def npm_bin() -> Path:
 
 
 def run_tool(command: list[str | Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a tool with the project's virtualenv first on PATH (openapi-python-client formats its
-    output with the ruff found there) and no telemetry or update checks."""
+    """Run a tool without telemetry, update checks or colours."""
     environment = {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "REDOCLY_TELEMETRY": "off",
         "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true",
         "NO_COLOR": "1",

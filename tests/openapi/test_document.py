@@ -156,3 +156,11 @@ async def test_the_served_document_is_the_printed_one(
         op["operationId"] for _, _, op in operations(document)
     ]
     assert served["components"]["securitySchemes"] == document["components"]["securitySchemes"]
+
+
+async def test_redoc_loads_no_logo_from_a_cdn(client: httpx.AsyncClient) -> None:
+    # The vendored bundle is patched (docs/operations.md); scripts/check_docs_offline.py checks
+    # the browser console of both pages for CSP violations.
+    bundle = await client.get("/static/redoc/redoc.standalone.js")
+    assert bundle.status_code == 200
+    assert "cdn.redoc.ly" not in bundle.text
