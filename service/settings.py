@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,10 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+# Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
+BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
+_LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 
 
 class SettingsError(ValueError):
@@ -44,6 +49,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "http://localhost:5173",
         "http://localhost:8080",
     )
+    cors_allow_headers: tuple[HeaderName, ...] = BROWSER_REQUEST_HEADERS
     ai_service_url: str = "http://localhost:8082"
     ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
@@ -88,6 +94,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return 5.0 if self.is_production else 0.0
 
     @property
+    def browser_origins(self) -> tuple[str, ...]:
+        """CORS_ORIGINS and, in development, the 127.0.0.1 spelling of each localhost origin: a
+        dev server opened as http://127.0.0.1:5173 is another origin to the browser."""
+        if self.environment != "development":
+            return self.cors_origins
+        spelled = (_LOCALHOST_ORIGIN.sub(r"\g<1>127.0.0.1\g<2>", origin) for origin in self.cors_origins)
+        return tuple(dict.fromkeys([*self.cors_origins, *spelled]))
+
+    @property
+    def browser_request_headers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*BROWSER_REQUEST_HEADERS, *self.cors_allow_headers]))
+
+    @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
@@ -98,7 +117,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.password_policy == "strict"  # noqa: S105 - a policy name
 
 
-_LIST_FIELDS = {"cors_origins", "trusted_proxies"}
+_LIST_FIELDS = {"cors_origins", "cors_allow_headers", "trusted_proxies"}
 _OPTIONAL_FIELDS = {
     name for name, field_type in Settings.__annotations__.items() if "None" in str(field_type)
 }

@@ -20,6 +20,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin
 from service.db import load_sql
+from service.openapi import BEARER_SCHEME, PASSWORD_SCHEME
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token
 from service.security.tokens import (
@@ -33,7 +34,8 @@ from service.settings import Settings
 
 GET_CALLER = load_sql("accounts/get_caller")
 
-BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+# Either scheme ends in the same bearer token; Swagger UI offers the password flow as a login form.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {PASSWORD_SCHEME: []}]
 _SCOPE_KEY = "caller"
 VERIFIED_TOKENS_KEY = "verified_tokens"
 LOCAL_PROVIDER = "local"
