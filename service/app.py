@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__, metrics
 from service.accounts.routes import AuthController
+from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
@@ -28,6 +31,7 @@ from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import ClosedStructSchemaPlugin
+from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
 from service.security.client_ip import ClientAddressResolver
 from service.security.rate_limit import RateLimiting
@@ -41,7 +45,15 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    return [AuthController, UsersController, TaskController, *scan_handlers(settings), AuditEventsController]
+    return [
+        AuthController,
+        SessionsController,
+        UsersController,
+        UserSessionsController,
+        TaskController,
+        *scan_handlers(settings),
+        AuditEventsController,
+    ]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -77,9 +89,18 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
         metrics.worker_started(app.state)
+        pruner = (
+            asyncio.create_task(prune_periodically(pool, url, settings, settings.prune_interval_minutes * 60))
+            if settings.prune_interval_minutes
+            else None
+        )
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             metrics.worker_stopped()
             await http.aclose()
             await pool.close()

@@ -21,6 +21,9 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+# A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+COOKIE_DOMAIN_PATTERN = rf"^\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 
 
 class SettingsError(ValueError):
@@ -69,6 +72,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    # on: login and refresh also set the refresh token as an HttpOnly cookie (browser frontends).
+    auth_cookies: Literal["off", "on"] = "off"
+    auth_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
+    auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
+    audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
+    scan_retention_days: PositiveInt | None = None  # unset keeps scans forever
+    prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
 
     @property
     def drain_seconds(self) -> float:
@@ -137,6 +147,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         raise SettingsError(_name_the_variable(str(exc))) from None
     _check_trusted_proxies(settings)
     _check_database_url(settings)
+    _check_auth_cookies(settings)
     return _check_secrets(settings)
 
 
@@ -155,6 +166,14 @@ def _check_trusted_proxies(settings: Settings) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise SettingsError(f"invalid TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+
+
+def _check_auth_cookies(settings: Settings) -> None:
+    """The refresh cookie trusts CORS_ORIGINS as its CSRF allow-list: a wildcard would trust every site."""
+    if settings.auth_cookies == "on" and "*" in settings.cors_origins:
+        raise SettingsError(
+            "invalid CORS_ORIGINS: AUTH_COOKIES=on needs the exact origins of the frontends, not *"
+        )
 
 
 def _transaction_pooler(host: str, port: int | None) -> str | None:

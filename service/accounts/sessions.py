@@ -31,6 +31,7 @@ REVOKE_REFRESH_FAMILY = load_sql("accounts/revoke_refresh_family")
 REVOKE_SESSION = load_sql("accounts/revoke_session")
 REVOKE_OTHER_SESSIONS = load_sql("accounts/revoke_other_sessions")
 REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
+LOCK_USER_SESSIONS = load_sql("accounts/lock_user_sessions")
 
 REFRESH_TOKEN_BYTES = 32
 
@@ -136,3 +137,9 @@ async def end_session(
 async def end_other_sessions(connection: asyncpg.Connection, caller: Caller) -> None:
     """Revoke every refresh family of the caller except the one the caller's access token came from."""
     await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)
+
+
+async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+    """Lock the user's row before ending any of their sessions (lock order: users row, then
+    refresh_tokens rows); True when the user exists. Call inside the transaction."""
+    return await connection.fetchval(LOCK_USER_SESSIONS, user_id) is not None
