@@ -76,7 +76,9 @@ def test_a_browser_keeps_its_session_in_the_httponly_cookie(
     with serve(database_url, tmp_path, AUTH_COOKIES="on", CORS_ORIGINS=page_origin) as api:
         api_origin = api.url.replace("127.0.0.1", "localhost")
         email = "browser-user@example.com"
-        registered = httpx.post(f"{api.url}/api/auth/register", json={"email": email, "password": STRONG_PASSWORD})
+        registered = httpx.post(
+            f"{api.url}/api/auth/register", json={"email": email, "password": STRONG_PASSWORD}
+        )
         assert registered.status_code == 201
         page = f"{page_origin}{PAGE_PATH}?api={api_origin}&email={email}&password={STRONG_PASSWORD}"
         dom = subprocess.run(
