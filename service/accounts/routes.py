@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
 from service.accounts import cookies, credentials, sessions
@@ -97,11 +97,15 @@ class _LoginOperation(Operation):
 
 @dataclass
 class _OptionalBodyOperation(Operation):
-    """Litestar marks a JSON body required even when the handler defaults it to None."""
+    """Litestar marks a JSON body required even when the handler defaults it to None, and
+    documents a JSON `null` for a 204 that returns a Response (to set a cookie)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.request_body, RequestBody):
             self.request_body.required = False
+        no_content = (self.responses or {}).get("204")
+        if isinstance(no_content, OpenAPIResponse):
+            no_content.content = None
 
 
 class AuthController(Controller):
