@@ -77,7 +77,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
     auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
-    scan_retention_days: PositiveInt | None = None  # unset keeps scans forever
+    scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
 
     @property

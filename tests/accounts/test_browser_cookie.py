@@ -43,7 +43,7 @@ CHROMIUM_FLAGS = [
 
 
 class _PageHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self.path.split("?")[0] != PAGE_PATH:
             self.send_error(404)
             return
@@ -53,7 +53,7 @@ class _PageHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(PAGE)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test reports what matters."""
 
 

@@ -76,7 +76,8 @@ async def test_login_sets_the_refresh_cookie_and_keeps_the_json_body(cookie_clie
     assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}
     cookie = refresh_cookie(response)
     assert cookie["value"] == body["refresh_token"]
-    assert cookie["httponly"] == "True" and cookie["secure"] == "True"
+    assert cookie["httponly"] == "True"
+    assert cookie["secure"] == "True"
     assert cookie["samesite"].lower() == "strict"
     assert cookie["path"] == "/api/auth"
     assert THIRTY_DAYS - 60 <= int(cookie["max-age"]) <= THIRTY_DAYS
@@ -153,7 +154,8 @@ async def test_logout_clears_the_cookie(cookie_client: CookieClient) -> None:
         )
         assert response.status_code == 204
         cleared = refresh_cookie(response)
-        assert cleared["max-age"] == "0" and cleared["path"] == "/api/auth"
+        assert cleared["max-age"] == "0"
+        assert cleared["path"] == "/api/auth"
         assert (await _cookie_refresh(client, token["refresh_token"], Origin=FRONTEND)).status_code == 401
 
 
@@ -165,7 +167,8 @@ async def test_the_versioned_paths_get_a_cookie_of_their_own_path(cookie_client:
 async def test_samesite_and_domain_follow_the_settings(cookie_client: CookieClient) -> None:
     async with cookie_client(AUTH_COOKIE_SAMESITE="none", AUTH_COOKIE_DOMAIN="example.com") as client:
         cookie = refresh_cookie(await _login(client))
-    assert cookie["samesite"].lower() == "none" and cookie["secure"] == "True"
+    assert cookie["samesite"].lower() == "none"
+    assert cookie["secure"] == "True"
     assert cookie["domain"] == "example.com"
 
 
@@ -182,7 +185,8 @@ async def test_development_on_plain_http_localhost_drops_secure_unless_samesite_
                 "/api/auth/login", data={"username": "ada@example.com", "password": STRONG_PASSWORD}
             )
         )
-        assert cookie["secure"] == "False" and cookie["samesite"].lower() == "lax"
+        assert cookie["secure"] == "False"
+        assert cookie["samesite"].lower() == "lax"
     async with cookie_client(
         "http://localhost:8000", ENVIRONMENT="development", AUTH_COOKIE_SAMESITE="none"
     ) as client:
@@ -205,6 +209,15 @@ async def test_with_cookies_off_nothing_changes(client: httpx.AsyncClient, token
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "refresh_token"
+
+
+def test_cookies_are_off_by_default(tmp_path: Path) -> None:
+    settings = make_settings("postgresql://127.0.0.1:9/unused", tmp_path)
+    assert (settings.auth_cookies, settings.auth_cookie_samesite, settings.auth_cookie_domain) == (
+        "off",
+        "strict",
+        None,
+    )
 
 
 @pytest.mark.parametrize(

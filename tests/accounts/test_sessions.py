@@ -52,7 +52,8 @@ async def test_the_callers_sessions_newest_first_with_the_current_one_marked(
     sessions = await _sessions(client, refreshed["access_token"])
     assert [set(session) for session in sessions] == [SESSION_FIELDS, SESSION_FIELDS]
     newest, oldest = sessions
-    assert newest["current"] is True and oldest["current"] is False
+    assert newest["current"] is True
+    assert oldest["current"] is False
     assert newest["user_agent"] == "phone/1.1", "the client of the last refresh"
     assert newest["ip"] == "127.0.0.1"
     assert newest["provider"] == "local"
@@ -103,7 +104,8 @@ async def test_ending_a_session_stops_its_refresh_token_and_every_access_token_i
     assert again.status_code == 404
     assert again.headers["content-type"] == "application/problem+json"
     event = await db.fetchrow("SELECT * FROM audit_events WHERE action = 'auth.session_ended'")
-    assert event["target_type"] == "session" and event["target_id"] == laptop_id
+    assert event["target_type"] == "session"
+    assert event["target_id"] == laptop_id
 
 
 async def test_a_user_may_end_the_current_session_too(

@@ -121,7 +121,8 @@ async def _insert_task(db: asyncpg.Connection, user_id: uuid.UUID) -> str:
 async def _insert_session(db: asyncpg.Connection, user_id: uuid.UUID) -> str:
     family_id = await db.fetchval(
         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) "
-        "VALUES (sha256(gen_random_uuid()::text::bytea), gen_random_uuid(), $1, now() + interval '1 day') RETURNING family_id",
+        "VALUES (sha256(gen_random_uuid()::text::bytea), gen_random_uuid(), $1, now() + interval '1 day') "
+        "RETURNING family_id",
         user_id,
     )
     return str(family_id)

@@ -18,6 +18,7 @@ from litestar import Litestar
 from service.app import create_app
 from service.db import create_pool, load_sql
 from service.retention.prune import BATCH_SIZE, prune_periodically
+from service.settings import SettingsError, load_settings
 from tests.conftest import make_settings, running
 from tests.processes import service_environment
 
@@ -32,10 +33,12 @@ async def _seed(db: asyncpg.Connection) -> uuid.UUID:
     await db.execute(
         """
         INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at, revoked_at)
-        VALUES ('ended-spent', gen_random_uuid(), $1, now() - interval '31 days', now() - interval '1 day', now()),
-               ('ended-live', gen_random_uuid(), $1, now() - interval '31 days', now() - interval '1 second', NULL),
-               ('live', gen_random_uuid(), $1, now(), now() + interval '30 days', NULL),
-               ('spent-in-a-live-family', gen_random_uuid(), $1, now(), now() + interval '30 days', now())
+        SELECT token_hash::bytea, gen_random_uuid(), $1, now() - issued_ago, now() + ends_in, revoked_at
+        FROM (VALUES ('ended-spent', '31 days'::interval, '-1 day'::interval, now()),
+                     ('ended-live', '31 days', '-1 second', NULL),
+                     ('live', '0', '30 days', NULL),
+                     ('spent-in-a-live-family', '0', '30 days', now())
+        ) AS rows (token_hash, issued_ago, ends_in, revoked_at)
         """,
         user_id,
     )
@@ -146,6 +149,15 @@ async def test_audit_events_and_scans_can_be_kept_forever(
     assert "scans: kept (no retention set)" in result.stdout.splitlines()
     remaining = await _remaining(db)
     assert (remaining["audit_events"], remaining["scans"]) == (BATCH_SIZE * 2 + 6, 2)
+
+
+def test_the_retention_settings_default_to_the_contract_and_refuse_nonsense(tmp_path: Path) -> None:
+    settings = load_settings({"DATA_DIR": str(tmp_path), "JWT_SECRET": "s" * 32}, env_file=tmp_path / ".env")
+    assert (settings.audit_retention_days, settings.scan_retention_days) == (365, None)
+    assert settings.prune_interval_minutes == 60
+    for variable in ("AUDIT_RETENTION_DAYS", "SCAN_RETENTION_DAYS", "PRUNE_INTERVAL_MINUTES"):
+        with pytest.raises(SettingsError, match=variable):
+            make_settings("postgresql://127.0.0.1:9/unused", tmp_path, **{variable: "-1"})
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
