@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -99,7 +98,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             if pruner is not None:
                 pruner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with suppress(asyncio.CancelledError):
                     await pruner
             metrics.worker_stopped()
             await http.aclose()
