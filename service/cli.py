@@ -150,6 +150,9 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    import asyncpg
+    import psycopg
+
     from service import migrations
     from service.db import resolve_database_url
     from service.retention.prune import run_once
@@ -160,6 +163,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not settings.is_production:
             migrations.apply_pending(url)
         removed = asyncio.run(run_once(settings, url))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
+        print(f"prune: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()

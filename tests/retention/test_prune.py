@@ -151,6 +151,13 @@ async def test_audit_events_and_scans_can_be_kept_forever(
     assert (remaining["audit_events"], remaining["scans"]) == (BATCH_SIZE * 2 + 6, 2)
 
 
+def test_service_prune_says_so_when_the_database_is_down(tmp_path: Path) -> None:
+    result = _prune("postgresql://postgres@127.0.0.1:9/unreachable", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("prune: the database failed:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_retention_settings_default_to_the_contract_and_refuse_nonsense(tmp_path: Path) -> None:
     settings = load_settings({"DATA_DIR": str(tmp_path), "JWT_SECRET": "s" * 32}, env_file=tmp_path / ".env")
     assert (settings.audit_retention_days, settings.scan_retention_days) == (365, None)
