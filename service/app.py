@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__, metrics
 from service.accounts.routes import AuthController
+from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
@@ -28,6 +30,7 @@ from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
+from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
 from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
@@ -49,7 +52,15 @@ AUTH_BODY_LIMIT_BYTES = 8 * 1024
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
     auth = Router(path="/", route_handlers=[AuthController], request_max_body_size=AUTH_BODY_LIMIT_BYTES)
-    return [auth, UsersController, TaskController, *scan_handlers(settings), AuditEventsController]
+    return [
+        auth,
+        SessionsController,
+        UsersController,
+        UserSessionsController,
+        TaskController,
+        *scan_handlers(settings),
+        AuditEventsController,
+    ]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -77,9 +88,18 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
         metrics.worker_started(app.state)
+        pruner = (
+            asyncio.create_task(prune_periodically(pool, url, settings, settings.prune_interval_minutes * 60))
+            if settings.prune_interval_minutes
+            else None
+        )
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with suppress(asyncio.CancelledError):
+                    await pruner
             metrics.worker_stopped()
             await http.aclose()
             await pool.close()

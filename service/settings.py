@@ -28,6 +28,9 @@ HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
 BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
+# A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+COOKIE_DOMAIN_PATTERN = rf"^\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 
 
 class SettingsError(ValueError):
@@ -85,6 +88,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
     http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     http_max_connections: PositiveInt = 2048
+    # on: login and refresh also set the refresh token as an HttpOnly cookie (browser frontends).
+    auth_cookies: Literal["off", "on"] = "off"
+    auth_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
+    auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
+    audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
+    scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
+    prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
 
     @property
     def drain_seconds(self) -> float:
@@ -167,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     _check_trusted_proxies(settings)
     _check_database_url(settings)
     _check_better_auth(settings)
+    _check_auth_cookies(settings)
     return _check_secrets(settings)
 
 
@@ -185,6 +196,14 @@ def _check_trusted_proxies(settings: Settings) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise SettingsError(f"invalid TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+
+
+def _check_auth_cookies(settings: Settings) -> None:
+    """The refresh cookie trusts CORS_ORIGINS as its CSRF allow-list: a wildcard would trust every site."""
+    if settings.auth_cookies == "on" and "*" in settings.cors_origins:
+        raise SettingsError(
+            "invalid CORS_ORIGINS: AUTH_COOKIES=on needs the exact origins of the frontends, not *"
+        )
 
 
 def _transaction_pooler(host: str, port: int | None) -> str | None:

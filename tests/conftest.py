@@ -125,6 +125,9 @@ def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dic
         "AI_SERVICE_URL": "http://127.0.0.1:9",
         "ARGON2_MEMORY_KIB": "8192",
         "ARGON2_TIME_COST": "1",
+        # A test's rows (an expired token it made on purpose) are not pruned under it; the
+        # retention tests turn pruning on.
+        "PRUNE_INTERVAL_MINUTES": "0",
     }
     environ.update(overrides)
     return environ
