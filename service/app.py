@@ -29,6 +29,9 @@ from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
+from service.security.auth import CALLER_CACHE_KEY
+from service.security.caller_cache import CallerCache
+from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
 from service.security.client_ip import ClientAddressResolver
 from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
@@ -69,18 +72,23 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, listener: CallerListener):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url, embedded = resolve_database_url(settings)
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
+        app.state.update({CALLER_CACHE_KEY: listener.cache, CALLER_LISTENER_KEY: listener})
+        caller_listen_url = listen_url(settings, url)
+        if caller_listen_url is not None:
+            await listener.start(caller_listen_url)
         metrics.worker_started(app.state)
         try:
             yield
         finally:
             metrics.worker_stopped()
+            await listener.stop()
             await http.aclose()
             await pool.close()
             access_log.flush()
@@ -123,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level, settings.log_format)
     handlers = api_handlers(settings)
     rate_limiting = RateLimiting(settings)
+    caller_listener = CallerListener(CallerCache(settings.caller_cache_size))
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -132,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings), rate_limiting.lifespan],
+        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -164,7 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     app.asgi_handler = RequestContextMiddleware(
-        app.asgi_handler,
+        ReadYourWrites(app.asgi_handler, caller_listener),
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

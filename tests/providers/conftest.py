@@ -32,7 +32,7 @@ from service.app import create_app
 from service.security.auth import Caller, authenticate
 from service.security.jwks import STATE_KEY, JwksCache
 from service.settings import Settings
-from tests.conftest import make_settings, running
+from tests.conftest import caught_up, make_settings, running
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
@@ -219,6 +219,7 @@ async def app(settings: Settings, db: asyncpg.Connection, clock: Clock) -> Async
 
 async def caller_for(app: Litestar, token: str) -> Caller:
     """Who a protected route sees when called with this bearer token."""
+    await caught_up(app)
     request = RequestFactory(app=app).get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
     return await authenticate(request)
 
