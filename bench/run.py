@@ -28,7 +28,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
+import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -478,6 +480,114 @@ def service_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
 
 
+STATEMENTS = "statements_per_request"
+STATEMENT_REQUESTS = 2000
+# PostgreSQL publishes a backend's counters when it goes idle, or up to 10 s later.
+STATS_FLUSH_SECONDS = 11
+BETTER_AUTH_SECRET = "bench-better-auth-" + "b" * 32
+SUPABASE_JWT_SECRET = "bench-supabase-" + "s" * 32
+
+
+def external_tokens(subject: str) -> dict[str, str]:
+    """A Better Auth token (shared secret, no issuer: seed 002) and a Supabase one (legacy secret)."""
+    now = int(time.time())
+    lifetime = {"sub": subject, "iat": now, "exp": now + 3600}
+    return {
+        "better_auth": jwt.encode(lifetime, BETTER_AUTH_SECRET, "HS256"),
+        "supabase": jwt.encode(
+            {
+                **lifetime,
+                "iss": "https://bench-project.supabase.co/auth/v1",
+                "aud": "authenticated",
+                "role": "authenticated",
+            },
+            SUPABASE_JWT_SECRET,
+            "HS256",
+        ),
+    }
+
+
+async def _commits(connection: asyncpg.Connection) -> int:
+    from service.db import load_sql
+
+    count: int = await connection.fetchval(load_sql("bench/count_commits"))
+    return count
+
+
+async def _count_statements(
+    base: str, database_url: str, tokens: dict[str, tuple[str, str]]
+) -> dict[str, float]:
+    """Database statements (committed transactions) per authenticated task list, once warm, for
+    each token: (commits over STATEMENT_REQUESTS requests - the idle rate over the same time) / N."""
+    connection = await asyncpg.connect(database_url)
+    figures: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+            async def requests(token: str, path: str, count: int) -> None:
+                semaphore = asyncio.Semaphore(16)
+
+                async def one() -> None:
+                    async with semaphore:
+                        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+                        response.raise_for_status()
+
+                await asyncio.gather(*(one() for _ in range(count)))
+
+            await asyncio.sleep(STATS_FLUSH_SECONDS)
+            idle_started, idle_from = time.monotonic(), await _commits(connection)
+            await asyncio.sleep(2 * STATS_FLUSH_SECONDS)
+            idle_rate = (await _commits(connection) - idle_from - 1) / (time.monotonic() - idle_started)
+            for kind, (token, path) in tokens.items():
+                await requests(token, path, 50)  # warm: identity provisioned, caller cached
+                await asyncio.sleep(STATS_FLUSH_SECONDS)
+                started, before = time.monotonic(), await _commits(connection)
+                await requests(token, path, STATEMENT_REQUESTS)
+                await asyncio.sleep(STATS_FLUSH_SECONDS)
+                spent = await _commits(connection) - before - 1 - idle_rate * (time.monotonic() - started)
+                figures[kind] = round(spent / STATEMENT_REQUESTS, 2)
+    finally:
+        await connection.close()
+    return figures
+
+
+def bench_statements(args: argparse.Namespace, env: dict[str, str], results: list[Result]) -> None:
+    """Statements per task list for our token, a Better Auth and a Supabase token, with the
+    caller cache on (the default) and off (CALLER_CACHE_SIZE=0), one worker each."""
+    if args.only and STATEMENTS not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    external = external_tokens(f"bench-subject-{os.getpid()}")
+    tokens = {
+        "local": (seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks"),
+        **{kind: (token, f"/api/bench-subject-{os.getpid()}/tasks") for kind, token in external.items()},
+    }
+    for cache, extra_env in (("on", {}), ("off", {"CALLER_CACHE_SIZE": "0"})):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with started(service_command(port, 1), {**env, **extra_env}, f"{base}/health/ready"):
+            figures = asyncio.run(_count_statements(base, env["DATABASE_URL"], tokens))
+        results.append(
+            Result(
+                f"{STATEMENTS}_cache_{cache}",
+                1,
+                16,
+                0,
+                0,
+                0,
+                0,
+                0,
+                STATEMENT_REQUESTS,
+                0,
+                note=f"committed transactions per task list, caller cache {cache}",
+                extra=figures,
+            )
+        )
+        print(
+            f"  {STATEMENTS} (caller cache {cache}): " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+        )
+
+
 INTERLEAVED = "tasks_list_interleaved"
 
 
@@ -616,6 +726,13 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
         f"{'errors':>6} {'x floor':>8}  note"
     ]
     for r in results:
+        if r.scenario.startswith(STATEMENTS):
+            lines.append(
+                f"{r.scenario:<30} {r.workers:>2} {'':>5} "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r.extra.items())
+                + f"  {r.note}"
+            )
+            continue
         if r.scenario == "rss_per_worker_mb":
             lines.append(
                 f"{'rss_per_worker_mb':<30} {r.workers:>2} {'':>5} max {r.extra['max']} MB "
@@ -683,6 +800,8 @@ def main() -> int:
             "SHUTDOWN_DRAIN_SECONDS": "0",
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(ROOT),
+            "BETTER_AUTH_SECRET": BETTER_AUTH_SECRET,
+            "SUPABASE_JWT_SECRET": SUPABASE_JWT_SECRET,
         }
         stack.enter_context(
             started(
@@ -698,6 +817,7 @@ def main() -> int:
             if workers == 1:
                 bench_floor(args, wrk, env, results)
                 bench_interleaved(args, wrk, env, results)
+                bench_statements(args, env, results)
         print("== argon2 alone")
         argon2_rps = argon2_alone(env)
 
