@@ -591,26 +591,47 @@ def bench_statements(args: argparse.Namespace, env: dict[str, str], results: lis
 INTERLEAVED = "tasks_list_interleaved"
 
 
+def _fastapi_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("fastapi", "sqlalchemy"))
+
+
+INTERLEAVED_SERVERS = {
+    "service": "",
+    "floor": "bench.floor:app",
+    "litestar": "bench.floor_litestar:app",
+    "fastapi": "bench.peer_fastapi:app",
+}
+INTERLEAVED_SCENARIOS = {
+    "service": INTERLEAVED,
+    "litestar": "floor_litestar_interleaved",
+    "fastapi": "peer_fastapi_interleaved",
+}
+
+
 def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
-    """The task list on the service (one worker), the floor and the Litestar floor, all three
-    running at once and driven in turn, round after round.
+    """The task list on the service (one worker), the floor, the Litestar floor and (when the
+    `bench` dependency group is installed) the FastAPI peer, all running at once and driven in
+    turn, round after round.
 
     The machine's speed wanders by tens of percent over minutes (a VM on a shared host), and the
     scenarios above run the service and the floors minutes apart. Here each round measures all
-    three within seconds of each other, the order rotates between rounds, and each ratio is
+    of them within seconds of each other, the order rotates between rounds, and each ratio is
     reported as its median over the rounds with the lowest and highest.
     """
     if args.only and INTERLEAVED not in args.only:
         return
     seeded = _SEEDED["done"]
     script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    servers = {name: target for name, target in INTERLEAVED_SERVERS.items() if name != "fastapi"}
+    if _fastapi_installed():
+        servers["fastapi"] = INTERLEAVED_SERVERS["fastapi"]
+    else:
+        print("  (no FastAPI peer: `uv sync --group bench` installs it)")
     with ExitStack() as stack:
         bases: dict[str, str] = {}
-        for name, target in (
-            ("service", ""),
-            ("floor", "bench.floor:app"),
-            ("litestar", "bench.floor_litestar:app"),
-        ):
+        for name, target in servers.items():
             port = free_port()
             bases[name] = f"http://127.0.0.1:{port}"
             if target:
@@ -632,14 +653,30 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 ]
             rounds.append(measured)
             print(
-                f"  {INTERLEAVED} round {number + 1}: service {measured['service']:.1f}, floor "
-                f"{measured['floor']:.1f}, Litestar floor {measured['litestar']:.1f} req/s"
+                f"  {INTERLEAVED} round {number + 1}: "
+                + ", ".join(f"{name} {measured[name]:.1f}" for name in names)
+                + " req/s"
             )
-    for name, scenario in (("service", INTERLEAVED), ("litestar", "floor_litestar_interleaved")):
+    for name in names:
+        if name == "floor":
+            continue
         ratios = [r[name] / r["floor"] for r in rounds]
+        extra = {
+            "x_floor_median": round(statistics.median(ratios), 2),
+            "x_floor_min": round(min(ratios), 2),
+            "x_floor_max": round(max(ratios), 2),
+        }
+        if name == "service":
+            extra["x_litestar_floor_median"] = round(
+                statistics.median(r[name] / r["litestar"] for r in rounds), 2
+            )
+            if "fastapi" in names:
+                extra["x_fastapi_median"] = round(
+                    statistics.median(r[name] / r["fastapi"] for r in rounds), 2
+                )
         results.append(
             Result(
-                scenario,
+                INTERLEAVED_SCENARIOS[name],
                 1,
                 64,
                 round(statistics.median(r[name] for r in rounds), 1),
@@ -650,11 +687,7 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 0,
                 0,
                 note=f"median of {len(rounds)} rounds, each beside the floor",
-                extra={
-                    "x_floor_median": round(statistics.median(ratios), 2),
-                    "x_floor_min": round(min(ratios), 2),
-                    "x_floor_max": round(max(ratios), 2),
-                },
+                extra=extra,
             )
         )
 
@@ -744,6 +777,11 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
                 f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {'':>8} {'':>8} {'':>8} "
                 f"{'':>6} {r.extra['x_floor_median']:>8.2f}  {r.note}, range "
                 f"{r.extra['x_floor_min']:.2f}-{r.extra['x_floor_max']:.2f}"
+                + "".join(
+                    f", {key.removeprefix('x_').removesuffix('_median')} x{value:.2f}"
+                    for key, value in r.extra.items()
+                    if key in ("x_litestar_floor_median", "x_fastapi_median")
+                )
             )
             continue
         ratio = ""
