@@ -28,7 +28,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from service.security.tokens import AUDIENCE, ISSUER
 
 engine = create_async_engine(
-    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1), pool_size=10
+    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+asyncpg://", 1),
+    pool_size=10,  # the service's DATABASE_POOL_MAX
+    max_overflow=0,
 )
 sessions = async_sessionmaker(engine, expire_on_commit=False)
 JWT_SECRET = os.environ["JWT_SECRET"]
