@@ -6,6 +6,8 @@ tests/scale/test_caller_cache.py."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -135,6 +137,29 @@ async def test_a_terminated_listener_empties_the_cache_and_comes_back(
     cache.drain_counts()
     assert (await client.get(f"/api/{user_id}/tasks", headers=fresh)).status_code == 200
     assert cache.drain_counts() == (1, 0), "the cache serves again"
+
+
+async def test_a_listener_that_stops_answering_loses_trust_within_the_window(
+    client: httpx.AsyncClient, app: Litestar, db: asyncpg.Connection, settings: Settings
+) -> None:
+    """The connection stays open but its backend stops answering (SIGSTOP, as a hung server or a
+    silently cut network would): the cache stops answering once the trust window runs out."""
+    user_id = await make_user(db)
+    token = bearer(settings, user_id)
+    assert (await client.get(f"/api/{user_id}/tasks", headers=token)).status_code == 200
+    cache, listener = _cache(app), _listener(app)
+    assert listener.connection is not None
+    backend = listener.connection.get_server_pid()
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        await _until(lambda: not cache.trusted(), "the cache stopped trusting a silent listener")
+        await db.execute("UPDATE users SET is_active = false WHERE id = $1", user_id)
+        assert (await client.get(f"/api/{user_id}/tasks", headers=token)).status_code == 401
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    await _until(cache.trusted, "the listener is back")
+    await db.execute("UPDATE users SET is_active = true WHERE id = $1", user_id)
+    assert (await client.get(f"/api/{user_id}/tasks", headers=bearer(settings, user_id))).status_code == 200
 
 
 async def test_a_database_restart_empties_the_cache_and_it_comes_back(tmp_path: Path) -> None:
