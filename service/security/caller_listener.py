@@ -55,16 +55,8 @@ def listen_url(settings: Settings, database_url: str) -> str | None:
 
 
 class CallerListener:
-    def __init__(
-        self,
-        cache: CallerCache,
-        *,
-        heartbeat_seconds: float = HEARTBEAT_SECONDS,
-        trust_seconds: float = TRUST_SECONDS,
-    ) -> None:
+    def __init__(self, cache: CallerCache) -> None:
         self.cache = cache
-        self.heartbeat_seconds = heartbeat_seconds
-        self.trust_seconds = trust_seconds
         self._url = ""
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -140,11 +132,11 @@ class CallerListener:
         while not lost.is_set():
             waiting, self._waiting = self._waiting, []
             sent = time.monotonic()
-            await asyncio.wait_for(connection.fetchval(HEARTBEAT), self.trust_seconds)
+            await asyncio.wait_for(connection.fetchval(HEARTBEAT), TRUST_SECONDS)
             if lost.is_set():
                 self._waiting.extend(waiting)
                 break
-            self.cache.trust_until(sent + self.trust_seconds)
+            self.cache.trust_until(sent + TRUST_SECONDS)
             if not self._listening.is_set():
                 self._listening.set()
                 log.info("caller cache on: listening on %r", CHANNEL)
@@ -154,7 +146,7 @@ class CallerListener:
             self._wake.clear()
             if not self._waiting:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.heartbeat_seconds)
+                    await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
         raise asyncpg.InterfaceError("the listener connection was closed")
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
