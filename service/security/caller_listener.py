@@ -167,17 +167,27 @@ class CallerListener:
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _authorized(scope: Scope) -> bool:
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
 class ReadYourWrites:
-    """ASGI layer: a request with an unsafe method (which may have logged out, changed a password
-    or a role, or deleted an account) holds its response until this worker's listener has
-    applied every announcement committed so far. Safe methods pass straight through."""
+    """ASGI layer: an authenticated request with an unsafe method (which may have logged out,
+    changed a password or a role, or deleted an account) holds its response until this worker's
+    listener has applied every announcement committed so far. Safe methods, and requests without
+    credentials (register, login, refresh: none of them changes what the cache holds), pass
+    straight through."""
 
     def __init__(self, app: ASGIApp, listener: CallerListener) -> None:
         self.app = app
         self.listener = listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS:  # type: ignore[typeddict-item]
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _SAFE_METHODS  # type: ignore[typeddict-item]
+            or not _authorized(scope)
+        ):
             await self.app(scope, receive, send)
             return
         listener = self.listener
