@@ -1,7 +1,7 @@
 """Render /docs and /redoc in headless Chromium with every host but 127.0.0.1 unreachable.
 
 Passes when Swagger UI and ReDoc both render the API's operations from assets served by the
-service itself. Run: `uv run python scripts/check_docs_offline.py [--screenshot DIR]`.
+service itself, and the browser reports no Content-Security-Policy violation on either page. Run: `uv run python scripts/check_docs_offline.py [--screenshot DIR]`.
 Needs Debian's `chromium` (`apt-get install chromium`).
 """
 
@@ -32,7 +32,11 @@ CHROMIUM_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--virtual-time-budget=15000",
     "--window-size=1280,900",
+    # The page's console messages, CSP violations included, go to stderr.
+    "--enable-logging=stderr",
+    "--v=0",
 ]
+CSP_VIOLATION = "Content Security Policy"
 
 
 def _free_port() -> int:
@@ -41,7 +45,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _chromium(profile: str, *args: str) -> str:
+def _chromium(profile: str, *args: str) -> tuple[str, list[str]]:
+    """The command's stdout, and the console messages the page logged."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         sys.exit("chromium is not installed: apt-get install chromium")
@@ -52,7 +57,8 @@ def _chromium(profile: str, *args: str) -> str:
         timeout=120,
         check=False,
     )
-    return result.stdout
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    return result.stdout, console
 
 
 def main() -> int:
@@ -83,11 +89,13 @@ def main() -> int:
         checks = {"/docs": ["opblock", expected], "/redoc": ["redoc-wrap", expected]}
         with tempfile.TemporaryDirectory() as profile:
             for page, needles in checks.items():
-                dom = _chromium(profile, "--dump-dom", f"{base}{page}")
+                dom, console = _chromium(profile, "--dump-dom", f"{base}{page}")
                 missing = [needle for needle in needles if needle not in dom]
+                blocked = [line for line in console if CSP_VIOLATION in line]
                 status = "ok" if not missing else f"FAILED (missing {missing})"
                 print(f"{page}: rendered {len(dom)} bytes of DOM offline: {status}")
-                if missing:
+                print(f"{page}: {len(blocked)} CSP violations in the console", *blocked, sep="\n  ")
+                if missing or blocked:
                     failures.append(page)
                 if args.screenshot:
                     args.screenshot.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from litestar.config.cors import CORSConfig
 from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, Scope
@@ -27,12 +27,13 @@ from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
-from service.openapi import ClosedStructSchemaPlugin
+from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
 from service.scans.routes import scan_handlers
 from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
 from service.security.client_ip import ClientAddressResolver
+from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
@@ -65,16 +66,8 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
         ),
         path="/schema",
         render_plugins=[JsonRenderPlugin()],
-        components=Components(
-            security_schemes={
-                "BearerToken": SecurityScheme(
-                    type="http",
-                    scheme="bearer",
-                    bearer_format="JWT",
-                    description="An access token from /api/auth/login, Supabase Auth or Better Auth.",
-                )
-            }
-        ),
+        components=Components(security_schemes=SECURITY_SCHEMES),
+        tags=TAGS,
         use_handler_docstrings=True,
     )
 
@@ -148,14 +141,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan],
+        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan, key_check_at_startup],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
-            allow_origins=list(settings.cors_origins),
+            allow_origins=list(settings.browser_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=list(settings.browser_request_headers),
             expose_headers=[
                 "X-Request-ID",
                 "Retry-After",

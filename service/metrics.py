@@ -35,6 +35,7 @@ from prometheus_client import (
 )
 
 from service.errors import problem_responses
+from service.openapi import METRICS_SCHEME
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 # A *_created series per labelled series doubles what Prometheus stores and nobody reads it.
@@ -187,7 +188,10 @@ class MetricsController(Controller):
 
     @get(
         "/",
+        operation_id="getMetrics",
         summary="Prometheus metrics",
+        # Open unless the operator set METRICS_TOKEN: no credentials, or that token.
+        security=[{}, {METRICS_SCHEME: []}],
         media_type=CONTENT_TYPE_LATEST,
         responses=problem_responses(401, api=False),
     )

@@ -1,19 +1,84 @@
-"""OpenAPI schemas that say what the service really accepts."""
+"""The OpenAPI document's shared parts: security schemes, tags, public operations, typed headers,
+and schemas that say what the service really accepts.
+
+Conventions every route follows (tests/openapi/test_document.py checks them): an explicit
+`operation_id="verbNoun"` (lowerCamel, unique) on the decorator, a tag from TAGS, either
+`security=BEARER_SECURITY` or `operation_class=PublicOperation`, and only problem+json errors.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 # Litestar's own Struct plugin, extended rather than re-implemented; tests/reliability checks
 # the result, so a Litestar upgrade that moves it fails loudly.
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.datastructures import ResponseHeader
+from litestar.openapi.spec import OAuthFlow, OAuthFlows, Operation, Reference, SecurityScheme, Tag
 from litestar.typing import FieldDefinition
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
     from litestar.openapi.spec import Schema
+
+LOGIN_PATH = "/api/auth/login"
+BEARER_SCHEME = "BearerToken"
+PASSWORD_SCHEME = "OAuth2Password"  # noqa: S105 - a scheme name, not a secret
+METRICS_SCHEME = "MetricsToken"
+
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    BEARER_SCHEME: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="An access token from /api/auth/login, Supabase Auth or Better Auth.",
+    ),
+    PASSWORD_SCHEME: SecurityScheme(
+        type="oauth2",
+        description=(
+            "Log in from Swagger UI's Authorize: your email as `username`, your password; "
+            "client id and secret stay empty. The access token is then sent as a bearer token."
+        ),
+        flows=OAuthFlows(password=OAuthFlow(token_url=LOGIN_PATH, scopes={})),
+    ),
+    METRICS_SCHEME: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="METRICS_TOKEN, when the operator set one.",
+    ),
+}
+
+TAGS = [
+    Tag(name="auth", description="Local accounts: register, log in, refresh, log out, the caller's profile."),
+    Tag(name="users", description="User administration: admins for everyone, users for themselves."),
+    Tag(name="tasks", description="Seed 002's TaskFlow tasks, each user's own."),
+    Tag(
+        name="scans", description="Seed 004's risk scans: submit a file or text; read and delete saved scans."
+    ),
+    Tag(name="audit", description="Security and administration events, for administrators."),
+    Tag(name="operations", description="Liveness, readiness and Prometheus metrics."),
+]
+
+
+@dataclass
+class PublicOperation(Operation):
+    """An operation anyone may call. Litestar drops an empty `security` list, and an operation
+    without one reads as 'unspecified' to linters and generators: `[]` says 'no credentials'."""
+
+    def __post_init__(self) -> None:
+        self.security = []
+
+
+@dataclass(eq=False)  # keeps ResponseHeader's hash by name: Litestar collects headers in a frozenset
+class DocumentedHeader(ResponseHeader):
+    """A response header the handler sets itself, with the schema OpenAPI 3.1 requires of every
+    header (Litestar derives one only from a fixed `value`)."""
+
+    documentation_only: bool = True
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):

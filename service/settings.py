@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,10 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+# Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
+BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
+_LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 
 
 class SettingsError(ValueError):
@@ -49,11 +54,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "http://localhost:5173",
         "http://localhost:8080",
     )
+    cors_allow_headers: tuple[HeaderName, ...] = BROWSER_REQUEST_HEADERS
     ai_service_url: str = "http://localhost:8082"
     ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
     better_auth_secret: str | None = None
     better_auth_url: str | None = None
+    # Better Auth options that move its key set or change its claims (docs/providers.md).
+    better_auth_jwks_url: str | None = None
+    better_auth_issuer: str | None = None
+    better_auth_audience: str | None = None
     supabase_url: str | None = None
     supabase_jwt_secret: str | None = None
     redis_url: str | None = None
@@ -89,6 +99,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return 5.0 if self.is_production else 0.0
 
     @property
+    def browser_origins(self) -> tuple[str, ...]:
+        """CORS_ORIGINS and, in development, the 127.0.0.1 spelling of each localhost origin: a
+        dev server opened as http://127.0.0.1:5173 is another origin to the browser."""
+        if self.environment != "development":
+            return self.cors_origins
+        spelled = (_LOCALHOST_ORIGIN.sub(r"\g<1>127.0.0.1\g<2>", origin) for origin in self.cors_origins)
+        return tuple(dict.fromkeys([*self.cors_origins, *spelled]))
+
+    @property
+    def browser_request_headers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*BROWSER_REQUEST_HEADERS, *self.cors_allow_headers]))
+
+    @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
@@ -99,7 +122,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.password_policy == "strict"  # noqa: S105 - a policy name
 
 
-_LIST_FIELDS = {"cors_origins", "trusted_proxies"}
+_LIST_FIELDS = {"cors_origins", "cors_allow_headers", "trusted_proxies"}
 _OPTIONAL_FIELDS = {
     name for name, field_type in Settings.__annotations__.items() if "None" in str(field_type)
 }
@@ -148,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         raise SettingsError(_name_the_variable(str(exc))) from None
     _check_trusted_proxies(settings)
     _check_database_url(settings)
+    _check_better_auth(settings)
     return _check_secrets(settings)
 
 
@@ -209,6 +233,25 @@ def _host_and_port(variable: str, url: str) -> tuple[str, int | None]:
             "sslmode=require keeps the connection encrypted"
         )
     return host, port
+
+
+def _check_better_auth(settings: Settings) -> None:
+    if settings.better_auth_url:
+        try:
+            parts = urlsplit(settings.better_auth_url)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise SettingsError("invalid BETTER_AUTH_URL: not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError("invalid BETTER_AUTH_URL: must be an http:// or https:// URL")
+    jwks_url = settings.better_auth_jwks_url
+    if jwks_url and not jwks_url.startswith(("http://", "https://")):
+        raise SettingsError("invalid BETTER_AUTH_JWKS_URL: must start with http:// or https://")
+    if settings.better_auth_url:
+        return
+    for name in ("better_auth_jwks_url", "better_auth_issuer", "better_auth_audience"):
+        if getattr(settings, name):
+            raise SettingsError(f"invalid {name.upper()}: set BETTER_AUTH_URL too (Better Auth's baseURL)")
 
 
 def _check_secrets(settings: Settings) -> Settings:

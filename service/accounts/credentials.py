@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
+from service.security.tokens import now_microseconds
 from service.settings import Settings
 from service.users.models import User
 
@@ -218,7 +218,7 @@ async def _change_password(
     # it: a refresh that was in flight has then committed, so its access token is older too.
     await lock_user_sessions(connection, caller.id)
     changed = await connection.execute(
-        CHANGE_PASSWORD, caller.id, change.old_hash, change.new_hash, time.time()
+        CHANGE_PASSWORD, caller.id, change.old_hash, change.new_hash, now_microseconds()
     )
     if changed != "UPDATE 1":
         raise Conflict("the password was changed meanwhile; log in again")

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, RequestBody, Schema
 from litestar.params import JSONBody
 
 from service.accounts import credentials, sessions
@@ -35,6 +35,7 @@ from service.errors import (
 )
 from service.forms import read_form
 from service.metrics import record_login
+from service.openapi import PublicOperation
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.users.models import User
 
@@ -66,42 +67,46 @@ async def _login_credentials(request: Request[Any, Any, Any]) -> tuple[str, str]
     )
 
 
-def _schema_of(*structs: type[msgspec.Struct]) -> dict[str, Schema]:
-    _, components = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
+def _inline_schema(struct: type[msgspec.Struct]) -> Schema:
+    _, components = msgspec.json.schema_components([struct])
+    schema = components[struct.__name__]
+    # Generators name an inline body after its operation plus its title (LoginLoginForm); with
+    # no title it is LoginBody.
+    del schema["title"]
     # The spec objects serialise plain JSON Schema dicts as they are.
-    return {name: cast(Schema, schema) for name, schema in components.items()}
-
-
-_LOGIN_SCHEMAS = _schema_of(LoginForm, LoginJSON)
-# A JSON login names the account by `email` or by `username`: the Struct cannot say that one
-# of the two is required, its schema can.
-cast(dict[str, Any], _LOGIN_SCHEMAS["LoginJSON"])["anyOf"] = [
-    {"required": [name], "properties": {name: {"type": "string"}}} for name in ("email", "username")
-]
+    return cast(Schema, schema)
 
 
 @dataclass
-class _LoginOperation(Operation):
-    """The login handler reads its body itself (two content types); document both."""
+class _LoginOperation(PublicOperation):
+    """The login handler reads its body itself, by Content-Type. Only the form is described:
+    openapi-python-client cannot generate an operation with two body types (the module it writes
+    fails to import), and a schema for 'email or username' (anyOf) made generators drop the
+    password. The form is the contract's, seed 004's and what Swagger UI's Authorize sends."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.request_body = RequestBody(
             required=True,
-            description="The OAuth2 password grant form, or the same credentials as JSON.",
+            description=(
+                "The OAuth2 password grant form (RFC 6749 section 4.3): your email as `username`. "
+                'The same route takes JSON: `{"email": ..., "password": ...}` (or `username` for `email`).'
+            ),
             content={
-                RequestEncodingType.URL_ENCODED.value: OpenAPIMediaType(schema=_LOGIN_SCHEMAS["LoginForm"]),
-                _JSON_TYPE: OpenAPIMediaType(schema=_LOGIN_SCHEMAS["LoginJSON"]),
+                RequestEncodingType.URL_ENCODED.value: OpenAPIMediaType(schema=_inline_schema(LoginForm))
             },
         )
 
 
 class AuthController(Controller):
     path = "/auth"
-    tags = ["Auth"]
+    tags = ["auth"]
     dependencies = CALLER_DEPENDENCY
 
     @post(
         "/register",
+        operation_id="register",
+        operation_class=PublicOperation,
         summary="Create a local account",
         status_code=201,
         before_request=require_json_body,
@@ -115,6 +120,7 @@ class AuthController(Controller):
 
     @post(
         "/login",
+        operation_id="login",
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
@@ -139,6 +145,8 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        operation_id="refresh",
+        operation_class=PublicOperation,
         summary="Exchange a refresh token for a new pair",
         status_code=200,
         before_request=require_json_body,
@@ -154,6 +162,7 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        operation_id="logout",
         summary="End this session",
         status_code=204,
         security=BEARER_SECURITY,
@@ -172,12 +181,19 @@ class AuthController(Controller):
         refresh_token = data.refresh_token if data is not None else None
         await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
 
-    @get("/me", summary="The caller", security=BEARER_SECURITY, responses=problem_responses(401))
+    @get(
+        "/me",
+        operation_id="getMe",
+        summary="The caller",
+        security=BEARER_SECURITY,
+        responses=problem_responses(401),
+    )
     async def me(self, state: State, caller: NamedDependency[Caller]) -> User:
         return await credentials.get_user(state.pool, caller.id)
 
     @patch(
         "/me",
+        operation_id="updateMe",
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,

@@ -52,7 +52,12 @@ class AuditEventsController(Controller):
     guards = [requires_admin]
     security = BEARER_SECURITY
 
-    @get("/", summary="List audit events (admin)", responses=problem_responses(400, 401, 403))
+    @get(
+        "/",
+        operation_id="listAuditEvents",
+        summary="List audit events (admin)",
+        responses=problem_responses(400, 401, 403),
+    )
     async def list_events(
         self,
         state: State,

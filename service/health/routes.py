@@ -12,6 +12,7 @@ from service.db import load_sql
 from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
 from service.lifecycle import SHUTTING_DOWN
 from service.migrations import migration_ids
+from service.openapi import PublicOperation
 
 APPLIED_MIGRATIONS = load_sql("health/applied_migrations")
 READY_TIMEOUT_SECONDS = 2.0
@@ -24,14 +25,21 @@ class HealthStatus(msgspec.Struct):
 
 class HealthController(Controller):
     path = "/health"
-    tags = ["Health"]
+    tags = ["operations"]
 
-    @get("/", summary="Liveness: the process answers; never touches the database")
+    @get(
+        "/",
+        operation_id="getHealth",
+        operation_class=PublicOperation,
+        summary="Liveness: the process answers; never touches the database",
+    )
     async def health(self) -> HealthStatus:
         return HealthStatus(status="healthy")
 
     @get(
         "/ready",
+        operation_id="getReadiness",
+        operation_class=PublicOperation,
         summary="Readiness: the database answers and has every migration this version needs",
         responses=problem_responses(503, api=False),
     )

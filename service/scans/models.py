@@ -19,7 +19,7 @@ FormBoolean = Annotated[
     str,
     msgspec.Meta(
         description="Ask the AI service for its LLM analysis: true/false, 1/0, on/off or yes/no (any case).",
-        examples=["true"],
+        examples=["false"],
     ),
 ]
 

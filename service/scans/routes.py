@@ -13,6 +13,7 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
+from litestar.utils.scope.state import ScopeState
 
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql
@@ -36,10 +37,16 @@ DELETE_SCAN = load_sql("scans/delete_scan")
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-async def _read_multipart_form(request: Request[Any, Any, Any]) -> None:
+_FORM_TYPES = frozenset({RequestEncodingType.MULTI_PART.value, RequestEncodingType.URL_ENCODED.value})
+
+
+async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
     media_type, _ = request.content_type
-    if media_type != RequestEncodingType.MULTI_PART:
-        raise UnsupportedMediaType(detail="send the scan as multipart/form-data with `file` and/or `text`")
+    if media_type not in _FORM_TYPES:
+        raise UnsupportedMediaType(
+            detail="send the scan as multipart/form-data with `file` and/or `text` "
+            "(or application/x-www-form-urlencoded with `text`)"
+        )
     # Parsed here, where an undecodable part can still become a 400 and an oversized body a 413
     # with our message. The parsed form is kept on the request, so `data` is built from it
     # without reading the body again.
@@ -50,8 +57,21 @@ async def _read_multipart_form(request: Request[Any, Any, Any]) -> None:
         raise PayloadTooLarge(
             detail=f"the upload is too large: files and text may be at most {settings.max_upload_bytes} bytes"
         ) from None
-    if isinstance(form.get("file"), str):
-        raise invalid_field("file", "send the file as a file part, with a filename, not as a text field")
+    for name in dict.fromkeys(form):
+        count = len(form.getall(name))
+        if count > 1:
+            noun = "file" if name == "file" else f"`{name}` field"
+            raise invalid_field(name, f"send one {noun} per scan, not {count}")
+    if form.get("file") == "":
+        # What a browser sends for a file input left empty: a part with filename="" and no bytes,
+        # which the parser keeps as an empty text field. It means "no file".
+        parsed = ScopeState.from_scope(request.scope).form
+        if isinstance(parsed, dict):
+            del parsed["file"]
+    elif isinstance(form.get("file"), str):
+        raise invalid_field(
+            "file", "send the file as a multipart/form-data file part, with a filename, not as a text field"
+        )
 
 
 class ScanController(Controller):
@@ -62,8 +82,9 @@ class ScanController(Controller):
 
     @post(
         "/scan",
+        operation_id="createScan",
         status_code=201,
-        before_request=_read_multipart_form,
+        before_request=_read_scan_form,
         responses=problem_responses(400, 401, 413, 415, 502),
     )
     async def create_scan(
@@ -73,6 +94,10 @@ class ScanController(Controller):
         data: Annotated[ScanForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Scan:
         """Send a file and/or text to the AI service, save what it found and return it.
+
+        multipart/form-data as described; a text-only scan may also be sent as
+        application/x-www-form-urlencoded (`text`, `force_llm`). An empty file part (a browser's
+        empty file input) means no file.
 
         The AI service's refusals keep their 4xx status and message; its failures are 502;
         when it is unreachable or slower than AI_SERVICE_TIMEOUT_SECONDS the answer is 503
@@ -86,7 +111,7 @@ class ScanController(Controller):
         row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
         return _scan(row)
 
-    @get("/scans", responses=problem_responses(400, 401))
+    @get("/scans", operation_id="listScans", responses=problem_responses(400, 401))
     async def list_scans(
         self,
         request: Request[Any, Any, Any],
@@ -109,7 +134,7 @@ class ScanController(Controller):
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return ScanPage(items=items, next_cursor=next_cursor)
 
-    @get("/scans/{scan_id:uuid}", responses=problem_responses(401, 404))
+    @get("/scans/{scan_id:uuid}", operation_id="getScan", responses=problem_responses(400, 401, 404))
     async def get_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> Scan:
@@ -119,7 +144,12 @@ class ScanController(Controller):
             raise _scan_not_found(scan_id)
         return _scan(row)
 
-    @delete("/scans/{scan_id:uuid}", status_code=204, responses=problem_responses(401, 404))
+    @delete(
+        "/scans/{scan_id:uuid}",
+        operation_id="deleteScan",
+        status_code=204,
+        responses=problem_responses(400, 401, 404),
+    )
     async def delete_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> None:

@@ -10,6 +10,7 @@ PDF and DOCX must also start like one, so a renamed file is refused here, not by
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 
 import msgspec
 from litestar.datastructures import UploadFile
@@ -21,6 +22,9 @@ from service.scans.models import ScanForm
 
 MAX_FILENAME_CHARS = 255
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+# Explicit direction marks, embeddings, overrides and isolates: "\u202egpj.exe" shows as "exe.jpg".
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+HIDDEN_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 class DocumentKind(msgspec.Struct, frozen=True):
@@ -86,11 +90,19 @@ async def _read_document(upload: UploadFile, max_upload_bytes: int) -> Document 
 
 def _clean_filename(raw: str) -> str:
     # Some browsers send the client's full path; only the last part is the file's name.
-    name = posixpath.basename(raw.replace("\\", "/")).strip()
+    name = posixpath.basename(raw.replace("\\", "/"))
     _refuse_nul(name, "file")
+    name = "".join(char for char in name if not _is_hidden_control(char)).strip()
     if not name:
         raise _invalid("file", "the file has no name")
     return name[-MAX_FILENAME_CHARS:]
+
+
+def _is_hidden_control(char: str) -> bool:
+    """Characters a saved filename must not carry into lists, logs and terminals: C0 and C1
+    controls (CR, LF, ESC...), line and paragraph separators, and bidi controls. Every other
+    character, any script or emoji (zero-width joiners included), is kept."""
+    return char in BIDI_CONTROLS or unicodedata.category(char) in HIDDEN_CATEGORIES
 
 
 def _media_type(declared: str) -> str:

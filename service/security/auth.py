@@ -20,6 +20,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin
 from service.db import load_sql
+from service.openapi import BEARER_SCHEME, PASSWORD_SCHEME
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token
@@ -34,7 +35,8 @@ from service.settings import Settings
 
 GET_CALLER = load_sql("accounts/get_caller")
 
-BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+# Either scheme ends in the same bearer token; Swagger UI offers the password flow as a login form.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {PASSWORD_SCHEME: []}]
 _SCOPE_KEY = "caller"
 VERIFIED_TOKENS_KEY = "verified_tokens"
 CALLER_CACHE_KEY = "caller_cache"

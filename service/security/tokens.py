@@ -15,6 +15,10 @@ ISSUER = "service"
 AUDIENCE = "service-api"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
+# `iat`, `nbf` and `exp` are whole seconds, as every issuer writes them. Revocation needs finer:
+# a password change cuts off tokens issued before it, to the microsecond (see now_microseconds),
+# and a token issued later in the same second must keep working. This private claim carries that.
+ISSUED_AT_MICROSECONDS = "iat_us"
 
 
 class InvalidToken(Exception):
@@ -36,6 +40,7 @@ class VerifiedToken(msgspec.Struct, frozen=True):
     expires_at: float
     jti: uuid.UUID | None = None
     email: str | None = None
+    full_name: str | None = None
 
 
 # PyJWT checks every character of every segment in Python before decoding (2.15: about a third
@@ -81,16 +86,23 @@ class VerifiedTokenCache:
         return len(self._entries)
 
 
+def now_microseconds() -> int:
+    """The one clock for token issue times and revocation cut-offs (users.tokens_valid_after),
+    in the whole microseconds PostgreSQL keeps, so that both are compared exactly."""
+    return time.time_ns() // 1000
+
+
 def issue_access_token(settings: Settings, user_id: uuid.UUID) -> IssuedToken:
-    issued_at = round(time.time(), 3)  # sub-second, so a token issued just after a revocation stays valid
-    now = int(issued_at)
+    issued_at = now_microseconds()
+    now = issued_at // 1_000_000
     lifetime = settings.access_token_expire_minutes * 60
     jti = uuid.uuid4()
     claims: dict[str, Any] = {
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": str(user_id),
-        "iat": issued_at,
+        "iat": now,
+        ISSUED_AT_MICROSECONDS: issued_at,
         "nbf": now,
         "exp": now + lifetime,
         "jti": str(jti),
@@ -123,10 +135,13 @@ def verify_access_token(settings: Settings, token: str) -> VerifiedToken:
         jti = uuid.UUID(claims["jti"])
     except (ValueError, TypeError, AttributeError):
         raise InvalidToken("invalid token") from None
+    precise = claims.get(ISSUED_AT_MICROSECONDS)
+    # Exact: Python divides integers with correct rounding, as PostgreSQL casts tokens_valid_after.
+    issued_at = precise / 1_000_000 if isinstance(precise, int) else float(claims["iat"])
     return VerifiedToken(
         provider="local",
         subject=subject,
-        issued_at=float(claims["iat"]),
+        issued_at=issued_at,
         expires_at=float(claims["exp"]),
         jti=jti,
     )

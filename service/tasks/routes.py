@@ -7,12 +7,12 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from service.db import BIGINT_MAX, load_sql
 from service.errors import problem_responses, require_json_body
+from service.openapi import DocumentedHeader
 from service.security.auth import BEARER_SECURITY, authenticate, authenticated_caller
 from service.tasks.models import CreateTask, Task, UpdateTask
 
@@ -74,25 +74,25 @@ def _pagination_headers(
 
 class TaskController(Controller):
     path = "/{user_id:str}/tasks"
-    tags = ["Tasks"]
+    tags = ["tasks"]
     # Litestar unbinds a function set here; the closest before_request wins: see the JSON routes.
     before_request = requires_own_user_id  # type: ignore[assignment]
     security = BEARER_SECURITY
 
     @get(
         "/",
+        operation_id="listTasks",
         summary="List the caller's tasks, newest first",
         response_headers=[
-            ResponseHeader(
+            DocumentedHeader(
                 name="X-Total-Count",
                 description="Tasks matching the filter over all pages.",
-                documentation_only=True,
+                required=True,
+                schema={"type": "integer", "minimum": 0},
             ),
-            ResponseHeader(
+            DocumentedHeader(
                 name="Link",
                 description='`<url>; rel="next"` when another page follows.',
-                required=False,
-                documentation_only=True,
             ),
         ],
         responses=problem_responses(400, 401, 403),
@@ -119,6 +119,7 @@ class TaskController(Controller):
 
     @post(
         "/",
+        operation_id="createTask",
         summary="Create a task",
         before_request=requires_own_user_id_and_json_body,
         responses=problem_responses(400, 401, 403, 413, 415),
@@ -138,6 +139,7 @@ class TaskController(Controller):
 
     @get(
         "/{task_id:int}",
+        operation_id="getTask",
         summary="Get one of the caller's tasks",
         responses=problem_responses(400, 401, 403, 404),
     )
@@ -150,6 +152,7 @@ class TaskController(Controller):
 
     @patch(
         "/{task_id:int}",
+        operation_id="updateTask",
         summary="Change some fields of a task",
         description="Fields left out keep their value; `description: null` clears the description.",
         before_request=requires_own_user_id_and_json_body,
@@ -174,6 +177,7 @@ class TaskController(Controller):
 
     @delete(
         "/{task_id:int}",
+        operation_id="deleteTask",
         summary="Delete a task",
         responses=problem_responses(400, 401, 403, 404),
     )

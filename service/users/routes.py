@@ -9,6 +9,7 @@ from litestar import Controller, HttpMethod, Request, delete, get, route
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.audit.events import RequestOrigin
@@ -36,6 +37,11 @@ Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size (1-10
 Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="Users to skip.")]
 
 
+def _update_user_operation_id(handler: HTTPRouteHandler, method: str, path: list[Any]) -> str:
+    # One handler serves both methods; each operation needs its own id.
+    return "putUser" if method == HttpMethod.PUT else "updateUser"
+
+
 class UsersController(Controller):
     path = "/users"
     tags = ["users"]
@@ -44,6 +50,7 @@ class UsersController(Controller):
 
     @get(
         "/",
+        operation_id="listUsers",
         guards=[requires_admin],
         summary="List users (admin)",
         responses=problem_responses(400, 401, 403),
@@ -68,9 +75,10 @@ class UsersController(Controller):
 
     @get(
         "/{user_id:uuid}",
+        operation_id="getUser",
         guards=[requires_self_or_admin],
         summary="Get a user (self or admin)",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def get_user(self, state: State, user_id: FromPath[uuid.UUID]) -> User:
         row = await state.pool.fetchrow(GET_USER, user_id)
@@ -81,6 +89,7 @@ class UsersController(Controller):
     @route(
         "/{user_id:uuid}",
         http_method=[HttpMethod.PATCH, HttpMethod.PUT],
+        operation_id=_update_user_operation_id,
         guards=[requires_self_or_admin],
         summary="Update a user (self or admin)",
         before_request=require_json_body,
@@ -105,8 +114,9 @@ class UsersController(Controller):
     @delete(
         "/{user_id:uuid}",
         guards=[requires_self_or_admin],
+        operation_id="deleteUser",
         summary="Delete a user (self or admin)",
-        responses=problem_responses(401, 403, 404, 409),
+        responses=problem_responses(400, 401, 403, 404, 409),
     )
     async def delete_user(
         self,

@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException
 from service.security.auth import authenticated_caller
 from service.security.tokens import AUDIENCE, ISSUER, VerifiedToken, VerifiedTokenCache
 from service.settings import Settings
-from tests.accounts.conftest import auth
+from tests.accounts.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, auth, login
 from tests.conftest import TEST_JWT_SECRET, bearer, make_user
 
 
@@ -138,6 +138,45 @@ async def test_an_accepted_token_does_not_vouch_for_a_changed_copy(
 
 def _verified(expires_at: float) -> VerifiedToken:
     return VerifiedToken(provider="local", subject="s", issued_at=0.0, expires_at=expires_at)
+
+
+async def test_our_tokens_use_whole_seconds_like_every_issuer(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    for name in ("iat", "nbf", "exp"):
+        assert type(claims[name]) is int, name
+    assert claims["exp"] - claims["iat"] == tokens["expires_in"]
+    assert claims["iat"] == claims["iat_us"] // 1_000_000
+
+
+async def test_a_password_change_cuts_off_tokens_of_the_same_second_by_the_microsecond(
+    client: httpx.AsyncClient, db: asyncpg.Connection, tokens: dict[str, str]
+) -> None:
+    changed = await client.patch(
+        "/api/auth/me",
+        headers=auth(tokens["access_token"]),
+        json={"password": OTHER_STRONG_PASSWORD, "current_password": STRONG_PASSWORD},
+    )
+    assert changed.status_code == 200
+    user_id = uuid.UUID(changed.json()["id"])
+    cutoff = await db.fetchval(
+        "SELECT (extract(epoch FROM tokens_valid_after) * 1000000)::bigint FROM users WHERE id = $1", user_id
+    )
+
+    def token_issued_at(microseconds: int) -> dict[str, str]:
+        seconds = microseconds // 1_000_000
+        claims = _claims(user_id, iat=seconds, nbf=seconds - 1, iat_us=microseconds)
+        return auth(jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256"))
+
+    # Integer `iat` alone cannot tell these apart when they share the cut-off's second.
+    assert (await client.get("/api/auth/me", headers=token_issued_at(cutoff - 1))).status_code == 401
+    assert (await client.get("/api/auth/me", headers=token_issued_at(cutoff))).status_code == 200
+    assert (await client.get("/api/auth/me", headers=token_issued_at(cutoff + 1))).status_code == 200
+    # And the real thing: a token issued right after the change, by logging in again.
+    fresh = await login(client, password=OTHER_STRONG_PASSWORD)
+    assert (await client.get("/api/auth/me", headers=auth(fresh.json()["access_token"]))).status_code == 200
+    assert (await client.get("/api/auth/me", headers=auth(tokens["access_token"]))).status_code == 401
 
 
 def test_a_remembered_token_is_forgotten_when_it_expires_or_its_ttl_ends() -> None:

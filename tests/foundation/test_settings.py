@@ -43,6 +43,7 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "-1"),
         ("LOG_LEVEL", "LOUD"),
         ("MAX_UPLOAD_BYTES", "1e"),
+        ("CORS_ALLOW_HEADERS", "x-trace, bad header"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
