@@ -32,6 +32,9 @@ from service.middleware import RequestContextMiddleware
 from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
 from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
+from service.security.auth import CALLER_CACHE_KEY
+from service.security.caller_cache import CallerCache
+from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
 from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
@@ -80,13 +83,17 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, listener: CallerListener):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url, embedded = resolve_database_url(settings)
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
+        app.state.update({CALLER_CACHE_KEY: listener.cache, CALLER_LISTENER_KEY: listener})
+        caller_listen_url = listen_url(settings, url)
+        if caller_listen_url is not None:
+            await listener.start(caller_listen_url)
         metrics.worker_started(app.state)
         pruner = (
             asyncio.create_task(prune_periodically(pool, url, settings, settings.prune_interval_minutes * 60))
@@ -101,6 +108,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 with suppress(asyncio.CancelledError):
                     await pruner
             metrics.worker_stopped()
+            await listener.stop()
             await http.aclose()
             await pool.close()
             access_log.flush()
@@ -143,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level, settings.log_format)
     handlers = api_handlers(settings)
     rate_limiting = RateLimiting(settings)
+    caller_listener = CallerListener(CallerCache(settings.caller_cache_size))
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -152,7 +161,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings), rate_limiting.lifespan, key_check_at_startup],
+        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan, key_check_at_startup],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -184,7 +193,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     app.asgi_handler = RequestContextMiddleware(
-        app.asgi_handler,
+        ReadYourWrites(app.asgi_handler, caller_listener),
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

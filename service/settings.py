@@ -42,6 +42,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_pool_min: NonNegativeInt = 2
     database_pool_max: PositiveInt = 10
     database_pooler: Literal["none", "transaction"] = "none"
+    # A direct or session-mode DSN for the caller cache's LISTEN connection, when DATABASE_URL
+    # is a transaction pooler (where LISTEN does not work). Default: DATABASE_URL itself.
+    database_listen_url: str | None = None
+    # Entries per map of the caller cache (identities, users, access tokens); 0 turns it off.
+    caller_cache_size: NonNegativeInt = 10_000
     environment: Literal["development", "production", "test"] = "development"
     jwt_secret: str = ""
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -217,24 +222,36 @@ def _transaction_pooler(host: str, port: int | None) -> str | None:
 
 def _check_database_url(settings: Settings) -> None:
     """Refuse, at start-up, DSNs that would otherwise fail later, under load or on first connect."""
+    if settings.database_listen_url:
+        listen_host, listen_port = _host_and_port("DATABASE_LISTEN_URL", settings.database_listen_url)
+        listen_pooler = _transaction_pooler(listen_host, listen_port)
+        if listen_pooler:
+            raise SettingsError(
+                f"invalid DATABASE_LISTEN_URL: it points at {listen_pooler}, where LISTEN does not work; "
+                "use the direct or session-mode address (Supabase: port 5432; Neon: the host without -pooler)"
+            )
     if not settings.database_url:
         return
-    try:
-        parts = urlsplit(settings.database_url)
-        host, port = (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        raise SettingsError("invalid DATABASE_URL: not a postgresql:// URL") from None
-    if "channel_binding" in parse_qs(parts.query):
-        # asyncpg would send it to the server as a setting, which PostgreSQL refuses.
-        raise SettingsError(
-            "invalid DATABASE_URL: remove channel_binding (asyncpg does not support it); "
-            "sslmode=require keeps the connection encrypted"
-        )
-    pooler = _transaction_pooler(host, port)
+    pooler = _transaction_pooler(*_host_and_port("DATABASE_URL", settings.database_url))
     if pooler and settings.database_pooler != "transaction":
         raise SettingsError(
             f"invalid DATABASE_POOLER: DATABASE_URL points at {pooler}; set DATABASE_POOLER=transaction"
         )
+
+
+def _host_and_port(variable: str, url: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise SettingsError(f"invalid {variable}: not a postgresql:// URL") from None
+    if "channel_binding" in parse_qs(parts.query):
+        # asyncpg would send it to the server as a setting, which PostgreSQL refuses.
+        raise SettingsError(
+            f"invalid {variable}: remove channel_binding (asyncpg does not support it); "
+            "sslmode=require keeps the connection encrypted"
+        )
+    return host, port
 
 
 def _check_better_auth(settings: Settings) -> None:
