@@ -94,7 +94,7 @@ def _request_origin(request: Request[Any, Any, Any]) -> str | None:
 
 def _check_origin(settings: Settings, request: Request[Any, Any, Any]) -> None:
     origin = _request_origin(request)
-    allowed = {entry.rstrip("/").lower() for entry in settings.cors_origins}
+    allowed = {entry.rstrip("/").lower() for entry in settings.browser_origins}
     if origin is None or origin.rstrip("/").lower() not in allowed:
         shown = origin if origin is not None else "no Origin or Referer"
         raise PermissionDeniedException(
