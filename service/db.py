@@ -21,11 +21,27 @@ BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with 
 T = TypeVar("T", bound=msgspec.Struct)
 
 
+# The file each loaded statement came from, by its text: how a traced statement is named.
+_SQL_FILE_OF: dict[str, str] = {}
+
+
 @functools.cache
 def load_sql(name: str) -> str:
     """Return the text of `sql/<name>.sql`; read once per process, at import of the caller."""
     path = SQL_ROOT / f"{name}.sql"
-    return path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    _SQL_FILE_OF[text] = name
+    return text
+
+
+def statement_name(query: str) -> str:
+    """The SQL file a statement was loaded from (`tasks/list_tasks`), else its first keyword
+    (`BEGIN`, `COMMIT` from asyncpg's transactions)."""
+    name = _SQL_FILE_OF.get(query)
+    if name is not None:
+        return name
+    words = query.split(None, 1)
+    return words[0].upper() if words else "SQL"
 
 
 def all_sql_files() -> list[str]:
@@ -158,8 +174,12 @@ class FairPool(asyncpg.Pool):
                 self._gate.release()
 
 
-async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
-    """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction."""
+async def create_pool(
+    settings: Settings, url: str, connection_class: type[asyncpg.Connection] = asyncpg.Connection
+) -> asyncpg.Pool:
+    """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction.
+
+    `connection_class` is service.tracing's traced connection when traces are on."""
     transaction_pooler = settings.database_pooler == "transaction"
     pool = FairPool(
         url,
@@ -170,7 +190,7 @@ async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
         init=_init_connection,
         reset=_no_session_reset,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=connection_class,
         record_class=asyncpg.Record,
         statement_cache_size=0 if transaction_pooler else 256,
         command_timeout=30,

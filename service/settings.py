@@ -21,6 +21,15 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class SettingsError(ValueError):
@@ -69,6 +78,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    # OpenTelemetry's standard variables (service.tracing): traces are exported only when an
+    # endpoint is set.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: OtlpProtocol = "http/protobuf"
+    otel_exporter_otlp_traces_protocol: OtlpProtocol | None = None
+    otel_service_name: str | None = None
+    otel_traces_sampler: TraceSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    otel_sdk_disabled: bool = False
+
+    @property
+    def tracing_enabled(self) -> bool:
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled
 
     @property
     def drain_seconds(self) -> float:
@@ -193,6 +217,10 @@ def _check_secrets(settings: Settings) -> Settings:
         raise SettingsError("invalid DATABASE_POOL_MIN: larger than DATABASE_POOL_MAX")
     if not settings.ai_service_url.startswith(("http://", "https://")):
         raise SettingsError("invalid AI_SERVICE_URL: must start with http:// or https://")
+    for name in ("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint"):
+        endpoint = getattr(settings, name)
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(f"invalid {name.upper()}: must start with http:// or https://")
     for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
         value = getattr(settings, name)
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
