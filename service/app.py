@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
-
 import httpx
 from litestar import Litestar, Response, Router
 from litestar.config.cors import CORSConfig
@@ -97,7 +96,9 @@ def _lifespan(settings: Settings, tracer_provider: TracerProvider | None, owns_p
             await pool.close()
             access_log.flush()
             if owns_provider and tracer_provider is not None:
-                tracer_provider.shutdown()  # exports what the batch still holds
+                from service import tracing
+
+                tracing.stop_tracer_provider(tracer_provider)
             if embedded is not None:
                 embedded.stop_if_started_here()
 

@@ -18,6 +18,8 @@ carry the context on to the callee.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,7 +28,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -43,6 +45,7 @@ from service.db import statement_name
 from service.settings import Settings
 
 DEFAULT_SERVICE_NAME = "service"
+SHUTDOWN_EXPORT_SECONDS = 3.0
 # Where the trace id of the request's span waits for the access log and problem bodies.
 TRACE_ID_KEY = "trace_id"
 # Requests not worth a trace: probes and scrapes, many a minute, all alike.
@@ -80,7 +83,8 @@ def _exporter(settings: Settings) -> SpanExporter:
 
 
 def _resource(settings: Settings) -> Resource:
-    detected = Resource.create({SERVICE_VERSION: __version__})  # reads OTEL_RESOURCE_ATTRIBUTES too
+    # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES; the pid tells the workers apart.
+    detected = Resource.create({SERVICE_VERSION: __version__, PROCESS_PID: os.getpid()})
     name = settings.otel_service_name
     if name is None and str(detected.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         name = DEFAULT_SERVICE_NAME
@@ -88,10 +92,21 @@ def _resource(settings: Settings) -> Resource:
 
 
 def create_tracer_provider(settings: Settings, processor: SpanProcessor | None = None) -> TracerProvider:
-    """This worker's provider; `processor` replaces the OTLP batch export (tests)."""
-    provider = TracerProvider(resource=_resource(settings), sampler=_sampler(settings))
+    """This worker's provider; `processor` replaces the OTLP batch export (tests). It is stopped
+    by stop_tracer_provider, not at exit, where the SDK's own hook could wait 30 s."""
+    provider = TracerProvider(
+        resource=_resource(settings), sampler=_sampler(settings), shutdown_on_exit=False
+    )
     provider.add_span_processor(processor or BatchSpanProcessor(_exporter(settings)))
     return provider
+
+
+def stop_tracer_provider(provider: TracerProvider) -> None:
+    """Export what the batch still holds, waiting SHUTDOWN_EXPORT_SECONDS at most: with the
+    collector down, the SDK would retry for up to 30 s and hold the worker's exit back."""
+    stopping = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(SHUTDOWN_EXPORT_SECONDS)
 
 
 class _RouteNamedSpan:

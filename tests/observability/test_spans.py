@@ -127,7 +127,7 @@ async def test_a_5xx_answer_and_its_access_line_name_the_trace(
 
 
 async def test_without_an_endpoint_no_opentelemetry_code_runs_on_the_request_path(
-    client: httpx.AsyncClient, db: asyncpg.Connection, settings: Settings, faulty_ai: FaultyAi
+    client: httpx.AsyncClient, db: asyncpg.Connection, settings: Settings
 ) -> None:
     """Litestar and redis-py import OpenTelemetry when it is installed; none of it may run."""
     user = await make_user(db)
@@ -139,7 +139,9 @@ async def test_without_an_endpoint_no_opentelemetry_code_runs_on_the_request_pat
 
     sys.setprofile(record)
     try:
-        listed = await client.get(f"/api/{user}/tasks", headers={**bearer(settings, user), "traceparent": TRACEPARENT})
+        listed = await client.get(
+            f"/api/{user}/tasks", headers={**bearer(settings, user), "traceparent": TRACEPARENT}
+        )
         missing = await client.get("/api/no/such/thing")
     finally:
         sys.setprofile(None)
