@@ -47,7 +47,8 @@ async def test_a_request_continues_the_callers_trace_with_a_span_per_statement(
     [server] = named["GET /api/{user_id}/tasks"]
     assert server.kind is SpanKind.SERVER
     assert format_trace_id(server.context.trace_id) == CALLER_TRACE_ID
-    assert server.parent is not None and format_span_id(server.parent.span_id) == CALLER_SPAN_ID
+    assert server.parent is not None
+    assert format_span_id(server.parent.span_id) == CALLER_SPAN_ID
     assert server.context.trace_state.to_header() == "vendor=opaque"
     assert server.attributes is not None
     assert server.attributes["request.id"] == "report-1234"
@@ -57,8 +58,10 @@ async def test_a_request_continues_the_callers_trace_with_a_span_per_statement(
     statements = [span for span in spans.get_finished_spans() if span.kind is SpanKind.CLIENT]
     assert {"accounts/get_caller", "tasks/list_tasks"} <= {span.name for span in statements}
     for span in statements:
-        assert span.parent is not None and span.parent.span_id == server.context.span_id
-        assert span.attributes is not None and span.attributes["db.system.name"] == "postgresql"
+        assert span.parent is not None
+        assert span.parent.span_id == server.context.span_id
+        assert span.attributes is not None
+        assert span.attributes["db.system.name"] == "postgresql"
         assert str(user) not in json.dumps(dict(span.attributes)), f"{span.name} recorded a parameter value"
     for span in spans.get_finished_spans():
         assert "secret-filter" not in json.dumps(dict(span.attributes or {})), "a query string was recorded"
