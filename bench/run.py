@@ -479,6 +479,88 @@ def service_command(port: int, workers: int) -> list[str]:
 
 
 INTERLEAVED = "tasks_list_interleaved"
+TRACING = "tasks_list_tracing"
+
+
+def interleave(
+    args: argparse.Namespace, wrk: str, script: str, bases: dict[str, str], label: str
+) -> list[dict[str, float]]:
+    """The task list on every server of `bases`, in turn, for `--rounds` rounds with the order
+    rotating; each round's req/s by server name."""
+    for base in bases.values():  # warm up: every pool connection opened, statements prepared
+        run_wrk(wrk, base, script, connections=64, duration=2)
+    rounds: list[dict[str, float]] = []
+    names = list(bases)
+    for number in range(args.rounds):
+        measured = {}
+        first = number % len(names)
+        for name in names[first:] + names[:first]:
+            measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)["rps"]
+        rounds.append(measured)
+        print(
+            f"  {label} round {number + 1}: " + ", ".join(f"{n} {measured[n]:.1f}" for n in names) + " req/s"
+        )
+    return rounds
+
+
+def median_result(
+    scenario: str, rounds: list[dict[str, float]], name: str, baseline: str, key: str, beside: str
+) -> Result:
+    """`name`'s median req/s over the rounds, and its ratio to `baseline` (median and range)."""
+    ratios = [r[name] / r[baseline] for r in rounds]
+    return Result(
+        scenario,
+        1,
+        64,
+        round(statistics.median(r[name] for r in rounds), 1),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        note=f"median of {len(rounds)} rounds, each beside {beside}",
+        extra={
+            f"{key}_median": round(statistics.median(ratios), 2),
+            f"{key}_min": round(min(ratios), 2),
+            f"{key}_max": round(max(ratios), 2),
+        },
+    )
+
+
+# Tracing off, and on with these sampling ratios, exporting over OTLP/HTTP to a receiver in
+# this process that reads each batch and answers 200 (a collector's work, not counted).
+TRACING_SAMPLED = {"traced_100": "1.0", "traced_10": "0.1"}
+
+
+def bench_tracing(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    """The task list with tracing off and on (100 % and 10 % sampled), one worker each, all
+    running at once and driven in turn like the interleaved floors."""
+    if args.only and TRACING not in args.only:
+        return
+    from tests.observability.otlp_receiver import otlp_receiver
+
+    seeded = _SEEDED["done"]
+    script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver(decode=False))
+        environments = {"off": env}
+        for name, ratio in TRACING_SAMPLED.items():
+            environments[name] = {
+                **env,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": ratio,
+            }
+        bases: dict[str, str] = {}
+        for name, environment in environments.items():
+            port = free_port()
+            bases[name] = f"http://127.0.0.1:{port}"
+            stack.enter_context(started(service_command(port, 1), environment, bases[name] + "/health/ready"))
+        rounds = interleave(args, wrk, script, bases, TRACING)
+        print(f"  the receiver took {receiver.requests} OTLP export requests")
+    for name in bases:
+        results.append(median_result(f"{TRACING}_{name}", rounds, name, "off", "x_off", "tracing off"))
 
 
 def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
@@ -509,44 +591,9 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 )
             else:
                 stack.enter_context(started(service_command(port, 1), env, bases[name] + "/health/ready"))
-        for base in bases.values():  # warm up: every pool connection opened, statements prepared
-            run_wrk(wrk, base, script, connections=64, duration=2)
-        rounds: list[dict[str, float]] = []
-        names = list(bases)
-        for number in range(args.rounds):
-            measured = {}
-            first = number % len(names)
-            for name in names[first:] + names[:first]:
-                measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)[
-                    "rps"
-                ]
-            rounds.append(measured)
-            print(
-                f"  {INTERLEAVED} round {number + 1}: service {measured['service']:.1f}, floor "
-                f"{measured['floor']:.1f}, Litestar floor {measured['litestar']:.1f} req/s"
-            )
+        rounds = interleave(args, wrk, script, bases, INTERLEAVED)
     for name, scenario in (("service", INTERLEAVED), ("litestar", "floor_litestar_interleaved")):
-        ratios = [r[name] / r["floor"] for r in rounds]
-        results.append(
-            Result(
-                scenario,
-                1,
-                64,
-                round(statistics.median(r[name] for r in rounds), 1),
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                note=f"median of {len(rounds)} rounds, each beside the floor",
-                extra={
-                    "x_floor_median": round(statistics.median(ratios), 2),
-                    "x_floor_min": round(min(ratios), 2),
-                    "x_floor_max": round(max(ratios), 2),
-                },
-            )
-        )
+        results.append(median_result(scenario, rounds, name, "floor", "x_floor", "the floor"))
 
 
 FLOOR_SCENARIOS = (
@@ -622,11 +669,13 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
                 f"over {int(r.extra['processes'])} processes"
             )
             continue
-        if "x_floor_median" in r.extra:
+        key = next((k.removesuffix("_median") for k in r.extra if k.endswith("_median")), None)
+        if key is not None:
+            mark = "o" if key == "x_off" else " "  # 'o': over tracing off, not over the floor
             lines.append(
                 f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {'':>8} {'':>8} {'':>8} "
-                f"{'':>6} {r.extra['x_floor_median']:>8.2f}  {r.note}, range "
-                f"{r.extra['x_floor_min']:.2f}-{r.extra['x_floor_max']:.2f}"
+                f"{'':>6} {r.extra[key + '_median']:>7.2f}{mark}  {r.note}, range "
+                f"{r.extra[key + '_min']:.2f}-{r.extra[key + '_max']:.2f}"
             )
             continue
         ratio = ""
@@ -698,6 +747,7 @@ def main() -> int:
             if workers == 1:
                 bench_floor(args, wrk, env, results)
                 bench_interleaved(args, wrk, env, results)
+                bench_tracing(args, wrk, env, results)
         print("== argon2 alone")
         argon2_rps = argon2_alone(env)
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from concurrent import futures
 from pathlib import Path
 
 import asyncpg
+import grpc
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.settings import Settings, SettingsError, load_settings
-from service.tracing import create_tracer_provider
+from service.tracing import create_tracer_provider, stop_tracer_provider
 from tests.conftest import bearer, make_settings, make_user
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
 from tests.processes import free_port, serve
@@ -120,3 +123,41 @@ def test_the_endpoint_turns_tracing_on_and_the_sampler_follows_the_standard_name
     )
     assert "TraceIdRatioBased{0.1}" in tenth.sampler.get_description()
     assert tenth.resource.attributes["service.name"] == "service"
+
+
+class _GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: object
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.names.extend(span.name for span in scope_spans.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_the_grpc_protocol_exports_to_a_grpc_collector(tmp_path: Path) -> None:
+    collector = _GrpcCollector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        settings = load_settings(
+            {
+                "ENVIRONMENT": "test",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            },
+            env_file=tmp_path / "absent.env",
+        )
+        provider = create_tracer_provider(settings)
+        with provider.get_tracer("test").start_as_current_span("over-grpc"):
+            pass
+        assert provider.force_flush(timeout_millis=30_000)
+        stop_tracer_provider(provider)
+    finally:
+        server.stop(grace=None)
+    assert collector.names == ["over-grpc"]

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from service.settings import Settings
 from tests.conftest import bearer, make_settings, make_user
 from tests.observability.conftest import TracedClient, by_name
+from tests.providers.conftest import SUPABASE_JWKS_PATH, JwksServer, new_key, serving, supabase_claims
 from tests.scans.conftest import FaultyAi
 
 CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -98,6 +99,27 @@ async def test_the_ai_service_call_is_a_client_span_that_propagates_the_trace(
     assert trace_id == CALLER_TRACE_ID
     assert parent_span == format_span_id(call.context.span_id), "the AI service's parent is our client span"
     assert "scans/insert_scan" in by_name(spans.get_finished_spans())
+
+
+async def test_the_jwks_fetch_is_a_client_span_of_the_request_that_needed_it(
+    traced_client: TracedClient, spans: InMemorySpanExporter
+) -> None:
+    key = new_key("ES256")
+    provider = JwksServer(path=SUPABASE_JWKS_PATH)
+    provider.publish(key)
+    with serving(provider):
+        async with traced_client(SUPABASE_URL=provider.url) as client:
+            token = key.sign(supabase_claims(provider.url))
+            response = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    named = by_name(spans.get_finished_spans())
+    [server] = named["GET /api/auth/me"]
+    [fetch] = named["GET identity-provider"]
+    assert fetch.kind is SpanKind.CLIENT
+    assert fetch.parent is not None
+    assert fetch.parent.span_id == server.context.span_id
+    assert fetch.attributes is not None
+    assert fetch.attributes["peer.service"] == "identity-provider"
 
 
 async def test_a_5xx_answer_and_its_access_line_name_the_trace(
