@@ -55,6 +55,14 @@ _REQUEST_ID = "request.id"
 # Attributes OpenTelemetry's ASGI instrumentation fills from the raw URL, query string included;
 # the access log never records a query string (it can carry an email filter), nor does a span.
 _URL_ATTRIBUTES = ("http.url", "http.target", "url.full")
+_QUERY_ATTRIBUTE = "url.query"  # under OTEL_SEMCONV_STABILITY_OPT_IN=http
+# Span names take the method only from this set, so no client can invent new names.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in _METHODS else "HTTP"
 
 
 def _sampler(settings: Settings) -> Sampler:
@@ -124,7 +132,7 @@ class _RouteNamedSpan:
             if message["type"] == "http.response.start":
                 template = scope.get("path_template")  # type: ignore[call-overload]
                 if template:
-                    span.update_name(f"{scope['method']} {template}")  # type: ignore[typeddict-item]
+                    span.update_name(f"{_method(scope)} {template}")
                     span.set_attribute(_HTTP_ROUTE, template)
             await send(message)
 
@@ -132,7 +140,7 @@ class _RouteNamedSpan:
 
 
 def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
-    return str(scope.get("method", "HTTP")), {}
+    return _method(scope), {}
 
 
 def _on_server_span(span: trace.Span, scope: dict[str, Any]) -> None:
@@ -143,6 +151,8 @@ def _on_server_span(span: trace.Span, scope: dict[str, Any]) -> None:
         if key in attributes:
             value = str(attributes[key])
             span.set_attribute(key, value.split("?", 1)[0] if key != "http.target" else path)
+    if _QUERY_ATTRIBUTE in attributes:
+        span.set_attribute(_QUERY_ATTRIBUTE, "REDACTED")
     context = span.get_span_context()
     if context.is_valid:
         scope[TRACE_ID_KEY] = format_trace_id(context.trace_id)
