@@ -173,3 +173,17 @@ async def test_without_an_endpoint_no_opentelemetry_code_runs_on_the_request_pat
     assert (listed.status_code, missing.status_code) == (200, 404)
     assert "trace_id" not in listed.text
     assert called == set()
+
+
+async def test_a_browser_may_send_the_trace_context_cross_origin(client: httpx.AsyncClient) -> None:
+    preflight = await client.options(
+        "/api/auth/me",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, traceparent, tracestate",
+        },
+    )
+    assert preflight.status_code in (200, 204)
+    allowed = {name.strip().lower() for name in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"traceparent", "tracestate"} <= allowed
