@@ -28,6 +28,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -50,6 +51,8 @@ SHUTDOWN_EXPORT_SECONDS = 3.0
 TRACE_ID_KEY = "trace_id"
 # Requests not worth a trace: probes and scrapes, many a minute, all alike.
 UNTRACED_PATHS = ["^/health", "^/metrics$"]
+# Metrics are Prometheus' job (service.metrics): the instrumentations' own are not recorded.
+_NO_METRICS = NoOpMeterProvider()
 _HTTP_ROUTE = "http.route"
 _REQUEST_ID = "request.id"
 # Attributes OpenTelemetry's ASGI instrumentation fills from the raw URL, query string included;
@@ -162,6 +165,7 @@ def traced_asgi(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
     """`app` wrapped in Litestar's OpenTelemetry middleware: one server span per request."""
     config = OpenTelemetryConfig(
         tracer_provider=provider,
+        meter_provider=_NO_METRICS,
         scope_span_details_extractor=_span_details,
         server_request_hook_handler=_on_server_span,
         exclude=UNTRACED_PATHS,
@@ -181,7 +185,9 @@ def trace_http_client(http: Any, provider: TracerProvider, settings: Settings) -
         span.set_attribute("peer.service", peer)
         span.update_name(f"{method} {peer}")
 
-    HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider, request_hook=name_the_peer)
+    HTTPXClientInstrumentor.instrument_client(
+        http, tracer_provider=provider, meter_provider=_NO_METRICS, request_hook=name_the_peer
+    )
 
 
 _DB_ATTRIBUTES = {"db.system.name": "postgresql", "db.system": "postgresql"}
@@ -189,8 +195,9 @@ _DB_ATTRIBUTES = {"db.system.name": "postgresql", "db.system": "postgresql"}
 
 def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def traced(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if not trace.get_current_span().get_span_context().is_valid:
-            return await method(self, query, *args, **kwargs)  # start-up, not a request: no trace
+        if not trace.get_current_span().is_recording():
+            # Outside a request (pool start-up), or in a request the sampler left out.
+            return await method(self, query, *args, **kwargs)
         # The statement text has $n placeholders only: parameter values are never recorded.
         with self.tracer.start_as_current_span(
             statement_name(query),
