@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from service.patterns import whole
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
 MIN_SECRET_BYTES = 32
@@ -60,7 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     supabase_jwt_secret: str | None = None
     redis_url: str | None = None
     # Keys in a shared Redis start with this, so several deployments can use one server.
-    redis_key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "service"
+    redis_key_prefix: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.:-]{1,64}"))] = "service"
     rate_limit_per_minute: PositiveInt = 600
     auth_rate_limit_per_minute: PositiveInt = 20
     login_max_failures: PositiveInt = 5
@@ -78,6 +80,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    # Per worker, enforced by service.http_protocol before a request reaches the app.
+    http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
+    http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    http_max_connections: PositiveInt = 2048
     # OpenTelemetry's standard variables (service.tracing): traces are exported only when an
     # endpoint is set.
     otel_exporter_otlp_endpoint: str | None = None

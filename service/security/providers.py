@@ -8,6 +8,7 @@ else the provider's shared secret with HS256 only.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -38,6 +39,7 @@ SUPABASE_API_KEY_ROLES = frozenset({"anon", "service_role"})
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 LEEWAY_SECONDS = 30
 MAX_SUBJECT_LENGTH = 255
+TOKEN_ID_NAMESPACE = uuid.UUID("5d0f7c1e-9a8b-4c2d-8e3f-6a7b8c9d0e1f")
 
 
 class Provider(msgspec.Struct, frozen=True):
@@ -170,7 +172,7 @@ def _verified(provider: Provider, token: str, key: jwt.PyJWK | str, algorithm: s
         subject=_subject(claims["sub"]),
         issued_at=float(claims["iat"]),
         expires_at=float(claims["exp"]),
-        jti=_uuid_or_none(claims.get("jti")),
+        jti=_token_id(provider.name, claims.get("jti"), token),
         email=_email_or_none(claims.get("email")),
     )
 
@@ -181,11 +183,16 @@ def _subject(value: Any) -> str:
     return value
 
 
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+def _token_id(provider: str, jti: Any, token: str) -> uuid.UUID:
+    """The id logout revokes the token by: its `jti` when that is a UUID, else a UUID derived
+    from the provider's `jti` or, when it has none (Better Auth issues none), from the token
+    itself. So logout ends any provider token here, not only those carrying a UUID `jti`."""
+    if isinstance(jti, str) and jti:
+        try:
+            return uuid.UUID(jti)
+        except ValueError:
+            return uuid.uuid5(TOKEN_ID_NAMESPACE, f"{provider}:jti:{jti}")
+    return uuid.uuid5(TOKEN_ID_NAMESPACE, f"{provider}:sha256:{hashlib.sha256(token.encode()).hexdigest()}")
 
 
 def _email_or_none(value: Any) -> str | None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import asyncpg
+import httpx
 from litestar import Litestar
 
 from tests.conftest import make_user
@@ -118,3 +119,17 @@ async def test_an_unusable_email_claim_is_left_out(
     for email in ["", "not-an-email", 42, "x" * 400 + "@example.com", "nul\x00@example.com"]:
         caller = await caller_for(app, supabase_es256.sign(supabase_claims(supabase_server.url, email=email)))
         assert caller.email is None
+
+
+async def test_logout_ends_a_provider_token_without_a_jti(client: httpx.AsyncClient) -> None:
+    claims = seed_002_claims()
+    token = hs256(claims, BETTER_AUTH_SECRET)  # seed 002's tokens carry no jti at all
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/auth/me", headers=headers)).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
+    after = await asyncio.gather(*(client.get("/api/auth/me", headers=headers) for _ in range(10)))
+    assert {answer.status_code for answer in after} == {401}
+    assert {answer.json()["detail"] for answer in after} == {"token has been revoked"}
+    # Only that token: the user's next one (another iat, so another token) still works.
+    fresh = hs256({**claims, "iat": claims["iat"] + 1}, BETTER_AUTH_SECRET)
+    assert (await client.get("/api/auth/me", headers={"Authorization": f"Bearer {fresh}"})).status_code == 200
