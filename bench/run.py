@@ -245,10 +245,7 @@ async def _register_and_login(http: httpx.AsyncClient, email: str) -> tuple[str,
     return created.json()["id"], login.json()["access_token"]
 
 
-SCAN_SCENARIOS = {"scans_first_page", "scans_deep_page"}
-
-
-async def seed(base: str, *, with_scans: bool) -> Seeded:
+async def seed(base: str, scans: int) -> Seeded:
     seeded = Seeded()
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         seeded.tasks_email = "tasks@bench.example"
@@ -262,9 +259,9 @@ async def seed(base: str, *, with_scans: bool) -> Seeded:
                 headers=auth,
             )
             response.raise_for_status()
-        if not with_scans:
-            return seeded
         _, seeded.scans_token = await _register_and_login(http, "scans@bench.example")
+        if not scans:
+            return seeded
         scan_auth = {"Authorization": f"Bearer {seeded.scans_token}"}
         semaphore = asyncio.Semaphore(16)
 
@@ -277,9 +274,9 @@ async def seed(base: str, *, with_scans: bool) -> Seeded:
                 )
                 response.raise_for_status()
 
-        await asyncio.gather(*(one_scan(n) for n in range(SCANS)))
+        await asyncio.gather(*(one_scan(n) for n in range(scans)))
         cursor = None
-        for _ in range(SCANS // 100 - 1):
+        for _ in range(scans // 100 - 1):
             params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
             page = await http.get("/api/scans", params=params, headers=scan_auth)
             page.raise_for_status()
@@ -359,7 +356,9 @@ def bench_workers(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with started(service_command(port, workers), env, f"{base}/health/ready") as server:
-        seeded = seed_once(base, with_scans=not args.only or bool(SCAN_SCENARIOS & args.only))
+        # The scans take minutes to seed through the AI service: only for a run that reads them.
+        wants_scans = not args.only or any(name.startswith("scans") for name in args.only)
+        seeded = seed_once(base, env, SCANS if wants_scans else 0)
         duration = args.duration
         tasks_path = f"/api/{seeded.tasks_user_id}/tasks"
 
@@ -461,14 +460,13 @@ def bench_workers(
 _SEEDED: dict[str, Seeded] = {}
 
 
-def seed_once(base: str, *, with_scans: bool) -> Seeded:
+def seed_once(base: str, env: dict[str, str], scans: int) -> Seeded:
     """Seed once per database; later runs reuse the users (tokens stay valid across restarts)."""
     if "done" not in _SEEDED:
         started_at = time.monotonic()
-        _SEEDED["done"] = asyncio.run(seed(base, with_scans=with_scans))
+        _SEEDED["done"] = asyncio.run(seed(base, scans))
         print(
-            f"  seeded {TASKS} tasks and {SCANS if with_scans else 0} scans through the API "
-            f"in {time.monotonic() - started_at:.0f} s"
+            f"  seeded {TASKS} tasks and {scans} scans through the API in {time.monotonic() - started_at:.0f} s"
         )
     return _SEEDED["done"]
 
@@ -595,6 +593,88 @@ def bench_statements(args: argparse.Namespace, env: dict[str, str], results: lis
 
 
 INTERLEAVED = "tasks_list_interleaved"
+TRACING = "tasks_list_tracing"
+
+
+def interleave(
+    args: argparse.Namespace, wrk: str, script: str, bases: dict[str, str], label: str
+) -> list[dict[str, float]]:
+    """The task list on every server of `bases`, in turn, for `--rounds` rounds with the order
+    rotating; each round's req/s by server name."""
+    for base in bases.values():  # warm up: every pool connection opened, statements prepared
+        run_wrk(wrk, base, script, connections=64, duration=2)
+    rounds: list[dict[str, float]] = []
+    names = list(bases)
+    for number in range(args.rounds):
+        measured = {}
+        first = number % len(names)
+        for name in names[first:] + names[:first]:
+            measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)["rps"]
+        rounds.append(measured)
+        print(
+            f"  {label} round {number + 1}: " + ", ".join(f"{n} {measured[n]:.1f}" for n in names) + " req/s"
+        )
+    return rounds
+
+
+def median_result(
+    scenario: str, rounds: list[dict[str, float]], name: str, baseline: str, key: str, beside: str
+) -> Result:
+    """`name`'s median req/s over the rounds, and its ratio to `baseline` (median and range)."""
+    ratios = [r[name] / r[baseline] for r in rounds]
+    return Result(
+        scenario,
+        1,
+        64,
+        round(statistics.median(r[name] for r in rounds), 1),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        note=f"median of {len(rounds)} rounds, each beside {beside}",
+        extra={
+            f"{key}_median": round(statistics.median(ratios), 2),
+            f"{key}_min": round(min(ratios), 2),
+            f"{key}_max": round(max(ratios), 2),
+        },
+    )
+
+
+# Tracing off, and on with these sampling ratios, exporting over OTLP/HTTP to a receiver in
+# this process that reads each batch and answers 200 (a collector's work, not counted).
+TRACING_SAMPLED = {"traced_100": "1.0", "traced_10": "0.1"}
+
+
+def bench_tracing(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    """The task list with tracing off and on (100 % and 10 % sampled), one worker each, all
+    running at once and driven in turn like the interleaved floors."""
+    if args.only and TRACING not in args.only:
+        return
+    from tests.observability.otlp_receiver import otlp_receiver
+
+    seeded = _SEEDED["done"]
+    script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver(decode=False))
+        environments = {"off": env}
+        for name, ratio in TRACING_SAMPLED.items():
+            environments[name] = {
+                **env,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": ratio,
+            }
+        bases: dict[str, str] = {}
+        for name, environment in environments.items():
+            port = free_port()
+            bases[name] = f"http://127.0.0.1:{port}"
+            stack.enter_context(started(service_command(port, 1), environment, bases[name] + "/health/ready"))
+        rounds = interleave(args, wrk, script, bases, TRACING)
+        print(f"  the receiver took {receiver.requests} OTLP export requests")
+    for name in bases:
+        results.append(median_result(f"{TRACING}_{name}", rounds, name, "off", "x_off", "tracing off"))
 
 
 def _fastapi_installed() -> bool:
@@ -646,56 +726,20 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 )
             else:
                 stack.enter_context(started(service_command(port, 1), env, bases[name] + "/health/ready"))
-        for base in bases.values():  # warm up: every pool connection opened, statements prepared
-            run_wrk(wrk, base, script, connections=64, duration=2)
-        rounds: list[dict[str, float]] = []
-        names = list(bases)
-        for number in range(args.rounds):
-            measured = {}
-            first = number % len(names)
-            for name in names[first:] + names[:first]:
-                measured[name] = run_wrk(wrk, bases[name], script, connections=64, duration=args.duration)[
-                    "rps"
-                ]
-            rounds.append(measured)
-            print(
-                f"  {INTERLEAVED} round {number + 1}: "
-                + ", ".join(f"{name} {measured[name]:.1f}" for name in names)
-                + " req/s"
-            )
-    for name in names:
+        rounds = interleave(args, wrk, script, bases, INTERLEAVED)
+    for name in bases:
         if name == "floor":
             continue
-        ratios = [r[name] / r["floor"] for r in rounds]
-        extra = {
-            "x_floor_median": round(statistics.median(ratios), 2),
-            "x_floor_min": round(min(ratios), 2),
-            "x_floor_max": round(max(ratios), 2),
-        }
+        result = median_result(INTERLEAVED_SCENARIOS[name], rounds, name, "floor", "x_floor", "the floor")
         if name == "service":
-            extra["x_litestar_floor_median"] = round(
+            result.extra["x_litestar_floor_median"] = round(
                 statistics.median(r[name] / r["litestar"] for r in rounds), 2
             )
-            if "fastapi" in names:
-                extra["x_fastapi_median"] = round(
+            if "fastapi" in bases:
+                result.extra["x_fastapi_median"] = round(
                     statistics.median(r[name] / r["fastapi"] for r in rounds), 2
                 )
-        results.append(
-            Result(
-                INTERLEAVED_SCENARIOS[name],
-                1,
-                64,
-                round(statistics.median(r[name] for r in rounds), 1),
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                note=f"median of {len(rounds)} rounds, each beside the floor",
-                extra=extra,
-            )
-        )
+        results.append(result)
 
 
 FLOOR_SCENARIOS = (
@@ -778,15 +822,17 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
                 f"over {int(r.extra['processes'])} processes"
             )
             continue
-        if "x_floor_median" in r.extra:
+        key = next((k.removesuffix("_median") for k in r.extra if k.endswith("_median")), None)
+        if key is not None:
+            mark = "o" if key == "x_off" else " "  # 'o': over tracing off, not over the floor
             lines.append(
                 f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {'':>8} {'':>8} {'':>8} "
-                f"{'':>6} {r.extra['x_floor_median']:>8.2f}  {r.note}, range "
-                f"{r.extra['x_floor_min']:.2f}-{r.extra['x_floor_max']:.2f}"
+                f"{'':>6} {r.extra[key + '_median']:>7.2f}{mark}  {r.note}, range "
+                f"{r.extra[key + '_min']:.2f}-{r.extra[key + '_max']:.2f}"
                 + "".join(
-                    f", {key.removeprefix('x_').removesuffix('_median')} x{value:.2f}"
-                    for key, value in r.extra.items()
-                    if key in ("x_litestar_floor_median", "x_fastapi_median")
+                    f", {name.removeprefix('x_').removesuffix('_median')} x{value:.2f}"
+                    for name, value in r.extra.items()
+                    if name in ("x_litestar_floor_median", "x_fastapi_median")
                 )
             )
             continue
@@ -862,6 +908,7 @@ def main() -> int:
                 bench_floor(args, wrk, env, results)
                 bench_interleaved(args, wrk, env, results)
                 bench_statements(args, env, results)
+                bench_tracing(args, wrk, env, results)
         print("== argon2 alone")
         argon2_rps = argon2_alone(env)
 

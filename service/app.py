@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import asyncpg
 import httpx
 from litestar import Litestar, Response, Router
 from litestar.config.cors import CORSConfig
@@ -41,6 +43,9 @@ from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
 from service.users.routes import UsersController
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 STATIC_DIR = Path(__file__).parent / "static"
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -83,12 +88,20 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
-def _lifespan(settings: Settings, listener: CallerListener):  # type: ignore[no-untyped-def]
+def _lifespan(  # type: ignore[no-untyped-def]
+    settings: Settings, listener: CallerListener, tracer_provider: TracerProvider | None, owns_provider: bool
+):
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url, embedded = resolve_database_url(settings)
-        pool = await create_pool(settings, url)
+        connection_class = asyncpg.Connection
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
+        if tracer_provider is not None:
+            from service import tracing
+
+            connection_class = tracing.traced_connection_class(tracer_provider)
+            tracing.trace_http_client(http, tracer_provider, settings)
+        pool = await create_pool(settings, url, connection_class)
         app.state.update(pool=pool, http=http, settings=settings)
         app.state.update({CALLER_CACHE_KEY: listener.cache, CALLER_LISTENER_KEY: listener})
         caller_listen_url = listen_url(settings, url)
@@ -112,6 +125,10 @@ def _lifespan(settings: Settings, listener: CallerListener):  # type: ignore[no-
             await http.aclose()
             await pool.close()
             access_log.flush()
+            if owns_provider and tracer_provider is not None:
+                from service import tracing
+
+                tracing.stop_tracer_provider(tracer_provider)
             if embedded is not None:
                 embedded.stop_if_started_here()
 
@@ -146,9 +163,15 @@ def create_served_app() -> Litestar:
     return app
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, tracer_provider: TracerProvider | None = None) -> Litestar:
+    """`tracer_provider` overrides the one OTEL_* settings would build (tests record spans in memory)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    owns_provider = tracer_provider is None and settings.tracing_enabled
+    if owns_provider:
+        from service import tracing
+
+        tracer_provider = tracing.create_tracer_provider(settings)
     handlers = api_handlers(settings)
     rate_limiting = RateLimiting(settings)
     caller_listener = CallerListener(CallerCache(settings.caller_cache_size))
@@ -161,7 +184,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan, key_check_at_startup],
+        lifespan=[
+            _lifespan(settings, caller_listener, tracer_provider, owns_provider),
+            rate_limiting.lifespan,
+            key_check_at_startup,
+        ],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -190,10 +217,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     _allow_every_method_on_options(app)
+    handler = app.asgi_handler
+    if tracer_provider is not None:
+        from service import tracing
+
+        handler = tracing.traced_asgi(handler, tracer_provider)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     app.asgi_handler = RequestContextMiddleware(
-        ReadYourWrites(app.asgi_handler, caller_listener),
+        ReadYourWrites(handler, caller_listener),
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

@@ -31,11 +31,27 @@ RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions
 TRANSACTION_ATTEMPTS = 3
 
 
+# The file each loaded statement came from, by its text: how a traced statement is named.
+_SQL_FILE_OF: dict[str, str] = {}
+
+
 @functools.cache
 def load_sql(name: str) -> str:
     """Return the text of `sql/<name>.sql`; read once per process, at import of the caller."""
     path = SQL_ROOT / f"{name}.sql"
-    return path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    _SQL_FILE_OF[text] = name
+    return text
+
+
+def statement_name(query: str) -> str:
+    """The SQL file a statement was loaded from (`tasks/list_tasks`), else its first keyword
+    (`BEGIN`, `COMMIT` from asyncpg's transactions)."""
+    name = _SQL_FILE_OF.get(query)
+    if name is not None:
+        return name
+    words = query.split(None, 1)
+    return words[0].upper() if words else "SQL"
 
 
 def all_sql_files() -> list[str]:
@@ -168,8 +184,12 @@ class FairPool(asyncpg.Pool):
                 self._gate.release()
 
 
-async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
-    """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction."""
+async def create_pool(
+    settings: Settings, url: str, connection_class: type[asyncpg.Connection] = asyncpg.Connection
+) -> asyncpg.Pool:
+    """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction.
+
+    `connection_class` is service.tracing's traced connection when traces are on."""
     transaction_pooler = settings.database_pooler == "transaction"
     pool = FairPool(
         url,
@@ -180,7 +200,7 @@ async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
         init=_init_connection,
         reset=_no_session_reset,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=connection_class,
         record_class=asyncpg.Record,
         statement_cache_size=0 if transaction_pooler else 256,
         command_timeout=30,

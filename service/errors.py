@@ -36,6 +36,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     type: str = "about:blank"
     instance: str | None = None
     request_id: str | None = None
+    # On 5xx answers of a traced request: what a user's report needs to find the trace.
+    trace_id: str | None = None
     errors: list[FieldError] | None = None
 
 
@@ -75,7 +77,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str | None:
-    value = request.scope.get("request_id")  # type: ignore[call-overload]
+    value = request.scope.get("request_id")  # type: ignore[call-overload, arg-type]
     return value if isinstance(value, str) else None
 
 
@@ -93,6 +95,7 @@ def problem_response(
         detail=detail,
         instance=request.url.path,
         request_id=request_id_of(request),
+        trace_id=request.scope.get("trace_id") if status >= 500 else None,  # type: ignore[call-overload, arg-type]
         errors=errors,
     )
     all_headers = dict(headers or {})

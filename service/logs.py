@@ -71,8 +71,9 @@ ACCESS_LOG_FLUSH_SECONDS = 0.2
 ACCESS_LOG_FLUSH_BYTES = 64 * 1024
 
 
-class _AccessLine(msgspec.Struct):
-    """The JSON access line: the fields JsonFormatter prints, then the request's own."""
+class _AccessLine(msgspec.Struct, omit_defaults=True):
+    """The JSON access line: the fields JsonFormatter prints, then the request's own (trace_id
+    only when the request was traced)."""
 
     ts: str
     level: str
@@ -84,6 +85,7 @@ class _AccessLine(msgspec.Struct):
     status: int
     duration_ms: float
     client: str | None
+    trace_id: str | None = None
 
 
 class AccessLog:
@@ -130,7 +132,14 @@ class AccessLog:
         return self._stamp, int((now - second) * 1000)
 
     def write(
-        self, request_id: str, method: str, path: str, status: int, duration_ms: float, client: str | None
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        client: str | None,
+        trace_id: str | None = None,
     ) -> None:
         stamp, millis = self._timestamp(time.time())
         if self.json:
@@ -146,13 +155,14 @@ class AccessLog:
                     status,
                     duration_ms,
                     client,
+                    trace_id,
                 )
             )
         else:
             line = (
                 f"{stamp},{millis:03d} INFO service.access request request_id={request_id} "
                 f"method={method} path={_UNSAFE_IN_TEXT_FIELD.sub(_escape, path)} status={status} "
-                f"duration_ms={duration_ms} client={client}"
+                f"duration_ms={duration_ms} client={client}" + (f" trace_id={trace_id}" if trace_id else "")
             ).encode()
         self._pending.append(line)
         self._pending_bytes += len(line) + 1

@@ -112,4 +112,5 @@ class RequestContextMiddleware:
                     status,
                     round((finished - started) * 1000, 2),
                     client_ip,
+                    scope.get("trace_id"),  # type: ignore[call-overload, arg-type]
                 )

@@ -26,11 +26,21 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
-BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
+# traceparent and tracestate: a traced frontend's context continues here (W3C Trace Context).
+BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "traceparent", "tracestate")
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 # A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 COOKIE_DOMAIN_PATTERN = rf"^\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
+OtlpProtocol = Literal["http/protobuf", "grpc"]
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class SettingsError(ValueError):
@@ -100,6 +110,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
     scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
+    # OpenTelemetry's standard variables (service.tracing): traces are exported only when an
+    # endpoint is set.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: OtlpProtocol = "http/protobuf"
+    otel_exporter_otlp_traces_protocol: OtlpProtocol | None = None
+    otel_service_name: str | None = None
+    otel_traces_sampler: TraceSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    otel_sdk_disabled: bool = False
+
+    @property
+    def tracing_enabled(self) -> bool:
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled
 
     @property
     def drain_seconds(self) -> float:
@@ -278,6 +303,10 @@ def _check_secrets(settings: Settings) -> Settings:
         raise SettingsError("invalid DATABASE_POOL_MIN: larger than DATABASE_POOL_MAX")
     if not settings.ai_service_url.startswith(("http://", "https://")):
         raise SettingsError("invalid AI_SERVICE_URL: must start with http:// or https://")
+    for name in ("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint"):
+        endpoint = getattr(settings, name)
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise SettingsError(f"invalid {name.upper()}: must start with http:// or https://")
     for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
         value = getattr(settings, name)
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
