@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 
@@ -51,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         with _metrics_shared_by_workers(settings, args.workers):
-            _run_uvicorn(args)
+            _run_uvicorn(args, settings)
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
@@ -79,8 +80,10 @@ def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[Non
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _run_uvicorn(args: argparse.Namespace) -> None:
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+
+    from service.http_protocol import guarded_protocol
 
     uvicorn.run(
         "service.app:create_served_app",
@@ -89,7 +92,8 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with limits on request heads and connections (service/http_protocol.py).
+        http=cast(Any, guarded_protocol(settings)),
         log_config=None,
         access_log=False,
         proxy_headers=False,
@@ -136,6 +140,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
                 url,
                 args.email,
                 lambda: read_password(os.environ),
+                promote_existing=args.promote_existing,
                 reset_password=args.reset_password,
             )
         )
@@ -206,14 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     create_admin = commands.add_parser(
         "create-admin",
-        help="create a local administrator, or promote the local account with this email",
+        help="create a local administrator (or, with --promote-existing, promote an existing account)",
         description=(
-            "Creates a local administrator, or promotes (and reactivates) the existing local account "
-            "with this email. The password comes from SERVICE_ADMIN_PASSWORD, or is asked for twice "
-            "without echo; an existing account keeps its password unless --reset-password is given."
+            "Creates a local administrator. An existing local account with this email that is not an "
+            "administrator is promoted (and reactivated) only with --promote-existing; without it the "
+            "command refuses, since anyone may have registered the email. The password comes from "
+            "SERVICE_ADMIN_PASSWORD, or is asked for twice without echo; an existing account keeps "
+            "its password unless --reset-password is given."
         ),
     )
     create_admin.add_argument("email")
+    create_admin.add_argument(
+        "--promote-existing",
+        action="store_true",
+        help="promote the existing local account with this email, which you know to be yours",
+    )
     create_admin.add_argument(
         "--reset-password",
         action="store_true",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-from collections.abc import Iterable
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +20,15 @@ from service.settings import PROJECT_ROOT, Settings
 SQL_ROOT = PROJECT_ROOT / "sql"
 BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with it before a query
 
+log = logging.getLogger("service.db")
+
 T = TypeVar("T", bound=msgspec.Struct)
+R = TypeVar("R")
+
+# PostgreSQL aborted the transaction to break a deadlock or a serialization conflict: nothing of
+# it was committed, so it can run again from the start.
+RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+TRANSACTION_ATTEMPTS = 3
 
 
 @functools.cache
@@ -178,6 +188,22 @@ async def create_pool(settings: Settings, url: str) -> asyncpg.Pool:
     )
     await pool
     return pool
+
+
+async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
+    """`work(connection)` inside a transaction of its own, run again (up to TRANSACTION_ATTEMPTS
+    times, after a short random pause) when PostgreSQL aborts it with a deadlock or a
+    serialization failure. The lock order (docs/reliability.md) keeps those rare; this keeps the
+    rest from becoming errors. `work` must do nothing but database work: it may run twice."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS):
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                return await work(connection)
+        except RETRYABLE_ERRORS as exc:
+            log.warning("transaction aborted by %s; running it again", type(exc).__name__)
+            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+    async with pool.acquire() as connection, connection.transaction():
+        return await work(connection)
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -139,9 +139,9 @@ def _field_errors(extra: Any) -> list[FieldError]:
     return errors
 
 
-def invalid_field(field: str, message: str) -> ValidationException:
-    """A 400 that names the offending body field, shaped like Litestar's own validation errors."""
-    return ValidationException(detail=message, extra=[{"key": field, "message": message, "source": "body"}])
+def invalid_field(field: str, message: str, source: str = "body") -> ValidationException:
+    """A 400 that names the offending field, shaped like Litestar's own validation errors."""
+    return ValidationException(detail=message, extra=[{"key": field, "message": message, "source": source}])
 
 
 def invalid_body(exc: msgspec.DecodeError) -> ValidationException:
@@ -221,10 +221,35 @@ def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception)
     )
 
 
+def handle_transaction_conflict(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # A deadlock or serialization failure that survived db.in_transaction's retries (or hit a
+    # statement outside it): nothing was committed, and the same request can simply be sent again.
+    log.warning("transaction aborted by the database: %s", type(exc).__name__)
+    return problem_response(
+        request, 503, "a conflicting change was in progress; retry the request", {"Retry-After": "1"}
+    )
+
+
+# What a client is told when PostgreSQL or asyncpg refuses one of its values, by SQLSTATE. The
+# driver's own text names query arguments and Python reprs: it goes to the log, never to a client.
+_DATA_ERROR_DETAILS = {
+    "22001": "a text value is longer than the database accepts",
+    "22003": "a number is out of the range the database accepts",
+    "22008": "a date or time is out of the range the database accepts",
+    "22021": "a text value contains a character the database cannot store (such as NUL)",
+    "22P05": "a text value contains a character the database cannot store (such as NUL)",
+}
+_DATA_ERROR_FALLBACK = "a value is out of the range the database accepts"
+
+
 def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    # PostgreSQL rejected a value (a NUL byte, an out-of-range number): the input is at fault.
-    message = str(exc).split("\n")[0]
-    return problem_response(request, 400, f"invalid input: {message}")
+    # The input is at fault (a NUL byte, an out-of-range number or date), but which input and
+    # why should have been said by validation before the query; the log keeps the driver's words.
+    log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    sqlstate = getattr(exc, "sqlstate", None)
+    return problem_response(
+        request, 400, f"invalid input: {_DATA_ERROR_DETAILS.get(sqlstate or '', _DATA_ERROR_FALLBACK)}"
+    )
 
 
 def handle_undecodable_text(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
@@ -250,6 +275,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     asyncpg.DataError: handle_data_error,
+    asyncpg.exceptions.TransactionRollbackError: handle_transaction_conflict,
     UnicodeDecodeError: handle_undecodable_text,
     RecursionError: handle_recursion,
     Exception: handle_unexpected,

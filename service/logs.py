@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import msgspec
 
 _encoder = msgspec.json.Encoder()
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn adds `color_message`, its message with ANSI colours for its own console formatter:
+# in a JSON line it would only repeat `message` with escape codes.
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,6 +33,36 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encoder.encode(entry).decode()
+
+
+# In text logs a record is one line whatever it quotes: a request path with %0A, or an exception
+# message with a newline, would otherwise start a line that reads as a record of its own. The
+# backslash is escaped too, so a path with a literal backslash-n cannot pass for an escaped newline.
+_UNSAFE_IN_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+# A field of the text access line also ends at a space.
+_UNSAFE_IN_TEXT_FIELD = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029\\]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == ord("\\"):
+        return "\\\\"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_for_text(text: str) -> str:
+    """`text` with control characters and backslashes escaped, so it stays on one line."""
+    return _UNSAFE_IN_TEXT.sub(_escape, text)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger message`, one line per record: a traceback is kept, its newlines escaped."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_for_text(super().format(record))
 
 
 # Access lines are written in batches: at most this long after the first unwritten one, or
@@ -118,7 +151,8 @@ class AccessLog:
         else:
             line = (
                 f"{stamp},{millis:03d} INFO service.access request request_id={request_id} "
-                f"method={method} path={path} status={status} duration_ms={duration_ms} client={client}"
+                f"method={method} path={_UNSAFE_IN_TEXT_FIELD.sub(_escape, path)} status={status} "
+                f"duration_ms={duration_ms} client={client}"
             ).encode()
         self._pending.append(line)
         self._pending_bytes += len(line) + 1
@@ -172,7 +206,7 @@ def configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     access_log.configure(handler.stream, json=fmt == "json")
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from service.patterns import whole
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
 MIN_SECRET_BYTES = 32
@@ -53,11 +55,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
     better_auth_secret: str | None = None
     better_auth_url: str | None = None
+    # Better Auth options that move its key set or change its claims (docs/providers.md).
+    better_auth_jwks_url: str | None = None
+    better_auth_issuer: str | None = None
+    better_auth_audience: str | None = None
     supabase_url: str | None = None
     supabase_jwt_secret: str | None = None
     redis_url: str | None = None
     # Keys in a shared Redis start with this, so several deployments can use one server.
-    redis_key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "service"
+    redis_key_prefix: Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9_.:-]{1,64}"))] = "service"
     rate_limit_per_minute: PositiveInt = 600
     auth_rate_limit_per_minute: PositiveInt = 20
     login_max_failures: PositiveInt = 5
@@ -75,6 +81,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
+    # Per worker, enforced by service.http_protocol before a request reaches the app.
+    http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
+    http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    http_max_connections: PositiveInt = 2048
 
     @property
     def drain_seconds(self) -> float:
@@ -156,6 +166,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         raise SettingsError(_name_the_variable(str(exc))) from None
     _check_trusted_proxies(settings)
     _check_database_url(settings)
+    _check_better_auth(settings)
     return _check_secrets(settings)
 
 
@@ -205,6 +216,25 @@ def _check_database_url(settings: Settings) -> None:
         raise SettingsError(
             f"invalid DATABASE_POOLER: DATABASE_URL points at {pooler}; set DATABASE_POOLER=transaction"
         )
+
+
+def _check_better_auth(settings: Settings) -> None:
+    if settings.better_auth_url:
+        try:
+            parts = urlsplit(settings.better_auth_url)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise SettingsError("invalid BETTER_AUTH_URL: not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError("invalid BETTER_AUTH_URL: must be an http:// or https:// URL")
+    jwks_url = settings.better_auth_jwks_url
+    if jwks_url and not jwks_url.startswith(("http://", "https://")):
+        raise SettingsError("invalid BETTER_AUTH_JWKS_URL: must start with http:// or https://")
+    if settings.better_auth_url:
+        return
+    for name in ("better_auth_jwks_url", "better_auth_issuer", "better_auth_audience"):
+        if getattr(settings, name):
+            raise SettingsError(f"invalid {name.upper()}: set BETTER_AUTH_URL too (Better Auth's baseURL)")
 
 
 def _check_secrets(settings: Settings) -> Settings:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ import asyncpg
 import httpx
 import psycopg
 import pytest
+import redis
 from litestar import Litestar
 
 from service import migrations
@@ -26,6 +29,7 @@ from service.app import create_app
 from service.embedded import EmbeddedPostgres
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
+from tests.system_tools import require_tool
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 
@@ -56,6 +60,34 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free loopback port for the session, keeping nothing on disk."""
+    from tests.processes import free_port  # tests.processes imports this module
+
+    binary = require_tool("redis-server", "apt-get install redis-server")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 20
+        with redis.Redis.from_url(url, socket_timeout=1) as client:
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    assert process.poll() is None, "redis-server exited during start-up"
+                    assert time.monotonic() < deadline, "redis-server did not answer"
+                    time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import uuid
+from typing import NamedTuple
 
 import asyncpg
 from litestar.exceptions import NotAuthorizedException, ValidationException
 from msgspec import UNSET
 
 from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
-from service.accounts.sessions import end_other_sessions, start_session
+from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql, row_to
+from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
@@ -27,9 +28,9 @@ GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
 CHANGE_PASSWORD = load_sql("accounts/change_password")
 UPDATE_PROFILE = load_sql("accounts/update_profile")
-GET_LOCKOUT = load_sql("accounts/get_lockout")
-RECORD_LOGIN_FAILURE = load_sql("accounts/record_login_failure")
+COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
+LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
 
 WRONG_CREDENTIALS = "incorrect email or password"
 
@@ -68,30 +69,38 @@ async def register(
     return user
 
 
-async def _refuse_if_locked(connection: asyncpg.Connection | asyncpg.Pool, email: str) -> None:
-    retry_after = await connection.fetchval(GET_LOCKOUT, email)
-    if retry_after is not None:
+async def _count_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> int:
+    """Count a password attempt for `email` before the password is checked; its number within
+    the lockout window. 429 when the email is locked: the password is then not checked at all,
+    so at most LOGIN_MAX_FAILURES guesses per window are ever evaluated, however many arrive at
+    once, on any number of workers and hosts (the count is one atomic upsert in PostgreSQL)."""
+    counted = await pool.fetchrow(
+        COUNT_PASSWORD_ATTEMPT, email, settings.login_max_failures, settings.login_lockout_minutes
+    )
+    attempt: int = counted["attempt"]
+    if attempt > settings.login_max_failures:
+        retry_after = max(1, counted["retry_after"])
         minutes = math.ceil(retry_after / 60)
         plural = "s" if minutes > 1 else ""
         raise TooManyRequests(
-            f"too many failed logins for this email; try again in {minutes} minute{plural}",
+            f"too many failed password attempts for this email; try again in {minutes} minute{plural}",
             retry_after=retry_after,
         )
+    return attempt
 
 
-async def _count_failure(
+async def _record_failure(
     pool: asyncpg.Pool,
     settings: Settings,
     email: str,
     user_id: uuid.UUID | None,
     reason: str,
+    attempt: int,
     origin: RequestOrigin,
 ) -> None:
+    """Audit a wrong password (already counted by `_count_attempt`), and the lockout it caused."""
+    details = {"reason": reason, "failures": attempt}
     async with pool.acquire() as connection, connection.transaction():
-        counted = await connection.fetchrow(
-            RECORD_LOGIN_FAILURE, email, settings.login_max_failures, settings.login_lockout_minutes
-        )
-        details = {"reason": reason, "failures": counted["failures"]}
         await record_event(
             connection,
             "auth.login_failed",
@@ -100,7 +109,7 @@ async def _count_failure(
             actor_email=email,
             details=details,
         )
-        if counted["failures"] == settings.login_max_failures:
+        if attempt == settings.login_max_failures:
             await record_event(
                 connection,
                 "auth.lockout",
@@ -121,13 +130,14 @@ async def log_in(
     """
     email = normalise_email(login_name)
     passwords = passwords_for(settings)
-    await _refuse_if_locked(pool, email)
+    attempt = await _count_attempt(pool, settings, email)
     account = await pool.fetchrow(GET_LOGIN_USER, email)
     stored_hash: str | None = account["password_hash"] if account else None
     matches = await passwords.verify(stored_hash, password)
     if account is None or stored_hash is None or not matches:
         reason = "unknown_email" if account is None else "wrong_password"
-        await _count_failure(pool, settings, email, account["id"] if account else None, reason, origin)
+        account_id = account["id"] if account else None
+        await _record_failure(pool, settings, email, account_id, reason, attempt, origin)
         raise NotAuthorizedException(WRONG_CREDENTIALS)
     user_id: uuid.UUID = account["id"]
     if not account["is_active"]:
@@ -137,9 +147,14 @@ async def log_in(
         )
         raise NotAuthorizedException("account is not active")
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
-    async with pool.acquire() as connection, connection.transaction():
-        # A lock set by failures that raced this attempt wins over it.
-        await _refuse_if_locked(connection, email)
+
+    async def start(connection: asyncpg.Connection) -> Token:
+        checked = await connection.fetchrow(LOCK_LOGIN_USER, user_id, stored_hash)
+        if checked is None or not checked["is_active"]:
+            raise NotAuthorizedException("account is not active")
+        if not checked["same_password"]:  # changed while this attempt was being checked
+            raise NotAuthorizedException(WRONG_CREDENTIALS)
+        # This attempt was within the budget and proved the password: the run of failures ends.
         await connection.execute(CLEAR_LOGIN_FAILURES, email)
         if rehashed is not None:
             await connection.execute(UPDATE_PASSWORD_HASH, user_id, rehashed)
@@ -154,7 +169,9 @@ async def log_in(
             target_id=str(user_id),
             details={"rehashed": rehashed is not None},
         )
-    return token
+        return token
+
+    return await in_transaction(pool, start)
 
 
 async def get_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> User:
@@ -170,43 +187,61 @@ async def update_me(
     """Apply a profile change and, when asked, a password change, in one transaction."""
     if changes.password is UNSET and changes.full_name is UNSET:
         return await get_user(pool, caller.id)
-    new_password: tuple[str, str] | None = None
+    new_password: _PasswordChange | None = None
     if changes.password is not UNSET:
         new_password = await _verified_password_change(pool, settings, caller, changes, origin)
-    async with pool.acquire() as connection, connection.transaction():
+
+    async def apply(connection: asyncpg.Connection) -> asyncpg.Record | None:
         if new_password is not None:
-            old_hash, new_hash = new_password
-            changed = await connection.execute(
-                CHANGE_PASSWORD, caller.id, old_hash, new_hash, now_microseconds()
-            )
-            if changed != "UPDATE 1":
-                raise Conflict("the password was changed meanwhile; log in again")
-            await end_other_sessions(connection, caller)
-            await record_event(
-                connection,
-                "auth.password_changed",
-                origin=origin,
-                actor_id=caller.id,
-                actor_email=caller.email,
-                target_type="user",
-                target_id=str(caller.id),
-            )
+            await _change_password(connection, caller, new_password, origin)
         full_name_sent = changes.full_name is not UNSET
-        row = await connection.fetchrow(
+        return await connection.fetchrow(
             UPDATE_PROFILE, caller.id, full_name_sent, changes.full_name if full_name_sent else None
         )
+
+    row = await in_transaction(pool, apply)
     if row is None:
         raise NotAuthorizedException("account is not active")
     return row_to(User, row)
 
 
+class _PasswordChange(NamedTuple):
+    email: str  # normalised: the key of the attempt counter
+    old_hash: str  # the hash the current password matched
+    new_hash: str
+
+
+async def _change_password(
+    connection: asyncpg.Connection, caller: Caller, change: _PasswordChange, origin: RequestOrigin
+) -> None:
+    # The sessions lock comes first, and the instant that ends older access tokens is read after
+    # it: a refresh that was in flight has then committed, so its access token is older too.
+    await lock_user_sessions(connection, caller.id)
+    changed = await connection.execute(
+        CHANGE_PASSWORD, caller.id, change.old_hash, change.new_hash, now_microseconds()
+    )
+    if changed != "UPDATE 1":
+        raise Conflict("the password was changed meanwhile; log in again")
+    await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
+    await end_other_sessions(connection, caller)
+    await record_event(
+        connection,
+        "auth.password_changed",
+        origin=origin,
+        actor_id=caller.id,
+        actor_email=caller.email,
+        target_type="user",
+        target_id=str(caller.id),
+    )
+
+
 async def _verified_password_change(
     pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
-) -> tuple[str, str]:
-    """(hash the current password matched, hash of the new password), after every check.
+) -> _PasswordChange:
+    """The change to make, after every check.
 
-    A wrong current password counts towards the same lockout as a failed login, so a stolen
-    access token cannot be used to guess the password either.
+    A current-password check is counted before it is made, on the same counter as logins for
+    the account's email: a stolen access token gets no more guesses than the login form does.
     """
     assert isinstance(changes.password, str)
     new_password = _checked_new_password(settings, changes.password)
@@ -216,9 +251,9 @@ async def _verified_password_change(
     if account is None or account["password_hash"] is None:
         raise ValidationException(f"this account signs in through {caller.provider} and has no password here")
     email = normalise_email(account["email"])
-    await _refuse_if_locked(pool, email)
+    attempt = await _count_attempt(pool, settings, email)
     passwords = passwords_for(settings)
     if not await passwords.verify(account["password_hash"], changes.current_password):
-        await _count_failure(pool, settings, email, caller.id, "wrong_current_password", origin)
+        await _record_failure(pool, settings, email, caller.id, "wrong_current_password", attempt, origin)
         raise invalid_field("current_password", "the current password is incorrect")
-    return account["password_hash"], await passwords.hash(new_password)
+    return _PasswordChange(email, account["password_hash"], await passwords.hash(new_password))

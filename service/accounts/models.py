@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from service.patterns import NO_CONTROL_CHARACTERS, NO_NUL, whole
 from service.security.passwords import MAX_PASSWORD_LENGTH
 
 # The WHATWG HTML form rule for an email address, with at least one dot in the domain.
-EMAIL_PATTERN = (
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+EMAIL_PATTERN = whole(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
 MAX_EMAIL_LENGTH = 320
 
@@ -33,7 +34,7 @@ LoginName = Annotated[
     Meta(
         min_length=1,
         max_length=MAX_EMAIL_LENGTH,
-        pattern=r"^[^\x00]*$",
+        pattern=NO_NUL,
         description="The account's email address.",
     ),
 ]
@@ -49,7 +50,7 @@ NewPassword = Annotated[
     ),
 ]
 CurrentPassword = Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
-FullName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+FullName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
 OpaqueToken = Annotated[str, Meta(min_length=1, max_length=512)]
 
 

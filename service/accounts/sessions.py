@@ -17,7 +17,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from service.accounts.models import Token
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql
+from service.db import in_transaction, load_sql
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token
 from service.settings import Settings
@@ -31,6 +31,8 @@ REVOKE_REFRESH_FAMILY = load_sql("accounts/revoke_refresh_family")
 REVOKE_SESSION = load_sql("accounts/revoke_session")
 REVOKE_OTHER_SESSIONS = load_sql("accounts/revoke_other_sessions")
 REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
+LOCK_USER_SESSIONS = load_sql("accounts/lock_user_sessions")
+LOCK_REFRESH_OWNER = load_sql("accounts/lock_refresh_owner")
 
 REFRESH_TOKEN_BYTES = 32
 
@@ -62,38 +64,50 @@ async def start_session(
     return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
 
 
+async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+    """Take the lock that serialises ending this user's sessions with their refreshes (see
+    sql/accounts/lock_user_sessions.sql); the first statement of every transaction that ends
+    sessions. False when there is no such user."""
+    return await connection.fetchval(LOCK_USER_SESSIONS, user_id) is not None
+
+
 async def rotate_session(
     pool: asyncpg.Pool, settings: Settings, presented: str, origin: RequestOrigin
 ) -> Token:
     """Spend `presented` and return the next pair of its family, or raise 401."""
     digest = refresh_token_digest(presented)
-    async with pool.acquire() as connection:
-        async with connection.transaction():
-            spent = await connection.fetchrow(SPEND_REFRESH_TOKEN, digest)
-            if spent is not None:
-                access = issue_access_token(settings, spent["user_id"])
-                refresh, successor_digest = _new_refresh_token()
-                successor_id = await connection.fetchval(
-                    INSERT_REFRESH_SUCCESSOR,
-                    spent["id"],
-                    successor_digest,
-                    access.jti,
-                    origin.user_agent,
-                    origin.ip,
-                )
-                await connection.execute(MARK_REFRESH_TOKEN_REPLACED, spent["id"], successor_id)
-                return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
-        reason = await _refusal(connection, digest, origin)
-    raise NotAuthorizedException(reason)
+
+    async def rotate(connection: asyncpg.Connection) -> Token | None:
+        # Share-lock the owner first: a revocation in flight finishes before this refresh reads
+        # the token, and one that starts now waits for its successor to be committed.
+        if await connection.fetchval(LOCK_REFRESH_OWNER, digest) is None:
+            return None
+        spent = await connection.fetchrow(SPEND_REFRESH_TOKEN, digest)
+        if spent is None:
+            return None
+        access = issue_access_token(settings, spent["user_id"])
+        refresh, successor_digest = _new_refresh_token()
+        successor_id = await connection.fetchval(
+            INSERT_REFRESH_SUCCESSOR, spent["id"], successor_digest, access.jti, origin.user_agent, origin.ip
+        )
+        await connection.execute(MARK_REFRESH_TOKEN_REPLACED, spent["id"], successor_id)
+        return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+
+    token = await in_transaction(pool, rotate)
+    if token is not None:
+        return token
+    raise NotAuthorizedException(await _refusal(pool, digest, origin))
 
 
-async def _refusal(connection: asyncpg.Connection, digest: bytes, origin: RequestOrigin) -> str:
+async def _refusal(pool: asyncpg.Pool, digest: bytes, origin: RequestOrigin) -> str:
     """Why the token could not be spent; a spent token presented again ends its family."""
-    found = await connection.fetchrow(FIND_REFRESH_TOKEN, digest)
+    found = await pool.fetchrow(FIND_REFRESH_TOKEN, digest)
     if found is None:
         return "invalid refresh token"
     if found["rotated"]:
-        async with connection.transaction():
+
+        async def end_family(connection: asyncpg.Connection) -> None:
+            await lock_user_sessions(connection, found["user_id"])
             await connection.execute(REVOKE_REFRESH_FAMILY, found["family_id"])
             await record_event(
                 connection,
@@ -103,6 +117,8 @@ async def _refusal(connection: asyncpg.Connection, digest: bytes, origin: Reques
                 target_type="session",
                 target_id=str(found["family_id"]),
             )
+
+        await in_transaction(pool, end_family)
         return "refresh token was already used; the session has been ended, log in again"
     if found["revoked"]:
         return "refresh token has been revoked"
@@ -116,7 +132,9 @@ async def end_session(
 ) -> None:
     """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end now."""
     digest = refresh_token_digest(refresh_token) if refresh_token else None
-    async with pool.acquire() as connection, connection.transaction():
+
+    async def end(connection: asyncpg.Connection) -> None:
+        await lock_user_sessions(connection, caller.id)
         if caller.token_jti is not None:
             await connection.execute(
                 REVOKE_ACCESS_TOKEN, caller.token_jti, caller.id, caller.token_expires_at
@@ -132,7 +150,10 @@ async def end_session(
             target_id=str(caller.id),
         )
 
+    await in_transaction(pool, end)
+
 
 async def end_other_sessions(connection: asyncpg.Connection, caller: Caller) -> None:
-    """Revoke every refresh family of the caller except the one the caller's access token came from."""
+    """Revoke every refresh family of the caller except the one the caller's access token came
+    from; call after `lock_user_sessions` in the same transaction."""
     await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)

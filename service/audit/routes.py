@@ -13,7 +13,8 @@ from litestar.params import QueryParameter
 
 from service.audit.models import AuditEvent, AuditEventPage
 from service.db import load_sql, rows_to
-from service.errors import problem_responses
+from service.errors import invalid_field, problem_responses
+from service.patterns import whole
 from service.security.auth import BEARER_SECURITY
 from service.security.guards import requires_admin
 
@@ -24,17 +25,25 @@ Action = Annotated[
     str | None,
     QueryParameter(
         max_length=100,
-        pattern=r"^[a-z_]+\.[a-z_]+$",
+        pattern=whole(r"[a-z_]+\.[a-z_]+"),
         description="Exact action, e.g. `auth.login_failed` or `user.deleted`.",
     ),
 ]
+UTC_RANGE = "must be between 0001-01-01 and 9999-12-31 in UTC"
 INSTANT_HELP = "ISO 8601 instant (encode `+` as %2B); without an offset it is taken as UTC."
 
 
-def _utc(instant: datetime | None) -> datetime | None:
-    if instant is None or instant.tzinfo is not None:
-        return instant
-    return instant.replace(tzinfo=UTC)
+def _utc(name: str, instant: datetime | None) -> datetime | None:
+    """The instant in UTC, checked here: one with no UTC equivalent (0001-01-01T00:00+01:00) would
+    otherwise be refused by the driver, in words meant for us."""
+    if instant is None:
+        return None
+    if instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise invalid_field(name, UTC_RANGE, source="query") from None
 
 
 class AuditEventsController(Controller):
@@ -60,7 +69,7 @@ class AuditEventsController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> AuditEventPage:
         """Newest first. `since` is inclusive and `until` exclusive."""
-        since, until = _utc(since), _utc(until)
+        since, until = _utc("since", since), _utc("until", until)
         if since is not None and until is not None and since > until:
             raise ValidationException("since must not be later than until")
         filters = (action, actor_id, since, until)

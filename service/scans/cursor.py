@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from litestar.exceptions import ValidationException
 
@@ -26,8 +26,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(scan_id)
-    except ValueError:  # binascii.Error and UnicodeDecodeError included
+        # In UTC here, so a position no timestamp can hold is refused before the query.
+        return created_at.astimezone(UTC), uuid.UUID(scan_id)
+    except (ValueError, OverflowError):  # binascii.Error and UnicodeDecodeError included
         raise ValidationException(
             "invalid cursor",
             extra=[{"key": "cursor", "message": "not a cursor from this listing", "source": "query"}],

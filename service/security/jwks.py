@@ -1,9 +1,13 @@
 """Public signing keys that identity providers publish as a JWKS, cached per process and per URL.
 
-Keys stay fresh for the provider's Cache-Control max-age (at least five minutes). A token with a
-key id the cached set does not hold triggers one refetch, but no URL is fetched more than once per
-REFETCH_INTERVAL_SECONDS, so a flood of made-up key ids cannot hammer the provider. When the
-provider is down, keys past their freshness stay usable for STALE_GRACE_SECONDS.
+Keys stay fresh for the provider's Cache-Control max-age (at least five minutes). A token whose
+key id the cached set lacks is answered after a fetch that started after the token arrived, so a
+key the provider minted and signed with a moment ago (Better Auth's `rotationInterval`) works on
+its first request; that request may wait for the fetch. Made-up key ids cannot hammer the
+provider: one fetch at a time per URL (every request that arrived before it shares it), at most
+one per MIN_FETCH_INTERVAL_SECONDS, and a key id that a fetch did not find is refused without
+another fetch for UNKNOWN_KID_SECONDS. After a failed fetch the next waits
+FAILED_FETCH_RETRY_SECONDS; meanwhile keys past their freshness stay usable for STALE_GRACE_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +30,10 @@ log = logging.getLogger("service.security.jwks")
 
 MIN_TTL_SECONDS = 300
 MAX_TTL_SECONDS = 24 * 3600
-REFETCH_INTERVAL_SECONDS = 30
+MIN_FETCH_INTERVAL_SECONDS = 1.0
+FAILED_FETCH_RETRY_SECONDS = 30
+UNKNOWN_KID_SECONDS = 10
+MAX_UNKNOWN_KIDS = 1024
 STALE_GRACE_SECONDS = 600
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 256 * 1024
@@ -35,6 +42,7 @@ _PUBLIC_KEY_TYPES = {"EC", "RSA", "OKP"}
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 STATE_KEY = "jwks"
+NO_USABLE_KEY = "no usable signing key in it"
 
 
 class JwksUnavailable(Exception):
@@ -45,8 +53,19 @@ class JwksUnavailable(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class KeySetProblem:
+    """Why a key set cannot be used: `misconfigured` for a URL that answers, but not with a JWKS
+    (404, an HTML page, no usable key), rather than a provider that is down."""
+
+    reason: str
+    misconfigured: bool
+
+
 class _FetchFailed(Exception):
-    pass
+    def __init__(self, reason: str, *, misconfigured: bool) -> None:
+        super().__init__(reason)
+        self.problem = KeySetProblem(reason, misconfigured)
 
 
 class _KeySetDocument(msgspec.Struct):
@@ -61,16 +80,37 @@ class _KeySet:
     keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     fresh_until: float = -math.inf
     usable_until: float = -math.inf
-    last_attempt: float = -math.inf
+    last_attempt: float = -math.inf  # when the latest fetch started
+    last_failed: bool = False
+    # Key ids a fetch that started after their token arrived did not find -> refused until then.
+    unknown_kids: dict[str, float] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def is_unknown(self, kid: str, now: float) -> bool:
+        return self.unknown_kids.get(kid, -math.inf) > now and now < self.usable_until
+
+    def remember_unknown(self, kid: str, now: float) -> None:
+        self.unknown_kids.pop(kid, None)
+        # Entries share one lifetime, so the oldest is the first to expire.
+        while self.unknown_kids and (
+            len(self.unknown_kids) >= MAX_UNKNOWN_KIDS or next(iter(self.unknown_kids.values())) <= now
+        ):
+            del self.unknown_kids[next(iter(self.unknown_kids))]
+        self.unknown_kids[kid] = now + UNKNOWN_KID_SECONDS
 
 
 class JwksCache:
     """One per app (kept on `app.state`), shared by every request of that app."""
 
-    def __init__(self, http: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._http = http
         self._clock = clock
+        self._sleep = sleep
         self._sets: dict[str, _KeySet] = {}
 
     async def signing_key(self, url: str, kid: str) -> jwt.PyJWK | None:
@@ -79,31 +119,67 @@ class JwksCache:
         Raises JwksUnavailable when the set cannot be fetched and no cached copy is usable.
         """
         key_set = self._sets.setdefault(url, _KeySet())
-        if self._clock() >= key_set.fresh_until or kid not in key_set.keys:
-            await self._refresh(url, key_set)
+        arrived = self._clock()
+        failure = None
+        if kid not in key_set.keys:
+            if key_set.is_unknown(kid, arrived):
+                return None
+            failure = await self._refresh(url, key_set, newer_than=arrived, kid=kid)
+        elif arrived >= key_set.fresh_until:
+            failure = await self._refresh(url, key_set, newer_than=None)
         now = self._clock()
+        if failure is not None:
+            stale = "serving cached keys" if now < key_set.usable_until else "no usable keys"
+            kind = "a wrong URL?" if failure.problem.misconfigured else "provider unreachable"
+            log.warning("cannot fetch signing keys from %s (%s; %s): %s", url, failure, kind, stale)
         if now >= key_set.usable_until:
-            retry_after = key_set.last_attempt + REFETCH_INTERVAL_SECONDS - now
+            retry_after = key_set.last_attempt + FAILED_FETCH_RETRY_SECONDS - now
             raise JwksUnavailable(url, max(1, math.ceil(retry_after)))
-        return key_set.keys.get(kid)
+        key = key_set.keys.get(kid)
+        if key is None and not key_set.last_failed and key_set.last_attempt >= arrived:
+            key_set.remember_unknown(kid, now)
+        return key
 
-    async def _refresh(self, url: str, key_set: _KeySet) -> None:
-        # Requests that arrive during a fetch wait for it, then find the attempt too recent to repeat.
+    async def load(self, url: str) -> KeySetProblem | None:
+        """Fetch the set at `url` now (at start-up, say) and tell what keeps it from being used."""
+        key_set = self._sets.setdefault(url, _KeySet())
+        failure = await self._refresh(url, key_set, newer_than=self._clock())
+        if failure is not None:
+            return failure.problem
+        if not key_set.keys and not key_set.last_failed:
+            return KeySetProblem(NO_USABLE_KEY, misconfigured=True)
+        return None
+
+    async def _refresh(
+        self, url: str, key_set: _KeySet, newer_than: float | None, kid: str | None = None
+    ) -> _FetchFailed | None:
+        """Fetch the set unless that is pointless or too soon: with `newer_than`, a fetch that
+        started since then will do, or one that found `kid`; without, a fresh set will.
+        The failure, if this call fetched and failed (the caller says so in the log)."""
         async with key_set.lock:
+            if newer_than is not None and (key_set.last_attempt >= newer_than or kid in key_set.keys):
+                return None
+            now = self._clock()
+            if newer_than is None and now < key_set.fresh_until:
+                return None
+            if key_set.last_failed and now - key_set.last_attempt < FAILED_FETCH_RETRY_SECONDS:
+                return None
+            wait = key_set.last_attempt + MIN_FETCH_INTERVAL_SECONDS - now
+            if wait > 0:
+                await self._sleep(wait)
             started = self._clock()
-            if started - key_set.last_attempt < REFETCH_INTERVAL_SECONDS:
-                return
             key_set.last_attempt = started
             try:
                 keys, ttl = await self._fetch(url)
-            except _FetchFailed as exc:
-                stale = "serving cached keys" if started < key_set.usable_until else "no usable keys"
-                log.warning("cannot fetch signing keys from %s (%s): %s", url, exc, stale)
-                return
+            except _FetchFailed as failure:
+                key_set.last_failed = True
+                return failure
             fetched = self._clock()
             key_set.keys = keys
+            key_set.last_failed = False
             key_set.fresh_until = fetched + ttl
             key_set.usable_until = key_set.fresh_until + STALE_GRACE_SECONDS
+            return None
 
     async def _fetch(self, url: str) -> tuple[dict[str, jwt.PyJWK], float]:
         try:
@@ -115,19 +191,24 @@ class JwksCache:
                 ) as response,
             ):
                 if response.status_code != 200:
-                    raise _FetchFailed(f"status {response.status_code}")
+                    # 404 and the like mean nothing is published there; 5xx and 429, a provider in trouble.
+                    status = response.status_code
+                    misconfigured = 400 <= status < 500 and status != 429
+                    raise _FetchFailed(f"status {status}", misconfigured=misconfigured)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)
                     if len(body) > MAX_JWKS_BYTES:
-                        raise _FetchFailed(f"key set larger than {MAX_JWKS_BYTES} bytes")
+                        raise _FetchFailed(f"larger than {MAX_JWKS_BYTES} bytes", misconfigured=True)
                 cache_control = response.headers.get("cache-control", "")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise _FetchFailed(f"not a URL: {exc}", misconfigured=True) from None
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
+            raise _FetchFailed(f"{type(exc).__name__}: {exc}", misconfigured=False) from None
         try:
             document = _document_decoder.decode(bytes(body))
         except msgspec.MsgspecError as exc:
-            raise _FetchFailed(f"not a JWKS document: {exc}") from None
+            raise _FetchFailed(f"not a JWKS document: {exc}", misconfigured=True) from None
         return _public_keys(document.keys), _time_to_live(cache_control)
 
 

@@ -39,8 +39,12 @@ log = logging.getLogger("service.rate_limit")
 WINDOW_SECONDS = 60
 # Not API traffic: probes, scrapes and documentation must work whatever a client does.
 EXEMPT_PREFIXES = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json", "/static/", "/schema")
+# (method, route): everything that checks a password or spends a refresh token, including a
+# password change on PATCH /me, which checks the current password.
 SIGN_IN_ROUTES = frozenset(
-    f"{prefix}/auth/{name}" for prefix in ("/api", "/api/v1") for name in ("login", "register", "refresh")
+    (method, f"{prefix}/auth/{name}")
+    for prefix in ("/api", "/api/v1")
+    for method, name in (("POST", "login"), ("POST", "register"), ("POST", "refresh"), ("PATCH", "me"))
 )
 # How long the limiter leaves an unreachable store alone before trying it again.
 STORE_RETRY_SECONDS = 5.0
@@ -137,7 +141,7 @@ class RateLimitMiddleware:
         # Sign-in routes count against their own limit first, then the general one; the response
         # headers describe the first.
         limits = [limiting.general]
-        if scope["method"] == "POST" and scope.get("path_template") in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
+        if (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
             limits.insert(0, limiting.sign_in)
         try:
             counts = [await self._hit(limit, address, window, reset) for limit in limits]

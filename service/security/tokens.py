@@ -40,6 +40,7 @@ class VerifiedToken(msgspec.Struct, frozen=True):
     expires_at: float
     jti: uuid.UUID | None = None
     email: str | None = None
+    full_name: str | None = None
 
 
 # PyJWT checks every character of every segment in Python before decoding (2.15: about a third

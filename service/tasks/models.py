@@ -8,6 +8,8 @@ from typing import Annotated
 import msgspec
 from asyncpg import Record
 
+from service.patterns import NO_NUL, whole
+
 # PostgreSQL text cannot hold NUL, so no string reaches it with one. The patterns use only
 # syntax that Python and ECMAScript read alike, because OpenAPI publishes them to clients.
 Title = Annotated[
@@ -15,7 +17,7 @@ Title = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=200,
-        pattern=r"^\s*[^\s\x00][^\x00]*$",
+        pattern=whole(r"\s*[^\s\x00][^\x00]*"),
         description="1 to 200 characters, not only whitespace, no NUL; stored as sent.",
         examples=["Buy groceries"],
     ),
@@ -24,7 +26,7 @@ Description = Annotated[
     str,
     msgspec.Meta(
         max_length=10_000,
-        pattern=r"^[^\x00]*$",
+        pattern=NO_NUL,
         description="Up to 10000 characters, no NUL.",
         examples=["Milk, eggs, bread"],
     ),

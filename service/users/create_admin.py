@@ -1,9 +1,11 @@
 """`service create-admin EMAIL`: the only way an administrator comes to exist (there is no default one).
 
-It creates a local account with the admin role, or promotes (and reactivates) the existing local
-account with that email, keeping its password unless asked to reset it. The password comes from
-SERVICE_ADMIN_PASSWORD or a prompt that does not echo; it is never printed or logged. Every change
-is an audit event without an actor (the command line has no account).
+It creates a local account with the admin role. An existing local account that is not an
+administrator is promoted only with `--promote-existing`: registration checks no email address, so
+anyone may have registered the email first, and promoting their account would hand them the
+service. A promoted account keeps its password unless `--reset-password` is given. The password
+comes from SERVICE_ADMIN_PASSWORD or a prompt that does not echo; it is never printed or logged.
+Every change is an audit event without an actor (the command line has no account).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ async def create_or_promote(
     raw_email: str,
     ask_password: Callable[[], str],
     *,
+    promote_existing: bool = False,
     reset_password: bool = False,
 ) -> str:
     """Do the work and return what happened, in a sentence for the operator."""
@@ -92,6 +95,8 @@ async def create_or_promote(
     try:
         async with pool.acquire() as connection:
             existing = await connection.fetchrow(FIND_LOCAL_USER, email)
+            if existing is not None and not promote_existing:
+                _refuse_to_promote(row_to(User, existing))
             # Asked before the transaction starts, so no lock is held while someone types.
             needs_password = existing is None or reset_password
             password_hash = await passwords_for(settings).hash(ask_password()) if needs_password else None
@@ -99,9 +104,23 @@ async def create_or_promote(
                 row = await connection.fetchrow(FIND_LOCAL_USER, email)
                 if row is None:
                     return await _create(connection, email, password_hash)
-                return await _promote(connection, row_to(User, row), password_hash)
+                user = row_to(User, row)
+                if not promote_existing:
+                    _refuse_to_promote(user)
+                return await _promote(connection, user, password_hash)
     finally:
         await pool.close()
+
+
+def _refuse_to_promote(user: User) -> None:
+    if user.role == "admin":
+        return
+    raise AdminSetupError(
+        f"an account {user.email} already exists and is not an administrator. Anyone can register "
+        "any email address, so it may not be yours: if you know it is, run again with "
+        "--promote-existing (it keeps its password; add --reset-password to set a new one from "
+        f"{PASSWORD_VARIABLE} or the prompt); otherwise choose another email"
+    )
 
 
 async def _create(connection: asyncpg.Connection, email: str, password_hash: str | None) -> str:
@@ -131,6 +150,11 @@ async def _promote(connection: asyncpg.Connection, user: User, password_hash: st
         await connection.execute(REVOKE_REFRESH_TOKENS, user.id)
         await _record(connection, "user.password_reset", admin, {})
         done.append("given a new password (every session ended)")
+    else:
+        done.append(
+            f"its password was left unchanged ({PASSWORD_VARIABLE} was not used; "
+            "--reset-password sets a new one)"
+        )
     return f"{user.email}: {', '.join(done)}"
 
 

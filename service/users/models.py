@@ -9,9 +9,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from service.patterns import NO_CONTROL_CHARACTERS
+
 Role = Literal["user", "admin"]
 # PostgreSQL cannot store NUL, and control characters in a display name are never intended.
-FullName = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+FullName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
 
 
 class User(msgspec.Struct, kw_only=True):

@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from service.audit.events import RequestOrigin
 from service.db import load_sql, row_to, rows_to
 from service.errors import problem_responses, require_json_body
+from service.patterns import NO_NUL
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
 from service.users import service
@@ -28,7 +29,7 @@ SearchText = Annotated[
     str | None,
     QueryParameter(
         max_length=320,
-        pattern=r"^[^\x00]*$",
+        pattern=NO_NUL,
         description="Case-insensitive substring of the email; % and _ match themselves.",
     ),
 ]

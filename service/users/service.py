@@ -12,12 +12,13 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql, row_to
+from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict
 from service.security.auth import Caller
 from service.users.models import User, UserUpdate
 
 LOCK_USER = load_sql("users/lock_user")
+LOCK_USER_FOR_DELETE = load_sql("users/lock_user_for_delete")
 LOCK_ADMIN_SET = load_sql("users/lock_admin_set")
 COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
 UPDATE_USER = load_sql("users/update_user")
@@ -25,8 +26,8 @@ REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
 DELETE_USER = load_sql("users/delete_user")
 
 
-async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID) -> User:
-    row = await connection.fetchrow(LOCK_USER, user_id)
+async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID, lock: str = LOCK_USER) -> User:
+    row = await connection.fetchrow(lock, user_id)
     if row is None:
         raise NotFoundException(f"no user {user_id}")
     return row_to(User, row)
@@ -45,7 +46,8 @@ async def update_user(
         raise PermissionDeniedException(
             f"only an administrator may change {' or '.join(changes.admin_fields)}"
         )
-    async with pool.acquire() as connection, connection.transaction():
+
+    async def change(connection: asyncpg.Connection) -> User:
         if changes.admin_fields:
             await connection.execute(LOCK_ADMIN_SET)
         current = await _locked_user(connection, user_id)
@@ -65,6 +67,8 @@ async def update_user(
             await connection.execute(REVOKE_REFRESH_TOKENS, user_id)
         await _record_update(connection, caller, origin, current, updated)
         return updated
+
+    return await in_transaction(pool, change)
 
 
 async def _record_update(
@@ -91,9 +95,9 @@ async def _record_update(
 
 
 async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, origin: RequestOrigin) -> None:
-    async with pool.acquire() as connection, connection.transaction():
+    async def delete(connection: asyncpg.Connection) -> None:
         await connection.execute(LOCK_ADMIN_SET)
-        current = await _locked_user(connection, user_id)
+        current = await _locked_user(connection, user_id, LOCK_USER_FOR_DELETE)
         if current.role == "admin" and current.is_active:
             await _keep_an_admin(connection, user_id)
         # Written before the delete: the actor may be the deleted user, and the row's actor_id
@@ -109,3 +113,5 @@ async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, or
             details={"email": current.email, "role": current.role, "provider": current.provider},
         )
         await connection.execute(DELETE_USER, user_id)
+
+    await in_transaction(pool, delete)

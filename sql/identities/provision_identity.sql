@@ -6,7 +6,7 @@ WITH claimed AS (
     ON CONFLICT (provider, subject) DO NOTHING
     RETURNING user_id
 )
-INSERT INTO users (id, email, provider)
-SELECT user_id, $3, $1
+INSERT INTO users (id, email, provider, full_name)
+SELECT user_id, $3, $1, $4::text
 FROM claimed
 RETURNING id

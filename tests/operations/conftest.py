@@ -16,8 +16,6 @@ from litestar import Litestar
 from service.app import create_app
 from tests.conftest import make_settings, running
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 AppClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -41,11 +39,11 @@ def app_client(database_url: str, tmp_path: Path, db: asyncpg.Connection) -> App
 
 
 @pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own in the machine's Redis, and its keys removed afterwards."""
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own in the session's Redis, and its keys removed afterwards."""
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    client = redis.asyncio.Redis.from_url(redis_url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
         if keys:

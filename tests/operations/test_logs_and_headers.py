@@ -179,3 +179,18 @@ def test_a_normal_stop_writes_every_access_line_of_every_worker(
         if entry.get("logger") == "service.access"
     }
     assert logged >= set(ids)
+
+
+def test_uvicorn_lines_in_json_carry_no_colour_codes(database_url: str, tmp_path: Path) -> None:
+    """uvicorn's own records (start, listening address, stop) are plain JSON lines: no
+    `color_message` field, no ANSI escape, in text or as a JSON `\\u001b` escape."""
+    with serve(database_url, tmp_path, "--workers", "2", LOG_LEVEL="INFO", LOG_FORMAT="json") as started:
+        started.process.terminate()
+        assert started.process.wait(timeout=30) == 0
+    lines = [line for line in started.output().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]
+    uvicorn_messages = [entry["message"] for entry in entries if entry["logger"].startswith("uvicorn")]
+    assert any(message.startswith("Uvicorn running on http://127.0.0.1:") for message in uvicorn_messages)
+    assert any(message.startswith("Started server process") for message in uvicorn_messages)
+    assert not [entry for entry in entries if "color_message" in entry]
+    assert not [line for line in lines if "\x1b" in line or "\\u001b" in line.lower()]

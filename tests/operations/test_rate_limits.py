@@ -10,20 +10,23 @@ import redis.asyncio
 from litestar import Litestar, post
 
 from service.security.rate_limit import SIGN_IN_ROUTES, MemoryCounter
-from tests.operations.conftest import REDIS_URL, AppClient
+from tests.operations.conftest import AppClient
 from tests.processes import free_port
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
 
 
-@post(sorted(SIGN_IN_ROUTES), status_code=401)
+SIGN_IN_POSTS = sorted(path for method, path in SIGN_IN_ROUTES if method == "POST")
+
+
+@post(SIGN_IN_POSTS, status_code=401)
 async def refuse_every_sign_in() -> None:
     """Answers like a wrong password on every sign-in path."""
 
 
 def with_sign_in_routes(app: Litestar) -> None:
     """The sign-in routes belong to the accounts domain; where they are not there, stand in."""
-    if not any(route.path in SIGN_IN_ROUTES for route in app.routes):
+    if not any(route.path in SIGN_IN_POSTS for route in app.routes):
         app.register(refuse_every_sign_in)
 
 
@@ -91,13 +94,13 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(app_client: AppCli
 
 
 async def test_both_limits_with_redis_shared_by_two_app_instances(
-    app_client: AppClient, redis_prefix: str
+    redis_url: str, app_client: AppClient, redis_prefix: str
 ) -> None:
-    env = {**LIMITS, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix}
+    env = {**LIMITS, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix}
     async with app_client(prepare=with_sign_in_routes, **env) as worker_one:
         assert (await worker_one.get("/api/users")).status_code == 401
         await exhaust_sign_in_limit(worker_one)
-    check = redis.asyncio.Redis.from_url(REDIS_URL)
+    check = redis.asyncio.Redis.from_url(redis_url)
     try:
         keys = sorted([key.decode() async for key in check.scan_iter(match=f"{redis_prefix}:*")])
     finally:
@@ -135,3 +138,16 @@ async def test_memory_counters_of_past_windows_are_swept() -> None:
         await counter.hit(key)
     counter.sweep(current_window=101)
     assert counter.counts == {"rate_limit:198.51.100.8:101": 2}
+
+
+async def test_a_password_change_counts_under_the_sign_in_limit(app_client: AppClient) -> None:
+    async with app_client(**LIMITS) as client:
+        for _ in range(3):
+            answer = await client.patch("/api/auth/me", json={"password": "x", "current_password": "y"})
+            assert answer.status_code == 401  # no token: refused after being counted
+            assert answer.headers["ratelimit-limit"] == "3"
+        assert_rate_limited(
+            await client.patch("/api/v1/auth/me", json={"password": "x", "current_password": "y"}),
+            "too many sign-in attempts",
+        )
+        assert (await client.get("/api/auth/me")).status_code == 401, "GET /me is not a sign-in"

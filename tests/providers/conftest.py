@@ -8,6 +8,7 @@ this, so these tests can move to GET /api/auth/me by changing those two helpers.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -31,11 +32,14 @@ from litestar.testing import RequestFactory
 from service.app import create_app
 from service.security.auth import Caller, authenticate
 from service.security.jwks import STATE_KEY, JwksCache
+from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
 from tests.conftest import make_settings, running
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
+# Every `jwks.keyPairConfig.alg` Better Auth's jwt plugin offers.
+BETTER_AUTH_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 SUPABASE_SECRET = "supabase-legacy-jwt-secret-" + "s" * 24
 BETTER_AUTH_SECRET = "better-auth-shared-secret-" + "b" * 24
 
@@ -51,6 +55,9 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
 
 
 @dataclass
@@ -75,6 +82,8 @@ def new_key(algorithm: str, kid: str | None = None) -> SigningKey:
     private_key: Any
     if algorithm == "ES256":
         private_key = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "ES512":
+        private_key = ec.generate_private_key(ec.SECP521R1())
     elif algorithm == "EdDSA":
         private_key = ed25519.Ed25519PrivateKey.generate()
     else:
@@ -99,6 +108,9 @@ class JwksServer:
     @property
     def fetches(self) -> int:
         return self.requests[self.path]
+
+    def forget_requests(self) -> None:
+        self.requests.clear()
 
     def publish(self, *keys: SigningKey) -> None:
         self.keys = [key.public_jwk for key in keys]
@@ -146,6 +158,26 @@ def serving(server: JwksServer) -> Iterator[JwksServer]:
         thread.join()
 
 
+class WarningsOf(logging.Handler):
+    """The warnings one logger writes while this is entered. Attached to that logger, not to the
+    root, whose handlers create_app replaces."""
+
+    def __init__(self, logger: str) -> None:
+        super().__init__(logging.WARNING)
+        self.logger = logging.getLogger(logger)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> WarningsOf:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
+
+
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: a provider that is down."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -166,7 +198,7 @@ def supabase_rs256() -> SigningKey:
 
 @pytest.fixture(scope="session")
 def better_auth_keys() -> dict[str, SigningKey]:
-    return {algorithm: new_key(algorithm) for algorithm in ("EdDSA", "ES256", "RS256", "PS256")}
+    return {algorithm: new_key(algorithm) for algorithm in BETTER_AUTH_ALGORITHMS}
 
 
 @pytest.fixture
@@ -205,15 +237,26 @@ def settings(
 
 
 @asynccontextmanager
-async def app_with_clock(settings: Settings, clock: Clock) -> AsyncIterator[Litestar]:
+async def app_with_clock(settings: Settings, clock: Clock, *servers: JwksServer) -> AsyncIterator[Litestar]:
+    """The app, its start-up key check done, with a cache on `clock` and nothing fetched yet:
+    `servers` forget the start-up check's requests."""
     async with running(create_app(settings)) as app:
-        app.state[STATE_KEY] = JwksCache(app.state.http, clock)
+        await app.state[KEY_CHECK_STATE_KEY]
+        for server in servers:
+            server.forget_requests()
+        app.state[STATE_KEY] = JwksCache(app.state.http, clock, clock.sleep)
         yield app
 
 
 @pytest.fixture
-async def app(settings: Settings, db: asyncpg.Connection, clock: Clock) -> AsyncIterator[Litestar]:
-    async with app_with_clock(settings, clock) as application:
+async def app(
+    settings: Settings,
+    db: asyncpg.Connection,
+    clock: Clock,
+    supabase_server: JwksServer,
+    better_auth_server: JwksServer,
+) -> AsyncIterator[Litestar]:
+    async with app_with_clock(settings, clock, supabase_server, better_auth_server) as application:
         yield application
 
 

@@ -1,4 +1,4 @@
-"""Better Auth tokens: the jwt plugin's JWKS (EdDSA, ES256, RS256, PS256) and seed 002's HS256 secret."""
+"""Better Auth tokens: the jwt plugin's JWKS (every algorithm it offers) and seed 002's HS256 secret."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import asyncpg
 import pytest
 from litestar import Litestar
 
+from service.security.providers import BETTER_AUTH_JWKS_PATH
+from service.settings import SettingsError
 from tests.conftest import make_settings
 from tests.providers.conftest import (
+    BETTER_AUTH_ALGORITHMS,
     BETTER_AUTH_SECRET,
     Clock,
     JwksServer,
@@ -20,10 +23,11 @@ from tests.providers.conftest import (
     hs256,
     refusal_of,
     seed_002_claims,
+    serving,
 )
 
 
-@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256", "PS256"])
+@pytest.mark.parametrize("algorithm", BETTER_AUTH_ALGORITHMS)
 async def test_a_jwt_plugin_token_signs_in_a_new_better_auth_user(
     app: Litestar,
     db: asyncpg.Connection,
@@ -146,3 +150,75 @@ async def test_a_trailing_slash_in_better_auth_url_is_ignored(
     async with app_with_clock(settings, clock) as app:
         token = better_auth_keys["ES256"].sign(better_auth_claims(better_auth_server.url))
         assert (await caller_for(app, token)).provider == "better-auth"
+
+
+async def test_a_moved_key_set_and_custom_claims_are_configured_with_their_variables(
+    database_url: str,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+    clock: Clock,
+    better_auth_keys: dict[str, SigningKey],
+) -> None:
+    issuer, audience = "https://auth.taskflow.example", "taskflow-api"
+    with serving(JwksServer(path="/auth/.well-known/jwks.json")) as moved:
+        moved.publish(better_auth_keys["ES512"])
+        settings = make_settings(
+            database_url,
+            tmp_path,
+            BETTER_AUTH_URL=moved.url,
+            BETTER_AUTH_JWKS_URL=f"{moved.url}/auth/.well-known/jwks.json",
+            BETTER_AUTH_ISSUER=issuer,
+            BETTER_AUTH_AUDIENCE=audience,
+        )
+        async with app_with_clock(settings, clock, moved) as app:
+            token = better_auth_keys["ES512"].sign(better_auth_claims(issuer, aud=audience))
+            assert (await caller_for(app, token)).provider == "better-auth"
+            default_audience = better_auth_keys["ES512"].sign(better_auth_claims(issuer, aud=moved.url))
+            assert "audience" in (await refusal_of(app, default_audience)).detail
+        assert moved.fetches == 1
+
+
+async def test_iss_and_aud_default_to_the_origin_of_better_auth_url(
+    database_url: str,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+    clock: Clock,
+    better_auth_server: JwksServer,
+    better_auth_keys: dict[str, SigningKey],
+) -> None:
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        BETTER_AUTH_URL=f"{better_auth_server.url}/taskflow",
+        BETTER_AUTH_JWKS_URL=f"{better_auth_server.url}{BETTER_AUTH_JWKS_PATH}",
+    )
+    async with app_with_clock(settings, clock, better_auth_server) as app:
+        token = better_auth_keys["EdDSA"].sign(better_auth_claims(better_auth_server.url))
+        assert (await caller_for(app, token)).provider == "better-auth"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"BETTER_AUTH_JWKS_URL": "http://127.0.0.1:3000/api/auth/jwks"},
+            "invalid BETTER_AUTH_JWKS_URL: set BETTER_AUTH_URL",
+        ),
+        ({"BETTER_AUTH_ISSUER": "https://auth.example"}, "invalid BETTER_AUTH_ISSUER: set BETTER_AUTH_URL"),
+        ({"BETTER_AUTH_AUDIENCE": "taskflow-api"}, "invalid BETTER_AUTH_AUDIENCE: set BETTER_AUTH_URL"),
+        ({"BETTER_AUTH_URL": "http://[::1"}, "invalid BETTER_AUTH_URL: not a URL"),
+        ({"BETTER_AUTH_URL": "localhost:3000"}, "invalid BETTER_AUTH_URL: must be an http://"),
+        (
+            {
+                "BETTER_AUTH_URL": "http://127.0.0.1:3000",
+                "BETTER_AUTH_JWKS_URL": "127.0.0.1:3000/api/auth/jwks",
+            },
+            "invalid BETTER_AUTH_JWKS_URL: must start with http:// or https://",
+        ),
+    ],
+)
+def test_better_auth_settings_that_cannot_work_are_refused_at_start_up(
+    database_url: str, tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        make_settings(database_url, tmp_path, **environ)

@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import asyncpg
+import httpx
+import pytest
 from litestar import Litestar
 
 from tests.conftest import make_user
@@ -118,3 +120,67 @@ async def test_an_unusable_email_claim_is_left_out(
     for email in ["", "not-an-email", 42, "x" * 400 + "@example.com", "nul\x00@example.com"]:
         caller = await caller_for(app, supabase_es256.sign(supabase_claims(supabase_server.url, email=email)))
         assert caller.email is None
+
+
+@pytest.mark.parametrize(
+    ("user_metadata", "full_name"),
+    [
+        ({"full_name": "Ada Lovelace", "name": "ada"}, "Ada Lovelace"),
+        ({"name": "  Ada King  "}, "Ada King"),
+        ({"full_name": "", "name": "Ada"}, "Ada"),
+        ({"full_name": 42}, None),
+        ({}, None),
+        ({"full_name": "A" * 300}, "A" * 200),
+    ],
+)
+async def test_a_supabase_user_gets_the_full_name_from_user_metadata(
+    app: Litestar,
+    db: asyncpg.Connection,
+    supabase_server: JwksServer,
+    supabase_es256: SigningKey,
+    user_metadata: dict[str, object],
+    full_name: str | None,
+) -> None:
+    claims = supabase_claims(supabase_server.url, user_metadata=user_metadata)
+    caller = await caller_for(app, supabase_es256.sign(claims))
+    assert await db.fetchval("SELECT full_name FROM users WHERE id = $1", caller.id) == full_name
+
+
+async def test_a_better_auth_user_gets_the_full_name_from_the_name_claim(
+    app: Litestar,
+    db: asyncpg.Connection,
+    better_auth_server: JwksServer,
+    better_auth_keys: dict[str, SigningKey],
+) -> None:
+    named = better_auth_claims(better_auth_server.url, name="Grace Hopper")
+    unnamed = better_auth_claims(better_auth_server.url, name=None)
+    for claims, full_name in ((named, "Grace Hopper"), (unnamed, None)):
+        caller = await caller_for(app, better_auth_keys["EdDSA"].sign(claims))
+        assert await db.fetchval("SELECT full_name FROM users WHERE id = $1", caller.id) == full_name
+
+
+async def test_the_full_name_is_taken_once_not_copied_on_later_tokens(
+    app: Litestar,
+    db: asyncpg.Connection,
+    better_auth_server: JwksServer,
+    better_auth_keys: dict[str, SigningKey],
+) -> None:
+    claims = better_auth_claims(better_auth_server.url, name="Grace Hopper")
+    caller = await caller_for(app, better_auth_keys["EdDSA"].sign(claims))
+    renamed = {**claims, "name": "Grace Brewster Murray Hopper", "iat": claims["iat"] + 1}
+    await caller_for(app, better_auth_keys["EdDSA"].sign(renamed))
+    assert await db.fetchval("SELECT full_name FROM users WHERE id = $1", caller.id) == "Grace Hopper"
+
+
+async def test_logout_ends_a_provider_token_without_a_jti(client: httpx.AsyncClient) -> None:
+    claims = seed_002_claims()
+    token = hs256(claims, BETTER_AUTH_SECRET)  # seed 002's tokens carry no jti at all
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/auth/me", headers=headers)).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
+    after = await asyncio.gather(*(client.get("/api/auth/me", headers=headers) for _ in range(10)))
+    assert {answer.status_code for answer in after} == {401}
+    assert {answer.json()["detail"] for answer in after} == {"token has been revoked"}
+    # Only that token: the user's next one (another iat, so another token) still works.
+    fresh = hs256({**claims, "iat": claims["iat"] + 1}, BETTER_AUTH_SECRET)
+    assert (await client.get("/api/auth/me", headers={"Authorization": f"Bearer {fresh}"})).status_code == 200

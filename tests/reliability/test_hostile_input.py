@@ -477,13 +477,18 @@ def _raw_status(address: tuple[str, int], request: bytes) -> int:
 
 
 def test_the_http_server_refuses_requests_it_cannot_parse(database_url: str, tmp_path: Path, db: Any) -> None:
-    """uvicorn answers these itself, with a plain 400, before the app sees them; the service
-    keeps serving afterwards."""
+    """The HTTP server answers these itself before the app sees them: uvicorn a plain 400 for bytes
+    it cannot parse, service.http_protocol a 431 for a request line over HTTP_MAX_HEADER_BYTES;
+    the service keeps serving afterwards."""
     with live_service(database_url, tmp_path) as (_, base):
         address = (urlsplit(base).hostname or "", urlsplit(base).port or 0)
-        for target in (b"/health?x=\xff\xfe", b"/api/\xc3(/tasks", b"/health?x=" + b"a" * 100_000):
+        for target, status in (
+            (b"/health?x=\xff\xfe", 400),
+            (b"/api/\xc3(/tasks", 400),
+            (b"/health?x=" + b"a" * 40_000, 431),
+        ):
             request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            assert _raw_status(address, request) == 400, target[:40]
+            assert _raw_status(address, request) == status, target[:40]
         assert httpx.get(f"{base}/health", timeout=5).status_code == 200
 
 

@@ -16,20 +16,18 @@ import psycopg
 import pytest
 
 from tests.processes import free_port
-
-PGBOUNCER_BINARIES = ("pgbouncer", "/usr/sbin/pgbouncer")
-
-
-def _pgbouncer() -> str:
-    for candidate in PGBOUNCER_BINARIES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer (.ci/run does this)")
+from tests.system_tools import require_tool
 
 
+@pytest.fixture(scope="session")
+def pgbouncer() -> str:
+    """The PgBouncer binary (Debian installs it in /usr/sbin, often not on a user's PATH)."""
+    return require_tool("pgbouncer", "apt-get install pgbouncer", "pgbouncer", "/usr/sbin/pgbouncer")
+
+
+# `pgbouncer` comes first so that a machine without it skips before any database is set up.
 @pytest.fixture(scope="module")
-def pgbouncer_url(database_url: str) -> Iterator[str]:
+def pgbouncer_url(pgbouncer: str, database_url: str) -> Iterator[str]:
     target = urlsplit(database_url)
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
@@ -51,7 +49,7 @@ logfile = {workdir}/pgbouncer.log
 pidfile = {workdir}/pgbouncer.pid
 """
     )
-    command = [_pgbouncer(), str(workdir / "pgbouncer.ini")]
+    command = [pgbouncer, str(workdir / "pgbouncer.ini")]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
         nobody = pwd.getpwnam("nobody")
         os.chown(workdir, nobody.pw_uid, nobody.pw_gid)

@@ -17,7 +17,6 @@ import redis
 
 from tests.processes import serve
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "plum orchard at midnight 42"
 
@@ -129,10 +128,10 @@ def test_a_password_change_on_one_host_ends_the_other_sessions_on_the_other(host
 
 
 def test_the_rate_limit_is_one_budget_across_hosts(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     prefix = f"test-{uuid.uuid4().hex[:12]}"
-    limited = {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_PER_MINUTE": "6"}
+    limited = {"REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix, "RATE_LIMIT_PER_MINUTE": "6"}
     try:
         with ExitStack() as stack:
             a, b = (
@@ -142,7 +141,7 @@ def test_the_rate_limit_is_one_budget_across_hosts(
             answers = [httpx.get(f"{host.url}/api/users", timeout=10).status_code for host in [a, b] * 4]
         assert answers == [401] * 6 + [429] * 2, "six requests in all, wherever they landed"
     finally:
-        store = redis.Redis.from_url(REDIS_URL)
+        store = redis.Redis.from_url(redis_url)
         keys = list(store.scan_iter(match=f"{prefix}:*"))
         if keys:
             store.delete(*keys)

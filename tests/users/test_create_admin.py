@@ -77,6 +77,23 @@ async def test_creates_the_first_admin_then_leaves_it_alone(
     assert len(await actions(db)) == 1
 
 
+async def test_an_account_someone_registered_is_not_promoted_without_promote_existing(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # The documented container flow: an attacker registered the operator's email first.
+    user_id = await make_user(db, "ops@example.com")
+    await db.execute("UPDATE users SET password_hash = 'the-attackers-hash' WHERE id = $1", user_id)
+
+    refused = create_admin(database_url, tmp_path, "ops@example.com")
+    assert refused.returncode == 2
+    assert "--promote-existing" in refused.stderr
+    assert "already exists" in refused.stderr
+    assert PASSWORD not in refused.stdout + refused.stderr
+    row = await db.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
+    assert (row["role"], row["password_hash"]) == ("user", "the-attackers-hash")
+    assert await actions(db) == []
+
+
 async def test_promotes_and_reactivates_an_existing_account_keeping_its_password(
     database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -86,8 +103,11 @@ async def test_promotes_and_reactivates_an_existing_account_keeping_its_password
     )
     await add_refresh_token(db, user_id)
 
-    result = create_admin(database_url, tmp_path, "member@example.com", password=None)
+    result = create_admin(database_url, tmp_path, "member@example.com", "--promote-existing")
     assert result.returncode == 0, result.stderr
+    # SERVICE_ADMIN_PASSWORD was set, and the operator is told it was not used.
+    assert "password was left unchanged" in result.stdout
+    assert "--reset-password" in result.stdout
     row = await db.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
     assert (row["role"], row["is_active"], row["password_hash"]) == ("admin", True, "their-own-hash")
     assert await live_refresh_tokens(db, user_id) == 1
@@ -95,6 +115,7 @@ async def test_promotes_and_reactivates_an_existing_account_keeping_its_password
 
     reset = create_admin(database_url, tmp_path, "member@example.com", "--reset-password")
     assert reset.returncode == 0, reset.stderr
+    assert "new password" in reset.stdout
     row = await db.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
     assert PasswordHasher().verify(row["password_hash"], PASSWORD)
     assert await live_refresh_tokens(db, user_id) == 0

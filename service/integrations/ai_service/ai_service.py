@@ -20,12 +20,13 @@ from litestar.exceptions import HTTPException
 
 from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
 from service.metrics import AiCallOutcome, record_ai_call
+from service.patterns import NO_NUL
 from service.settings import Settings
 
 log = logging.getLogger("service.ai_service")
 
 # PostgreSQL cannot store NUL in jsonb text; an answer carrying one is not something we can keep.
-StoredText = Annotated[str, msgspec.Meta(pattern="^[^\x00]*$")]
+StoredText = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_DETAIL_CHARS = 500
