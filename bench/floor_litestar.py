@@ -1,6 +1,6 @@
 """The framework floor: the floor's work (bench/floor.py) as one plain Litestar route.
 
-The same token check, SQL on one pooled connection and encoding as the bare ASGI floor, declared
+The same token check, one task-list query on one pooled connection and encoding as the bare ASGI floor, declared
 as a Litestar controller with the task list's query parameters and pagination headers, and
 nothing else: no middleware, no CORS, no rate limit, no access log, no metrics, no OpenAPI. The
 service's task list over this shows what our own layers cost; this over the bare floor shows
@@ -28,7 +28,6 @@ from service.settings import load_settings
 from service.tasks.models import Task
 from service.tasks.routes import MAX_OFFSET, _pagination_headers
 
-GET_CALLER = load_sql("accounts/get_caller")
 LIST_TASKS = load_sql("tasks/list_tasks")
 COUNT_TASKS = load_sql("tasks/count_tasks")
 
@@ -51,12 +50,11 @@ class Tasks(Controller):
         except InvalidToken:
             raise NotAuthorizedException("invalid token") from None
         async with state.pool.acquire() as connection:
-            caller = await connection.fetchrow(GET_CALLER, verified.subject, verified.jti)
-            if caller is None or caller["revoked"]:
-                raise NotAuthorizedException("revoked")
-            rows = await connection.fetch(LIST_TASKS, caller["id"], completed, limit, offset)
+            rows = await connection.fetch(LIST_TASKS, verified.subject, completed, limit, offset)
             total = (
-                rows[0]["total"] if rows else await connection.fetchval(COUNT_TASKS, caller["id"], completed)
+                rows[0]["total"]
+                if rows
+                else await connection.fetchval(COUNT_TASKS, verified.subject, completed)
             )
         tasks = [Task.of(row, user_id) for row in rows]
         return Response(

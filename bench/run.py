@@ -28,7 +28,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
+import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -243,7 +245,10 @@ async def _register_and_login(http: httpx.AsyncClient, email: str) -> tuple[str,
     return created.json()["id"], login.json()["access_token"]
 
 
-async def seed(base: str) -> Seeded:
+SCAN_SCENARIOS = {"scans_first_page", "scans_deep_page"}
+
+
+async def seed(base: str, *, with_scans: bool) -> Seeded:
     seeded = Seeded()
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         seeded.tasks_email = "tasks@bench.example"
@@ -257,6 +262,8 @@ async def seed(base: str) -> Seeded:
                 headers=auth,
             )
             response.raise_for_status()
+        if not with_scans:
+            return seeded
         _, seeded.scans_token = await _register_and_login(http, "scans@bench.example")
         scan_auth = {"Authorization": f"Bearer {seeded.scans_token}"}
         semaphore = asyncio.Semaphore(16)
@@ -352,7 +359,7 @@ def bench_workers(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with started(service_command(port, workers), env, f"{base}/health/ready") as server:
-        seeded = seed_once(base, env)
+        seeded = seed_once(base, with_scans=not args.only or bool(SCAN_SCENARIOS & args.only))
         duration = args.duration
         tasks_path = f"/api/{seeded.tasks_user_id}/tasks"
 
@@ -454,13 +461,14 @@ def bench_workers(
 _SEEDED: dict[str, Seeded] = {}
 
 
-def seed_once(base: str, env: dict[str, str]) -> Seeded:
+def seed_once(base: str, *, with_scans: bool) -> Seeded:
     """Seed once per database; later runs reuse the users (tokens stay valid across restarts)."""
     if "done" not in _SEEDED:
         started_at = time.monotonic()
-        _SEEDED["done"] = asyncio.run(seed(base))
+        _SEEDED["done"] = asyncio.run(seed(base, with_scans=with_scans))
         print(
-            f"  seeded {TASKS} tasks and {SCANS} scans through the API in {time.monotonic() - started_at:.0f} s"
+            f"  seeded {TASKS} tasks and {SCANS if with_scans else 0} scans through the API "
+            f"in {time.monotonic() - started_at:.0f} s"
         )
     return _SEEDED["done"]
 
@@ -478,29 +486,158 @@ def service_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
 
 
+STATEMENTS = "statements_per_request"
+STATEMENT_REQUESTS = 2000
+# PostgreSQL publishes a backend's counters when it goes idle, or up to 10 s later.
+STATS_FLUSH_SECONDS = 11
+BETTER_AUTH_SECRET = "bench-better-auth-" + "b" * 32
+SUPABASE_JWT_SECRET = "bench-supabase-" + "s" * 32
+
+
+def external_tokens(subject: str) -> dict[str, str]:
+    """A Better Auth token (shared secret, no issuer: seed 002) and a Supabase one (legacy secret)."""
+    now = int(time.time())
+    lifetime = {"sub": subject, "iat": now, "exp": now + 3600}
+    return {
+        "better_auth": jwt.encode(lifetime, BETTER_AUTH_SECRET, "HS256"),
+        "supabase": jwt.encode(
+            {
+                **lifetime,
+                "iss": "https://bench-project.supabase.co/auth/v1",
+                "aud": "authenticated",
+                "role": "authenticated",
+            },
+            SUPABASE_JWT_SECRET,
+            "HS256",
+        ),
+    }
+
+
+async def _commits(connection: asyncpg.Connection) -> int:
+    from service.db import load_sql
+
+    count: int = await connection.fetchval(load_sql("bench/count_commits"))
+    return count
+
+
+async def _count_statements(
+    base: str, database_url: str, tokens: dict[str, tuple[str, str]]
+) -> dict[str, float]:
+    """Database statements (committed transactions) per authenticated task list, once warm, for
+    each token: (commits over STATEMENT_REQUESTS requests - the idle rate over the same time) / N."""
+    connection = await asyncpg.connect(database_url)
+    figures: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+            async def requests(token: str, path: str, count: int) -> None:
+                semaphore = asyncio.Semaphore(16)
+
+                async def one() -> None:
+                    async with semaphore:
+                        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+                        response.raise_for_status()
+
+                await asyncio.gather(*(one() for _ in range(count)))
+
+            await asyncio.sleep(STATS_FLUSH_SECONDS)
+            idle_started, idle_from = time.monotonic(), await _commits(connection)
+            await asyncio.sleep(2 * STATS_FLUSH_SECONDS)
+            idle_rate = (await _commits(connection) - idle_from - 1) / (time.monotonic() - idle_started)
+            for kind, (token, path) in tokens.items():
+                await requests(token, path, 50)  # warm: identity provisioned, caller cached
+                await asyncio.sleep(STATS_FLUSH_SECONDS)
+                started, before = time.monotonic(), await _commits(connection)
+                await requests(token, path, STATEMENT_REQUESTS)
+                await asyncio.sleep(STATS_FLUSH_SECONDS)
+                spent = await _commits(connection) - before - 1 - idle_rate * (time.monotonic() - started)
+                figures[kind] = round(spent / STATEMENT_REQUESTS, 2)
+    finally:
+        await connection.close()
+    return figures
+
+
+def bench_statements(args: argparse.Namespace, env: dict[str, str], results: list[Result]) -> None:
+    """Statements per task list for our token, a Better Auth and a Supabase token, with the
+    caller cache on (the default) and off (CALLER_CACHE_SIZE=0), one worker each."""
+    if args.only and STATEMENTS not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    external = external_tokens(f"bench-subject-{os.getpid()}")
+    tokens = {
+        "local": (seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks"),
+        **{kind: (token, f"/api/bench-subject-{os.getpid()}/tasks") for kind, token in external.items()},
+    }
+    for cache, extra_env in (("on", {}), ("off", {"CALLER_CACHE_SIZE": "0"})):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with started(service_command(port, 1), {**env, **extra_env}, f"{base}/health/ready"):
+            figures = asyncio.run(_count_statements(base, env["DATABASE_URL"], tokens))
+        results.append(
+            Result(
+                f"{STATEMENTS}_cache_{cache}",
+                1,
+                16,
+                0,
+                0,
+                0,
+                0,
+                0,
+                STATEMENT_REQUESTS,
+                0,
+                note=f"committed transactions per task list, caller cache {cache}",
+                extra=figures,
+            )
+        )
+        print(
+            f"  {STATEMENTS} (caller cache {cache}): " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+        )
+
+
 INTERLEAVED = "tasks_list_interleaved"
 
 
+def _fastapi_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("fastapi", "sqlalchemy"))
+
+
+INTERLEAVED_SERVERS = {
+    "service": "",
+    "floor": "bench.floor:app",
+    "litestar": "bench.floor_litestar:app",
+    "fastapi": "bench.peer_fastapi:app",
+}
+INTERLEAVED_SCENARIOS = {
+    "service": INTERLEAVED,
+    "litestar": "floor_litestar_interleaved",
+    "fastapi": "peer_fastapi_interleaved",
+}
+
+
 def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
-    """The task list on the service (one worker), the floor and the Litestar floor, all three
-    running at once and driven in turn, round after round.
+    """The task list on the service (one worker), the floor, the Litestar floor and (when the
+    `bench` dependency group is installed) the FastAPI peer, all running at once and driven in
+    turn, round after round.
 
     The machine's speed wanders by tens of percent over minutes (a VM on a shared host), and the
     scenarios above run the service and the floors minutes apart. Here each round measures all
-    three within seconds of each other, the order rotates between rounds, and each ratio is
+    of them within seconds of each other, the order rotates between rounds, and each ratio is
     reported as its median over the rounds with the lowest and highest.
     """
     if args.only and INTERLEAVED not in args.only:
         return
     seeded = _SEEDED["done"]
     script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    servers = {name: target for name, target in INTERLEAVED_SERVERS.items() if name != "fastapi"}
+    if _fastapi_installed():
+        servers["fastapi"] = INTERLEAVED_SERVERS["fastapi"]
+    else:
+        print("  (no FastAPI peer: `uv sync --group bench` installs it)")
     with ExitStack() as stack:
         bases: dict[str, str] = {}
-        for name, target in (
-            ("service", ""),
-            ("floor", "bench.floor:app"),
-            ("litestar", "bench.floor_litestar:app"),
-        ):
+        for name, target in servers.items():
             port = free_port()
             bases[name] = f"http://127.0.0.1:{port}"
             if target:
@@ -522,14 +659,30 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 ]
             rounds.append(measured)
             print(
-                f"  {INTERLEAVED} round {number + 1}: service {measured['service']:.1f}, floor "
-                f"{measured['floor']:.1f}, Litestar floor {measured['litestar']:.1f} req/s"
+                f"  {INTERLEAVED} round {number + 1}: "
+                + ", ".join(f"{name} {measured[name]:.1f}" for name in names)
+                + " req/s"
             )
-    for name, scenario in (("service", INTERLEAVED), ("litestar", "floor_litestar_interleaved")):
+    for name in names:
+        if name == "floor":
+            continue
         ratios = [r[name] / r["floor"] for r in rounds]
+        extra = {
+            "x_floor_median": round(statistics.median(ratios), 2),
+            "x_floor_min": round(min(ratios), 2),
+            "x_floor_max": round(max(ratios), 2),
+        }
+        if name == "service":
+            extra["x_litestar_floor_median"] = round(
+                statistics.median(r[name] / r["litestar"] for r in rounds), 2
+            )
+            if "fastapi" in names:
+                extra["x_fastapi_median"] = round(
+                    statistics.median(r[name] / r["fastapi"] for r in rounds), 2
+                )
         results.append(
             Result(
-                scenario,
+                INTERLEAVED_SCENARIOS[name],
                 1,
                 64,
                 round(statistics.median(r[name] for r in rounds), 1),
@@ -540,11 +693,7 @@ def bench_interleaved(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 0,
                 0,
                 note=f"median of {len(rounds)} rounds, each beside the floor",
-                extra={
-                    "x_floor_median": round(statistics.median(ratios), 2),
-                    "x_floor_min": round(min(ratios), 2),
-                    "x_floor_max": round(max(ratios), 2),
-                },
+                extra=extra,
             )
         )
 
@@ -616,6 +765,13 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
         f"{'errors':>6} {'x floor':>8}  note"
     ]
     for r in results:
+        if r.scenario.startswith(STATEMENTS):
+            lines.append(
+                f"{r.scenario:<30} {r.workers:>2} {'':>5} "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r.extra.items())
+                + f"  {r.note}"
+            )
+            continue
         if r.scenario == "rss_per_worker_mb":
             lines.append(
                 f"{'rss_per_worker_mb':<30} {r.workers:>2} {'':>5} max {r.extra['max']} MB "
@@ -627,6 +783,11 @@ def table(results: list[Result], floor_rps: float | None, argon2_rps: float) -> 
                 f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {'':>8} {'':>8} {'':>8} "
                 f"{'':>6} {r.extra['x_floor_median']:>8.2f}  {r.note}, range "
                 f"{r.extra['x_floor_min']:.2f}-{r.extra['x_floor_max']:.2f}"
+                + "".join(
+                    f", {key.removeprefix('x_').removesuffix('_median')} x{value:.2f}"
+                    for key, value in r.extra.items()
+                    if key in ("x_litestar_floor_median", "x_fastapi_median")
+                )
             )
             continue
         ratio = ""
@@ -683,6 +844,8 @@ def main() -> int:
             "SHUTDOWN_DRAIN_SECONDS": "0",
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(ROOT),
+            "BETTER_AUTH_SECRET": BETTER_AUTH_SECRET,
+            "SUPABASE_JWT_SECRET": SUPABASE_JWT_SECRET,
         }
         stack.enter_context(
             started(
@@ -698,6 +861,7 @@ def main() -> int:
             if workers == 1:
                 bench_floor(args, wrk, env, results)
                 bench_interleaved(args, wrk, env, results)
+                bench_statements(args, env, results)
         print("== argon2 alone")
         argon2_rps = argon2_alone(env)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__, metrics
 from service.accounts.routes import AuthController
+from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
@@ -28,7 +30,11 @@ from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.middleware import RequestContextMiddleware
 from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
+from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
+from service.security.auth import CALLER_CACHE_KEY
+from service.security.caller_cache import CallerCache
+from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
 from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
@@ -49,7 +55,15 @@ AUTH_BODY_LIMIT_BYTES = 8 * 1024
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
     auth = Router(path="/", route_handlers=[AuthController], request_max_body_size=AUTH_BODY_LIMIT_BYTES)
-    return [auth, UsersController, TaskController, *scan_handlers(settings), AuditEventsController]
+    return [
+        auth,
+        SessionsController,
+        UsersController,
+        UserSessionsController,
+        TaskController,
+        *scan_handlers(settings),
+        AuditEventsController,
+    ]
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -69,18 +83,32 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, listener: CallerListener):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url, embedded = resolve_database_url(settings)
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         app.state.update(pool=pool, http=http, settings=settings)
+        app.state.update({CALLER_CACHE_KEY: listener.cache, CALLER_LISTENER_KEY: listener})
+        caller_listen_url = listen_url(settings, url)
+        if caller_listen_url is not None:
+            await listener.start(caller_listen_url)
         metrics.worker_started(app.state)
+        pruner = (
+            asyncio.create_task(prune_periodically(pool, url, settings, settings.prune_interval_minutes * 60))
+            if settings.prune_interval_minutes
+            else None
+        )
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with suppress(asyncio.CancelledError):
+                    await pruner
             metrics.worker_stopped()
+            await listener.stop()
             await http.aclose()
             await pool.close()
             access_log.flush()
@@ -123,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level, settings.log_format)
     handlers = api_handlers(settings)
     rate_limiting = RateLimiting(settings)
+    caller_listener = CallerListener(CallerCache(settings.caller_cache_size))
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -132,7 +161,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
-        lifespan=[_lifespan(settings), rate_limiting.lifespan, key_check_at_startup],
+        lifespan=[_lifespan(settings, caller_listener), rate_limiting.lifespan, key_check_at_startup],
         middleware=rate_limiting.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -164,7 +193,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     app.asgi_handler = RequestContextMiddleware(
-        app.asgi_handler,
+        ReadYourWrites(app.asgi_handler, caller_listener),
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

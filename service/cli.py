@@ -154,6 +154,34 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    import asyncpg
+    import psycopg
+
+    from service import migrations
+    from service.db import resolve_database_url
+    from service.retention.prune import run_once
+
+    settings = _settings()
+    url, embedded = resolve_database_url(settings)
+    try:
+        if not settings.is_production:
+            migrations.apply_pending(url)
+        removed = asyncio.run(run_once(settings, url))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
+        print(f"prune: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    if removed is None:
+        print("another pruner holds the retention lock; nothing removed")
+        return 0
+    for table, count in removed.items():
+        print(f"{table}: {'kept (no retention set)' if count is None else f'removed {count}'}")
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from service.app import create_app
 
@@ -232,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also give an existing account a new password, ending all of its sessions",
     )
     create_admin.set_defaults(handler=cmd_create_admin)
+
+    prune = commands.add_parser(
+        "prune",
+        help="apply the retention policy now (expired token rows, stale login failures, old audit events)",
+        description=(
+            "Deletes, in batches, refresh-token rows of ended sessions, expired revoked access tokens, "
+            "stale login failures, audit events older than AUDIT_RETENTION_DAYS and, when set, scans "
+            "older than SCAN_RETENTION_DAYS; prints what it removed per table. Safe while serving and "
+            "from several hosts at once: one pruner runs at a time, the others report so and exit 0."
+        ),
+    )
+    prune.set_defaults(handler=cmd_prune)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -67,6 +67,21 @@ DB_POOL_CONNECTIONS_IN_USE = Gauge(
 DB_POOL_CONNECTIONS_MAX = Gauge(
     "db_pool_connections_max", "The most connections the pool may open.", multiprocess_mode="livesum"
 )
+CALLER_CACHE_LOOKUPS = Counter(
+    "caller_cache_lookups",
+    "Authenticated requests by where their caller came from: hit (the caller cache) or miss (the database).",
+    ["outcome"],
+)
+CALLER_CACHE_ENTRIES = Gauge(
+    "caller_cache_entries",
+    "Entries in the caller caches (identities, users, tokens).",
+    multiprocess_mode="livesum",
+)
+CALLER_CACHE_TRUSTED = Gauge(
+    "caller_cache_trusted",
+    "Workers whose caller cache is on (their LISTEN connection is up and answering).",
+    multiprocess_mode="livesum",
+)
 AI_SERVICE_CALLS = Counter("ai_service_calls", "Calls to the AI scan service, by outcome.", ["outcome"])
 AI_SERVICE_CALL_SECONDS = Histogram(
     "ai_service_call_seconds",
@@ -82,6 +97,8 @@ for _outcome in get_args(AiCallOutcome):
     AI_SERVICE_CALL_SECONDS.labels(_outcome)
 for _outcome in get_args(LoginOutcome):
     LOGIN_ATTEMPTS.labels(_outcome)
+for _outcome in ("hit", "miss"):
+    CALLER_CACHE_LOOKUPS.labels(_outcome)
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -108,6 +125,13 @@ def refresh_pool_gauges(state: State) -> None:
     DB_POOL_CONNECTIONS.set(size)
     DB_POOL_CONNECTIONS_IN_USE.set(size - pool.get_idle_size())
     DB_POOL_CONNECTIONS_MAX.set(pool.get_max_size())
+    cache = state.get("caller_cache")
+    if cache is not None:
+        hits, misses = cache.drain_counts()
+        CALLER_CACHE_LOOKUPS.labels("hit").inc(hits)
+        CALLER_CACHE_LOOKUPS.labels("miss").inc(misses)
+        CALLER_CACHE_ENTRIES.set(len(cache))
+        CALLER_CACHE_TRUSTED.set(1 if cache.trusted() else 0)
 
 
 class RequestMetrics:

@@ -28,6 +28,9 @@ HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
 BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
+# A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+COOKIE_DOMAIN_PATTERN = rf"^\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
 
 
 class SettingsError(ValueError):
@@ -39,6 +42,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_pool_min: NonNegativeInt = 2
     database_pool_max: PositiveInt = 10
     database_pooler: Literal["none", "transaction"] = "none"
+    # A direct or session-mode DSN for the caller cache's LISTEN connection, when DATABASE_URL
+    # is a transaction pooler (where LISTEN does not work). Default: DATABASE_URL itself.
+    database_listen_url: str | None = None
+    # Entries per map of the caller cache (identities, users, access tokens); 0 turns it off.
+    caller_cache_size: NonNegativeInt = 10_000
     environment: Literal["development", "production", "test"] = "development"
     jwt_secret: str = ""
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -85,6 +93,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
     http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     http_max_connections: PositiveInt = 2048
+    # on: login and refresh also set the refresh token as an HttpOnly cookie (browser frontends).
+    auth_cookies: Literal["off", "on"] = "off"
+    auth_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
+    auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
+    audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
+    scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
+    prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
 
     @property
     def drain_seconds(self) -> float:
@@ -167,6 +182,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     _check_trusted_proxies(settings)
     _check_database_url(settings)
     _check_better_auth(settings)
+    _check_auth_cookies(settings)
     return _check_secrets(settings)
 
 
@@ -187,6 +203,14 @@ def _check_trusted_proxies(settings: Settings) -> None:
             raise SettingsError(f"invalid TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
 
 
+def _check_auth_cookies(settings: Settings) -> None:
+    """The refresh cookie trusts CORS_ORIGINS as its CSRF allow-list: a wildcard would trust every site."""
+    if settings.auth_cookies == "on" and "*" in settings.cors_origins:
+        raise SettingsError(
+            "invalid CORS_ORIGINS: AUTH_COOKIES=on needs the exact origins of the frontends, not *"
+        )
+
+
 def _transaction_pooler(host: str, port: int | None) -> str | None:
     """The provider whose transaction-mode pooler this host and port are, if they are one."""
     if port == 6543 and (host.endswith(".pooler.supabase.com") or host.endswith(".supabase.co")):
@@ -198,24 +222,36 @@ def _transaction_pooler(host: str, port: int | None) -> str | None:
 
 def _check_database_url(settings: Settings) -> None:
     """Refuse, at start-up, DSNs that would otherwise fail later, under load or on first connect."""
+    if settings.database_listen_url:
+        listen_host, listen_port = _host_and_port("DATABASE_LISTEN_URL", settings.database_listen_url)
+        listen_pooler = _transaction_pooler(listen_host, listen_port)
+        if listen_pooler:
+            raise SettingsError(
+                f"invalid DATABASE_LISTEN_URL: it points at {listen_pooler}, where LISTEN does not work; "
+                "use the direct or session-mode address (Supabase: port 5432; Neon: the host without -pooler)"
+            )
     if not settings.database_url:
         return
-    try:
-        parts = urlsplit(settings.database_url)
-        host, port = (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        raise SettingsError("invalid DATABASE_URL: not a postgresql:// URL") from None
-    if "channel_binding" in parse_qs(parts.query):
-        # asyncpg would send it to the server as a setting, which PostgreSQL refuses.
-        raise SettingsError(
-            "invalid DATABASE_URL: remove channel_binding (asyncpg does not support it); "
-            "sslmode=require keeps the connection encrypted"
-        )
-    pooler = _transaction_pooler(host, port)
+    pooler = _transaction_pooler(*_host_and_port("DATABASE_URL", settings.database_url))
     if pooler and settings.database_pooler != "transaction":
         raise SettingsError(
             f"invalid DATABASE_POOLER: DATABASE_URL points at {pooler}; set DATABASE_POOLER=transaction"
         )
+
+
+def _host_and_port(variable: str, url: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise SettingsError(f"invalid {variable}: not a postgresql:// URL") from None
+    if "channel_binding" in parse_qs(parts.query):
+        # asyncpg would send it to the server as a setting, which PostgreSQL refuses.
+        raise SettingsError(
+            f"invalid {variable}: remove channel_binding (asyncpg does not support it); "
+            "sslmode=require keeps the connection encrypted"
+        )
+    return host, port
 
 
 def _check_better_auth(settings: Settings) -> None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,6 +28,7 @@ from litestar import Litestar
 from service import migrations
 from service.app import create_app
 from service.embedded import EmbeddedPostgres
+from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
 from tests.system_tools import require_tool
@@ -125,6 +127,9 @@ def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dic
         "AI_SERVICE_URL": "http://127.0.0.1:9",
         "ARGON2_MEMORY_KIB": "8192",
         "ARGON2_TIME_COST": "1",
+        # A test's rows (an expired token it made on purpose) are not pruned under it; the
+        # retention tests turn pruning on.
+        "PRUNE_INTERVAL_MINUTES": "0",
     }
     environ.update(overrides)
     return environ
@@ -184,10 +189,29 @@ async def app(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[Lites
         yield application
 
 
+async def caught_up(app: Litestar) -> None:
+    """Wait until the app's caller cache has applied every change committed so far. A change a
+    test makes in SQL reaches a running worker within the notification latency, not at once
+    (tests/scale/test_caller_cache.py measures that with real processes); in-process tests
+    await this first so that they can assert the next request sees the change."""
+    await app.state[CALLER_LISTENER_KEY].caught_up()
+
+
+def caught_up_first(app: Litestar) -> dict[str, list[Any]]:
+    """httpx event hooks: every request waits for `caught_up` before it is sent."""
+
+    async def before_request(_: httpx.Request) -> None:
+        await caught_up(app)
+
+    return {"request": [before_request]}
+
+
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks=caught_up_first(app)
+    ) as http:
         yield http
 
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
-from litestar.openapi.spec import OpenAPIMediaType, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
-from service.accounts import credentials, sessions
+from service.accounts import cookies, credentials, sessions
 from service.accounts.models import (
     LoginForm,
     LoginJSON,
@@ -98,6 +98,28 @@ class _LoginOperation(PublicOperation):
         )
 
 
+@dataclass
+class _OptionalBodyOperation(Operation):
+    """Litestar marks a JSON body required even when the handler defaults it to None, and
+    documents a JSON `null` for a 204 that returns a Response (to set a cookie)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
+        no_content = (self.responses or {}).get("204")
+        if isinstance(no_content, OpenAPIResponse):
+            no_content.content = None
+
+
+@dataclass
+class _PublicOptionalBodyOperation(_OptionalBodyOperation):
+    """Refresh: an optional body, and anyone may call it (`security: []`, as PublicOperation)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.security = []
+
+
 class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
@@ -126,9 +148,10 @@ class AuthController(Controller):
         operation_class=_LoginOperation,
         responses=problem_responses(400, 401, 413, 415),
     )
-    async def login(self, request: Request[Any, Any, Any], state: State) -> Token:
-        """An access token and a refresh token. After LOGIN_MAX_FAILURES consecutive failures the
-        email is locked for LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists."""
+    async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token]:
+        """An access token and a refresh token (with AUTH_COOKIES=on, the refresh token also as an
+        HttpOnly cookie). After LOGIN_MAX_FAILURES consecutive failures the email is locked for
+        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists."""
         login_name, password = await _login_credentials(request)
         try:
             token = await credentials.log_in(
@@ -141,24 +164,33 @@ class AuthController(Controller):
             record_login("failure")
             raise
         record_login("success")
-        return token
+        return await cookies.token_response(state.pool, state.settings, request, token)
 
     @post(
         "/refresh",
         operation_id="refresh",
-        operation_class=PublicOperation,
         summary="Exchange a refresh token for a new pair",
         status_code=200,
+        operation_class=_PublicOptionalBodyOperation,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 413, 415),
+        responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def refresh(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[RefreshRequest]
-    ) -> Token:
-        """The presented refresh token is spent. Presenting a spent one again ends its whole session."""
-        return await sessions.rotate_session(
-            state.pool, state.settings, data.refresh_token, RequestOrigin.of(request)
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[RefreshRequest | None] = None
+    ) -> Response[Token]:
+        """The presented refresh token is spent. Presenting a spent one again ends its whole session.
+        With AUTH_COOKIES=on and no body, the refresh cookie is the token; such a request is
+        accepted only from an Origin (or Referer) in CORS_ORIGINS, else 403."""
+        settings = state.settings
+        from_cookie = data is None
+        presented = (
+            cookies.refresh_token_from_cookie(settings, request) if data is None else data.refresh_token
         )
+        try:
+            token = await sessions.rotate_session(state.pool, settings, presented, RequestOrigin.of(request))
+        except NotAuthorizedException as exc:
+            raise cookies.refused_cookie(settings, request, exc) if from_cookie else exc from None
+        return await cookies.token_response(state.pool, settings, request, token)
 
     @post(
         "/logout",
@@ -166,6 +198,7 @@ class AuthController(Controller):
         summary="End this session",
         status_code=204,
         security=BEARER_SECURITY,
+        operation_class=_OptionalBodyOperation,
         before_request=require_json_body,
         responses=problem_responses(400, 401, 413, 415),
     )
@@ -175,11 +208,14 @@ class AuthController(Controller):
         state: State,
         caller: NamedDependency[Caller],
         data: JSONBody[LogoutRequest | None] = None,
-    ) -> None:
+    ) -> Response[None]:
         """This access token and its refresh-token family stop working at once; the body may name
-        the session's refresh token as well."""
+        the session's refresh token as well. With AUTH_COOKIES=on the refresh cookie is cleared."""
         refresh_token = data.refresh_token if data is not None else None
         await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
+        settings = state.settings
+        cleared = [cookies.clearing_cookie(settings, request)] if cookies.cookies_on(settings) else []
+        return Response(None, status_code=204, cookies=cleared)
 
     @get(
         "/me",

@@ -21,6 +21,7 @@ from litestar.exceptions import NotAuthorizedException
 from service.audit.events import RequestOrigin
 from service.db import load_sql
 from service.openapi import BEARER_SCHEME, PASSWORD_SCHEME
+from service.security.caller_cache import CachedUser, CallerCache
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token
 from service.security.tokens import (
@@ -38,6 +39,7 @@ GET_CALLER = load_sql("accounts/get_caller")
 BEARER_SECURITY: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {PASSWORD_SCHEME: []}]
 _SCOPE_KEY = "caller"
 VERIFIED_TOKENS_KEY = "verified_tokens"
+CALLER_CACHE_KEY = "caller_cache"
 LOCAL_PROVIDER = "local"
 
 
@@ -114,12 +116,57 @@ async def verified_token(state: State, token: str) -> VerifiedToken:
     return verified
 
 
+def caller_cache(state: State) -> CallerCache:
+    """The worker's caller cache; an app without one (a floor, a test) gets one that is never
+    trusted, so every lookup reads the database."""
+    cache = state.get(CALLER_CACHE_KEY)
+    if not isinstance(cache, CallerCache):
+        cache = CallerCache(capacity=0)
+        state[CALLER_CACHE_KEY] = cache
+    return cache
+
+
 async def _resolve_user_id(
-    connection: ASGIConnection[Any, Any, Any, Any], verified: VerifiedToken
+    connection: ASGIConnection[Any, Any, Any, Any], verified: VerifiedToken, cache: CallerCache
 ) -> uuid.UUID:
     if verified.provider == LOCAL_PROVIDER:
         return uuid.UUID(verified.subject)
-    return await user_for_identity(connection.app.state.pool, verified, RequestOrigin.of(connection))
+    user_id = cache.identity(verified.provider, verified.subject)
+    if user_id is None:
+        ticket = cache.ticket()
+        user_id = await user_for_identity(connection.app.state.pool, verified, RequestOrigin.of(connection))
+        cache.store_identity(ticket, verified.provider, verified.subject, user_id)
+    return user_id
+
+
+async def _caller_state(
+    state: State, cache: CallerCache, user_id: uuid.UUID, verified: VerifiedToken
+) -> tuple[CachedUser | None, bool]:
+    """The user behind the token and whether the token was revoked: from the cache when it
+    knows both, else from one query (sql/accounts/get_caller.sql), remembered for next time."""
+    user = cache.user(user_id)
+    jti = verified.jti
+    revoked = False if jti is None else cache.token_revoked(jti, time.time())
+    if user is not None and revoked is not None:
+        cache.hits += 1
+        return user, revoked
+    cache.misses += 1
+    ticket = cache.ticket()
+    row = await state.pool.fetchrow(GET_CALLER, user_id, jti)
+    if row is None:
+        return None, False
+    user = CachedUser(
+        id=row["id"],
+        email=row["email"],
+        role=row["role"],
+        provider=row["provider"],
+        is_active=row["is_active"],
+        tokens_valid_after=row["tokens_valid_after"],
+    )
+    cache.store_user(ticket, user)
+    if jti is not None:
+        cache.store_token(ticket, jti, row["revoked"], verified.expires_at)
+    return user, row["revoked"]
 
 
 def _caller_in_scope(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
@@ -138,18 +185,19 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
         verified = await verified_token(state, token)
     except InvalidToken as exc:
         raise NotAuthorizedException(str(exc)) from None
-    user_id = await _resolve_user_id(connection, verified)
-    row = await state.pool.fetchrow(GET_CALLER, user_id, verified.jti)
-    if row is None or not row["is_active"]:
+    cache = caller_cache(state)
+    user_id = await _resolve_user_id(connection, verified, cache)
+    user, revoked = await _caller_state(state, cache, user_id, verified)
+    if user is None or not user.is_active:
         raise NotAuthorizedException("account is not active")
-    if row["revoked"] or verified.issued_at < row["tokens_valid_after"]:
+    if revoked or verified.issued_at < user.tokens_valid_after:
         raise NotAuthorizedException("token has been revoked")
     caller = Caller(
-        id=row["id"],
+        id=user.id,
         subject=verified.subject,
-        email=row["email"],
-        role=row["role"],
-        provider=row["provider"],
+        email=user.email,
+        role=user.role,
+        provider=user.provider,
         token_jti=verified.jti,
         token_expires_at=verified.expires_at,
     )

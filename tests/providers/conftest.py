@@ -34,7 +34,7 @@ from service.security.auth import Caller, authenticate
 from service.security.jwks import STATE_KEY, JwksCache
 from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
-from tests.conftest import make_settings, running
+from tests.conftest import caught_up, make_settings, running
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
@@ -262,6 +262,7 @@ async def app(
 
 async def caller_for(app: Litestar, token: str) -> Caller:
     """Who a protected route sees when called with this bearer token."""
+    await caught_up(app)
     request = RequestFactory(app=app).get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
     return await authenticate(request)
 

@@ -45,9 +45,20 @@ OTHER_CALLERS = (
     OtherCaller(
         "an admin",
         role="admin",
-        admitted=frozenset({"/api/users", "/api/users/{user_id:uuid}", "/api/audit-events"}),
+        admitted=frozenset(
+            {
+                "/api/users",
+                "/api/users/{user_id:uuid}",
+                "/api/users/{user_id:uuid}/sessions",
+                "/api/audit-events",
+            }
+        ),
     ),
 )
+
+# Routes for administrators only, even on the caller's own account (users manage their own
+# sessions under /api/auth/sessions): their owner is refused like anyone else who is not an admin.
+ADMIN_ONLY = frozenset({"/api/users/{user_id:uuid}/sessions"})
 
 # The one path parameter that names whose data a route is about: an intruder also tries its own
 # value here together with the victim's other ids (GET /api/{me}/tasks/{victim's task}).
@@ -107,9 +118,20 @@ async def _insert_task(db: asyncpg.Connection, user_id: uuid.UUID) -> str:
 
 
 # How to make a resource of the victim's for each path parameter a route may have.
+async def _insert_session(db: asyncpg.Connection, user_id: uuid.UUID) -> str:
+    family_id = await db.fetchval(
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) "
+        "VALUES (sha256(gen_random_uuid()::text::bytea), gen_random_uuid(), $1, now() + interval '1 day') "
+        "RETURNING family_id",
+        user_id,
+    )
+    return str(family_id)
+
+
 RESOURCES: dict[str, Callable[[asyncpg.Connection, uuid.UUID], Awaitable[str]]] = {
     "task_id": _insert_task,
     "scan_id": _insert_scan,
+    "session_id": _insert_session,
 }
 
 
@@ -124,7 +146,8 @@ async def _victim(db: asyncpg.Connection, settings: Settings) -> Victim:
 async def _snapshot(db: asyncpg.Connection, user_id: uuid.UUID) -> list[Any]:
     """Everything of the victim's a request could change."""
     rows = []
-    for table, key in (("users", "id"), ("tasks", "user_id"), ("scans", "user_id")):
+    tables = (("users", "id"), ("tasks", "user_id"), ("scans", "user_id"), ("refresh_tokens", "user_id"))
+    for table, key in tables:
         rows += await db.fetch(f"SELECT to_jsonb(t) AS r FROM {table} t WHERE {key} = $1 ORDER BY 1", user_id)
     return [row["r"] for row in rows]
 
@@ -196,7 +219,11 @@ async def test_only_the_owner_reaches_a_resource(
         if not admitted:
             assert await _snapshot(db, victim.id) == before, caller.name
 
-    if "{" in path and not deleted_by_an_admitted_caller:
+    if (
+        "{" in path
+        and not deleted_by_an_admitted_caller
+        and path.replace("/api/v1/", "/api/", 1) not in ADMIN_ONLY
+    ):
         # The URLs refused to others work for their owner: the refusals are about who asks,
         # not about a URL that reaches nothing.
         owned = await client.request(method, _fill(path, victim.ids), headers=victim.headers, **request)

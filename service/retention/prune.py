@@ -1,0 +1,119 @@
+"""The retention policy: delete what no longer protects anyone or is older than its retention.
+
+Rows go in batches of BATCH_SIZE, each its own short statement, so no table is locked for long
+and the service keeps serving. One pruner runs at a time across every worker and host: it holds
+a PostgreSQL advisory lock in an otherwise idle transaction on a connection of its own (a
+transaction-level lock, so it also holds behind a transaction pooler, and it goes with the
+connection if the pruner dies), while the deletes run on the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+import msgspec
+
+from service.db import create_pool, load_sql
+from service.settings import Settings
+
+TRY_PRUNE_LOCK = load_sql("retention/try_prune_lock")
+BATCH_SIZE = 1000
+
+log = logging.getLogger("service.retention")
+
+
+class Rule:
+    """One table's retention: its batched delete, with the arguments the settings give it, or
+    None when the settings keep that table's rows."""
+
+    def __init__(
+        self, table: str, query: str, arguments: Callable[[Settings], tuple[int, ...] | None]
+    ) -> None:
+        self.table = table
+        self.sql = load_sql(f"retention/{query}")
+        self.arguments = arguments
+
+
+def _days(days: int | None) -> tuple[int, ...] | None:
+    return (days,) if days else None
+
+
+RULES = (
+    Rule("refresh_tokens", "delete_expired_refresh_tokens", lambda settings: ()),
+    Rule("revoked_access_tokens", "delete_expired_revoked_access_tokens", lambda settings: ()),
+    Rule("login_failures", "delete_stale_login_failures", lambda settings: (settings.login_lockout_minutes,)),
+    Rule("audit_events", "delete_old_audit_events", lambda settings: _days(settings.audit_retention_days)),
+    Rule("scans", "delete_old_scans", lambda settings: _days(settings.scan_retention_days)),
+)
+
+# What prune() found for each table: the rows removed, or None when the table is kept.
+Removed = dict[str, int | None]
+
+
+async def _delete_in_batches(pool: asyncpg.Pool, sql: str, arguments: tuple[int, ...]) -> int:
+    removed = 0
+    while True:
+        status = await pool.execute(sql, BATCH_SIZE, *arguments)
+        batch = int(status.split()[-1])
+        removed += batch
+        if batch < BATCH_SIZE:
+            return removed
+
+
+async def prune(pool: asyncpg.Pool, database_url: str, settings: Settings) -> Removed | None:
+    """Apply every rule; None (and nothing removed) when another pruner holds the lock."""
+    lock_connection = await asyncpg.connect(
+        database_url, statement_cache_size=0, server_settings={"application_name": "service-prune"}
+    )
+    try:
+        async with lock_connection.transaction():
+            if not await lock_connection.fetchval(TRY_PRUNE_LOCK):
+                return None
+            removed: Removed = {}
+            for rule in RULES:
+                arguments = rule.arguments(settings)
+                removed[rule.table] = (
+                    None if arguments is None else await _delete_in_batches(pool, rule.sql, arguments)
+                )
+            return removed
+    finally:
+        await lock_connection.close()
+
+
+def describe(removed: Removed) -> str:
+    """`refresh_tokens=3 ... scans=kept`: one line for the log."""
+    return " ".join(f"{table}={'kept' if count is None else count}" for table, count in removed.items())
+
+
+async def prune_periodically(
+    pool: asyncpg.Pool, database_url: str, settings: Settings, interval_seconds: float
+) -> None:
+    """Prune now and then every `interval_seconds`, until cancelled. A failure is logged and
+    tried again at the next interval; it never ends the loop, nor the worker."""
+    while True:
+        try:
+            removed = await prune(pool, database_url, settings)
+        except Exception as exc:  # any failure waits for the next interval
+            log.warning(
+                "retention prune failed, retrying in %g s: %s: %s", interval_seconds, type(exc).__name__, exc
+            )
+        else:
+            if removed is None:
+                log.debug("retention prune skipped: another worker is pruning")
+            else:
+                log.info("retention prune removed %s", describe(removed), extra={"removed": removed})
+        await asyncio.sleep(interval_seconds)
+
+
+async def run_once(settings: Settings, database_url: str) -> Removed | None:
+    """`service prune`: one run on a small pool of its own."""
+    pool = await create_pool(
+        msgspec.structs.replace(settings, database_pool_min=1, database_pool_max=1), database_url
+    )
+    try:
+        return await prune(pool, database_url, settings)
+    finally:
+        await pool.close()

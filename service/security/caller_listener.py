@@ -1,0 +1,200 @@
+"""One LISTEN connection per worker, outside the pool, that keeps the caller cache trustworthy.
+
+It listens on the `caller_changes` channel and applies every announcement to the CallerCache.
+Every HEARTBEAT_SECONDS it runs a heartbeat query; an answer within TRUST_SECONDS of sending it
+extends the cache's trust to that send time + TRUST_SECONDS. A connection that drops (database
+restart, `pg_terminate_backend`) empties the cache at once; one that stops answering loses
+trust when the window runs out. It then reconnects, with a growing pause, for as long as the
+worker runs, and the cache comes back (empty) once a heartbeat is answered again.
+
+`caught_up()` waits until every announcement committed before the call has been applied: a
+request that changed something (a logout) awaits it before its response leaves, so the same
+worker never serves the caller it just revoked, even for the milliseconds a notification takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.db import load_sql
+from service.security.caller_cache import CHANNEL, CallerCache
+from service.settings import Settings
+
+HEARTBEAT = load_sql("caller_cache/heartbeat")
+HEARTBEAT_SECONDS = 1.0
+TRUST_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+RECONNECT_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
+APPLICATION_NAME = "service-caller-listener"
+CALLER_LISTENER_KEY = "caller_listener"
+
+log = logging.getLogger("service.caller_listener")
+
+
+def listen_url(settings: Settings, database_url: str) -> str | None:
+    """Where the LISTEN connection goes: DATABASE_LISTEN_URL, else the database itself unless
+    that is a transaction pooler (LISTEN needs a connection of its own); None: cache off."""
+    if settings.caller_cache_size == 0:
+        return None
+    if settings.database_listen_url:
+        return settings.database_listen_url
+    if settings.database_pooler == "transaction":
+        log.warning(
+            "caller cache off: DATABASE_POOLER=transaction and no DATABASE_LISTEN_URL; "
+            "every request reads its caller from the database"
+        )
+        return None
+    return database_url
+
+
+class CallerListener:
+    def __init__(self, cache: CallerCache) -> None:
+        self.cache = cache
+        self._url = ""
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # Requests waiting for a heartbeat sent after they asked (see caught_up).
+        self._waiting: list[asyncio.Future[None]] = []
+        self._listening = asyncio.Event()  # set while connected and trusted at least once
+        self.connection: asyncpg.Connection | None = None
+
+    async def start(self, url: str) -> None:
+        """Connect and wait (at most CONNECT_TIMEOUT_SECONDS) for the first heartbeat, so the
+        cache serves from the first request; should the database not answer yet, keep trying
+        in the background."""
+        self._url = url
+        self._task = asyncio.create_task(self._run(), name="caller-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), CONNECT_TIMEOUT_SECONDS)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def caught_up(self) -> None:
+        """Return once every announcement committed before this call is in the cache (one
+        heartbeat round trip, shared by every request waiting at the time), or at once when
+        the cache is not trusted, since nothing is then served from it."""
+        if not self.cache.trusted():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._listen()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if self._listening.is_set():
+                    log.warning("caller cache off: listener connection lost (%s); reconnecting", exc)
+            except Exception:  # whatever broke, the cache stays off until the listener is back
+                log.exception("caller cache off: listener failed; reconnecting")
+            finally:
+                self.cache.distrust()
+                self._release_waiters()
+                await self._close()
+            if self._listening.is_set():
+                self._listening.clear()
+                attempt = 0
+            await asyncio.sleep(RECONNECT_PAUSES[min(attempt, len(RECONNECT_PAUSES) - 1)])
+            attempt += 1
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(
+            self._url,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            statement_cache_size=0,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+        self.connection = connection
+        lost = asyncio.Event()
+
+        def on_termination(_: Any) -> None:
+            self.cache.distrust()  # at once: the next request must not wait for the loop below
+            lost.set()
+            self._wake.set()
+
+        connection.add_termination_listener(on_termination)
+        await connection.add_listener(CHANNEL, self._on_notification)
+        while not lost.is_set():
+            waiting, self._waiting = self._waiting, []
+            sent = time.monotonic()
+            await asyncio.wait_for(connection.fetchval(HEARTBEAT), TRUST_SECONDS)
+            if lost.is_set():
+                self._waiting.extend(waiting)
+                break
+            self.cache.trust_until(sent + TRUST_SECONDS)
+            if not self._listening.is_set():
+                self._listening.set()
+                log.info("caller cache on: listening on %r", CHANNEL)
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._wake.clear()
+            if not self._waiting:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), HEARTBEAT_SECONDS)
+        raise asyncpg.InterfaceError("the listener connection was closed")
+
+    def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.cache.invalidate(payload)
+
+    def _release_waiters(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None and not connection.is_closed():
+            connection.terminate()
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _authorized(scope: Scope) -> bool:
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
+class ReadYourWrites:
+    """ASGI layer: an authenticated request with an unsafe method (which may have logged out,
+    changed a password or a role, or deleted an account) holds its response until this worker's
+    listener has applied every announcement committed so far. Safe methods, and requests without
+    credentials (register, login, refresh: none of them changes what the cache holds), pass
+    straight through."""
+
+    def __init__(self, app: ASGIApp, listener: CallerListener) -> None:
+        self.app = app
+        self.listener = listener
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _SAFE_METHODS  # type: ignore[typeddict-item]
+            or not _authorized(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        listener = self.listener
+
+        async def send_after_catching_up(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await listener.caught_up()
+            await send(message)
+
+        await self.app(scope, receive, send_after_catching_up)

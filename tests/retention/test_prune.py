@@ -1,0 +1,275 @@
+"""The retention policy: `service prune`, its lock across pruners, and the server's own pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from litestar import Litestar
+
+from service.app import create_app
+from service.db import create_pool, load_sql
+from service.retention.prune import BATCH_SIZE, prune_periodically
+from service.settings import SettingsError, load_settings
+from tests.conftest import make_settings, running
+from tests.processes import service_environment
+
+DEADLINE_SECONDS = 60
+
+
+async def _seed(db: asyncpg.Connection) -> uuid.UUID:
+    """Rows on both sides of every rule; the names say which side."""
+    user_id: uuid.UUID = await db.fetchval(
+        "INSERT INTO users (email) VALUES ('ada@example.com') RETURNING id"
+    )
+    await db.execute(
+        """
+        INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at, revoked_at)
+        SELECT token_hash::bytea, gen_random_uuid(), $1, now() - issued_ago, now() + ends_in, revoked_at
+        FROM (VALUES ('ended-spent', '31 days'::interval, '-1 day'::interval, now()),
+                     ('ended-live', '31 days', '-1 second', NULL),
+                     ('live', '0', '30 days', NULL),
+                     ('spent-in-a-live-family', '0', '30 days', now())
+        ) AS rows (token_hash, issued_ago, ends_in, revoked_at)
+        """,
+        user_id,
+    )
+    await db.execute(
+        """
+        INSERT INTO revoked_access_tokens (jti, user_id, expires_at)
+        VALUES (gen_random_uuid(), $1, now() - interval '1 hour'),
+               (gen_random_uuid(), $1, now() + interval '10 minutes')
+        """,
+        user_id,
+    )
+    await db.execute(
+        """
+        INSERT INTO login_failures (email, failures, last_failed_at, locked_until)
+        VALUES ('stale@example.com', 3, now() - interval '1 hour', NULL),
+               ('recent@example.com', 2, now() - interval '1 minute', NULL),
+               ('still-locked@example.com', 5, now() - interval '1 hour', now() + interval '5 minutes'),
+               ('lock-expired@example.com', 5, now() - interval '1 hour', now() - interval '30 minutes')
+        """
+    )
+    await db.execute(
+        """
+        INSERT INTO audit_events (at, action) SELECT now() - interval '400 days', 'auth.login'
+        FROM generate_series(1, $1);
+        """,
+        BATCH_SIZE * 2 + 5,
+    )
+    await db.execute(
+        "INSERT INTO audit_events (at, action) VALUES (now() - interval '364 days', 'auth.logout')"
+    )
+    await db.execute(
+        """
+        INSERT INTO scans (user_id, data, source, created_at)
+        VALUES ($1, '[]', 'model', now() - interval '40 days'), ($1, '[]', 'model', now())
+        """,
+        user_id,
+    )
+    return user_id
+
+
+def _prune(database_url: str, workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "prune"],
+        env=service_environment(database_url, workdir, **env),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _start_prune(database_url: str, workdir: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "prune"],
+        env=service_environment(database_url, workdir, **env),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def _remaining(db: asyncpg.Connection) -> dict[str, object]:
+    return {
+        "refresh_tokens": sorted(
+            bytes(row[0]).decode() for row in await db.fetch("SELECT token_hash FROM refresh_tokens")
+        ),
+        "revoked_access_tokens": await db.fetchval("SELECT count(*) FROM revoked_access_tokens"),
+        "login_failures": sorted(row[0] for row in await db.fetch("SELECT email FROM login_failures")),
+        "audit_events": await db.fetchval("SELECT count(*) FROM audit_events"),
+        "scans": await db.fetchval("SELECT count(*) FROM scans"),
+    }
+
+
+async def test_service_prune_applies_the_policy_and_says_what_it_removed(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await _seed(db)
+    result = await asyncio.to_thread(_prune, database_url, tmp_path, SCAN_RETENTION_DAYS="30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "refresh_tokens: removed 2",
+        "revoked_access_tokens: removed 1",
+        "login_failures: removed 2",
+        f"audit_events: removed {BATCH_SIZE * 2 + 5}",
+        "scans: removed 1",
+    ]
+    assert await _remaining(db) == {
+        "refresh_tokens": ["live", "spent-in-a-live-family"],
+        "revoked_access_tokens": 1,
+        "login_failures": ["recent@example.com", "still-locked@example.com"],
+        "audit_events": 1,
+        "scans": 1,
+    }
+    again = await asyncio.to_thread(_prune, database_url, tmp_path, SCAN_RETENTION_DAYS="30")
+    assert again.returncode == 0
+    assert all(line.endswith("removed 0") for line in again.stdout.splitlines())
+
+
+async def test_audit_events_and_scans_can_be_kept_forever(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await _seed(db)
+    result = await asyncio.to_thread(_prune, database_url, tmp_path, AUDIT_RETENTION_DAYS="0")
+    assert result.returncode == 0, result.stderr
+    assert "audit_events: kept (no retention set)" in result.stdout.splitlines()
+    assert "scans: kept (no retention set)" in result.stdout.splitlines()
+    remaining = await _remaining(db)
+    assert (remaining["audit_events"], remaining["scans"]) == (BATCH_SIZE * 2 + 6, 2)
+
+
+def test_service_prune_says_so_when_the_database_is_down(tmp_path: Path) -> None:
+    result = _prune("postgresql://postgres@127.0.0.1:9/unreachable", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("prune: the database failed:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_retention_settings_default_to_the_contract_and_refuse_nonsense(tmp_path: Path) -> None:
+    settings = load_settings({"DATA_DIR": str(tmp_path), "JWT_SECRET": "s" * 32}, env_file=tmp_path / ".env")
+    assert (settings.audit_retention_days, settings.scan_retention_days) == (365, None)
+    assert settings.prune_interval_minutes == 60
+    for variable in ("AUDIT_RETENTION_DAYS", "SCAN_RETENTION_DAYS", "PRUNE_INTERVAL_MINUTES"):
+        with pytest.raises(SettingsError, match=variable):
+            make_settings("postgresql://127.0.0.1:9/unused", tmp_path, **{variable: "-1"})
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_of_two_concurrent_pruners_one_holds_the_lock_and_the_other_stands_aside(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await _seed(db)
+    blocker = await asyncpg.connect(database_url)
+    try:
+        # Hold the first pruner inside its run (it waits for the scans table) so the second
+        # one certainly starts while the first holds the retention lock.
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE scans IN ACCESS EXCLUSIVE MODE")
+        first = _start_prune(database_url, tmp_path, SCAN_RETENTION_DAYS="30")
+
+        async def first_waits_on_scans() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'scans'::regclass"
+                )
+            )
+
+        await _until(first_waits_on_scans, "the first pruner waits inside its run")
+        # Production skips the migration check, so the second starts quickly: the first waits
+        # within its statement timeout.
+        second = await asyncio.to_thread(
+            _prune, database_url, tmp_path, SCAN_RETENTION_DAYS="30", ENVIRONMENT="production"
+        )
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == "another pruner holds the retention lock; nothing removed"
+        await transaction.rollback()
+    finally:
+        await blocker.close()
+    output, _ = await asyncio.to_thread(first.communicate, timeout=120)
+    assert first.returncode == 0, output
+    assert "scans: removed 1" in output.splitlines()
+    assert (await _remaining(db))["scans"] == 1
+
+
+async def test_a_pruner_stands_aside_while_another_holds_the_lock(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await _seed(db)
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            assert await holder.fetchval(load_sql("retention/try_prune_lock"))
+            result = await asyncio.to_thread(_prune, database_url, tmp_path)
+        assert result.returncode == 0
+        assert "nothing removed" in result.stdout
+        assert (await _remaining(db))["audit_events"] == BATCH_SIZE * 2 + 6
+    finally:
+        await holder.close()
+    assert "audit_events: removed" in (await asyncio.to_thread(_prune, database_url, tmp_path)).stdout
+
+
+async def test_the_server_prunes_on_its_own_at_start_and_every_interval(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await _seed(db)
+    app: Litestar = create_app(make_settings(database_url, tmp_path, PRUNE_INTERVAL_MINUTES="60"))
+    async with running(app):
+
+        async def old_events_gone() -> bool:
+            return await db.fetchval("SELECT count(*) FROM audit_events") == 1
+
+        await _until(old_events_gone, "the server pruned the old audit events")
+    assert (await _remaining(db))["refresh_tokens"] == ["live", "spent-in-a-live-family"]
+
+
+async def test_a_failed_prune_is_logged_and_retried_at_the_next_interval(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _seed(db)
+    settings = make_settings(database_url, tmp_path)
+    pool = await create_pool(settings, database_url)
+    await db.execute("ALTER TABLE login_failures RENAME TO login_failures_elsewhere")
+    renamed = True
+    caplog.set_level(logging.INFO, logger="service.retention")
+    task = asyncio.create_task(prune_periodically(pool, database_url, settings, interval_seconds=0.05))
+    try:
+
+        async def logged(text: str) -> bool:
+            return any(text in record.getMessage() for record in caplog.records)
+
+        await _until(lambda: logged("retention prune failed"), "a failure is logged")
+        assert not task.done(), "the failure did not end the loop"
+        await db.execute("ALTER TABLE login_failures_elsewhere RENAME TO login_failures")
+        renamed = False
+        await _until(lambda: logged("retention prune removed"), "the next interval prunes")
+    finally:
+        task.cancel()
+        if renamed:
+            await db.execute("ALTER TABLE login_failures_elsewhere RENAME TO login_failures")
+        await pool.close()
+    line = next(r.getMessage() for r in caplog.records if "retention prune removed" in r.getMessage())
+    # The failed runs got as far as the table that was away: what they removed stays removed.
+    assert line == (
+        "retention prune removed refresh_tokens=0 revoked_access_tokens=0 login_failures=2 "
+        f"audit_events={BATCH_SIZE * 2 + 5} scans=kept"
+    )
