@@ -24,6 +24,7 @@ VERBS = {
     "update",
     "put",
     "delete",
+    "end",
     "register",
     "login",
     "logout",
