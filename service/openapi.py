@@ -8,7 +8,7 @@ Conventions every route follows (tests/openapi/test_document.py checks them): an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -17,12 +17,11 @@ import msgspec
 # the result, so a Litestar upgrade that moves it fails loudly.
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.datastructures import ResponseHeader
-from litestar.openapi.spec import OAuthFlow, OAuthFlows, Operation, Reference, SecurityScheme, Tag
+from litestar.openapi.spec import OAuthFlow, OAuthFlows, Operation, Reference, Schema, SecurityScheme, Tag
 from litestar.typing import FieldDefinition
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
-    from litestar.openapi.spec import Schema
 
 LOGIN_PATH = "/api/auth/login"
 BEARER_SCHEME = "BearerToken"
@@ -90,4 +89,18 @@ class ClosedStructSchemaPlugin(StructSchemaPlugin):
         info = msgspec.inspect.type_info(field_definition.type_)
         if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
             schema.additional_properties = False
+        if schema.properties:
+            schema.properties = {name: _without_lone_one_of(prop) for name, prop in schema.properties.items()}
         return schema
+
+
+def _without_lone_one_of(prop: Schema | Reference) -> Schema | Reference:
+    """A field typed `T | UnsetType` is documented as `oneOf: [T]`, which linters flag and
+    generators wrap in needless unions: say T itself, with the field's own keywords."""
+    if not isinstance(prop, Schema) or prop.one_of is None or len(prop.one_of) != 1:
+        return prop
+    (variant,) = prop.one_of
+    if not isinstance(variant, Schema):
+        return prop
+    own = {item.name: getattr(prop, item.name) for item in fields(prop) if item.name != "one_of"}
+    return replace(variant, **{name: value for name, value in own.items() if value is not None})

@@ -20,7 +20,7 @@ from service.security.guards import requires_admin
 
 class SessionsController(Controller):
     path = "/auth/sessions"
-    tags = ["Auth"]
+    tags = ["auth"]
     dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
 
@@ -34,7 +34,7 @@ class SessionsController(Controller):
         "/{session_id:uuid}",
         operation_id="endSession",
         summary="End one of the caller's sessions",
-        responses=problem_responses(401, 404),
+        responses=problem_responses(400, 401, 404),
     )
     async def end_session(
         self,
@@ -75,7 +75,7 @@ class UserSessionsController(Controller):
         "/",
         operation_id="listUserSessions",
         summary="A user's sessions (admin)",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def list_user_sessions(self, state: State, user_id: FromPath[uuid.UUID]) -> list[Session]:
         """The user's live sessions, newest first; `current` is always false here."""
@@ -85,7 +85,7 @@ class UserSessionsController(Controller):
         "/",
         operation_id="endUserSessions",
         summary="End every session of a user (admin)",
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def end_user_sessions(
         self,

@@ -24,6 +24,7 @@ VERBS = {
     "update",
     "put",
     "delete",
+    "end",
     "register",
     "login",
     "logout",
@@ -94,6 +95,14 @@ def test_tags_are_declared_once_in_one_casing_with_descriptions(document: dict[s
         assert operation["tags"][0] in declared, f"{method} {path}"
         used.add(operation["tags"][0])
     assert used == set(declared)
+
+
+def test_no_field_is_a_union_of_one(document: dict[str, Any]) -> None:
+    # What `T | UnsetType` became: Redocly warns, and generators wrap the field in a union.
+    for name, schema in document["components"]["schemas"].items():
+        for field, prop in schema.get("properties", {}).items():
+            variants = prop.get("oneOf", [])
+            assert len(variants) != 1 or "$ref" in variants[0], f"{name}.{field}: {prop}"
 
 
 def test_swagger_ui_can_log_in_with_the_password_flow(document: dict[str, Any]) -> None:

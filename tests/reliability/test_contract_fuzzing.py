@@ -171,8 +171,8 @@ def test_request_bodies_are_documented_as_strictly_as_they_are_read() -> None:
                 if parameter["schema"].get("type") == "integer" and maximum is not None:
                     # Python compares int and float exactly: 2.0**63 is above the bigint maximum.
                     assert maximum <= 2**63 - 1, (method, path, parameter["name"])
-    login = document["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]["application/json"]
-    assert {"required": ["email"]} in [{"required": v["required"]} for v in login["schema"]["anyOf"]]
+    login = document["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]
+    assert set(login["application/x-www-form-urlencoded"]["schema"]["required"]) == {"username", "password"}
 
 
 async def test_options_lists_every_method_of_a_path(

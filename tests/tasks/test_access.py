@@ -131,7 +131,7 @@ async def test_all_five_operations_are_documented(client: httpx.AsyncClient) -> 
     assert set(paths["/api/{user_id}/tasks/{task_id}"]) >= {"get", "patch", "delete"}
     for operations in (paths["/api/{user_id}/tasks"], paths["/api/{user_id}/tasks/{task_id}"]):
         for operation in operations.values():
-            assert operation["security"] == [{"BearerToken": []}]
+            assert operation["security"] == [{"BearerToken": []}, {"OAuth2Password": []}]
             assert {"401", "403"} <= set(operation["responses"])
     docs_page = await client.get("/docs")
     assert docs_page.status_code == 200
