@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 REQUIRE_VARIABLE = "REQUIRE_SYSTEM_TOOLS"
+NODE_INSTALL = "apt-get install nodejs npm"
 
 
 def required() -> bool:
@@ -41,3 +44,20 @@ def require_tool(name: str, install: str, *candidates: str) -> str:
     if required():
         pytest.fail(f"{reason}, and {REQUIRE_VARIABLE} is set", pytrace=False)
     pytest.skip(reason)
+
+
+def npm_ci(package_dir: Path, timeout_seconds: float, *flags: str) -> str:
+    """Install the npm packages pinned by `package_dir`'s lockfile (`npm ci`) into its
+    node_modules, or skip without node and npm; the node binary."""
+    node = require_tool("node", NODE_INSTALL)
+    npm = require_tool("npm", NODE_INSTALL)
+    installed = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", *flags],
+        cwd=package_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout_seconds,
+        check=False,
+    )
+    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+    return node

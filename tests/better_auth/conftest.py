@@ -20,12 +20,11 @@ import httpx
 import jwt
 import pytest
 
-from tests.system_tools import require_tool
+from tests.system_tools import NODE_INSTALL, npm_ci, require_tool
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 START_TIMEOUT_SECONDS = 30
 NPM_CI_TIMEOUT_SECONDS = 300
-NODE_INSTALL = "apt-get install nodejs npm"
 
 
 def _installed_matches_lockfile() -> bool:
@@ -40,19 +39,9 @@ def _installed_matches_lockfile() -> bool:
 @pytest.fixture(scope="session")
 def node() -> str:
     """The node binary, with the pinned Better Auth installed beside server.mjs."""
-    node = require_tool("node", NODE_INSTALL)
-    npm = require_tool("npm", NODE_INSTALL)
-    if not _installed_matches_lockfile():
-        installed = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=PACKAGE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_CI_TIMEOUT_SECONDS,
-            check=False,
-        )
-        assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
-    return node
+    if _installed_matches_lockfile():
+        return require_tool("node", NODE_INSTALL)
+    return npm_ci(PACKAGE_DIR, NPM_CI_TIMEOUT_SECONDS, "--loglevel=error")
 
 
 @dataclass

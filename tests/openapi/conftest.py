@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.processes import SERVICE_TEST_ENV
-from tests.system_tools import require_tool
+from tests.system_tools import npm_ci
 
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "openapi_tools"
 NPM_CI_TIMEOUT_SECONDS = 300
@@ -55,17 +55,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 @pytest.fixture(scope="session")
 def npm_bin() -> Path:
     """tests/openapi_tools/node_modules/.bin, installed from the lockfile once per session."""
-    require_tool("node", "apt-get install nodejs")
-    npm = require_tool("npm", "apt-get install npm")
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"],
-        cwd=TOOLS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NPM_CI_TIMEOUT_SECONDS,
-        check=False,
-    )
-    assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
+    npm_ci(TOOLS_DIR, NPM_CI_TIMEOUT_SECONDS, "--prefer-offline")
     return TOOLS_DIR / "node_modules" / ".bin"
 
 
