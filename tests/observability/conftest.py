@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.app import create_app
+from service.security.providers import KEY_CHECK_STATE_KEY
 from service.tracing import create_tracer_provider
 from tests.conftest import make_settings, running
 from tests.scans.conftest import faulty_ai, faulty_ai_server  # noqa: F401 - fixtures used here too
@@ -38,6 +39,7 @@ def traced_client(
         provider = create_tracer_provider(settings, SimpleSpanProcessor(spans))
         app = create_app(settings, tracer_provider=provider)
         async with running(app):
+            await app.state[KEY_CHECK_STATE_KEY]  # its JWKS fetches belong to no request
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                 yield client
