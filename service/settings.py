@@ -24,14 +24,14 @@ log = logging.getLogger("service.settings")
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderName = Annotated[str, msgspec.Meta(pattern=whole(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"))]
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
 # traceparent and tracestate: a traced frontend's context continues here (W3C Trace Context).
 BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "traceparent", "tracestate")
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 # A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-COOKIE_DOMAIN_PATTERN = rf"^\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*$"
+COOKIE_DOMAIN_PATTERN = whole(rf"\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 OtlpProtocol = Literal["http/protobuf", "grpc"]
 TraceSampler = Literal[
     "always_on",
