@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import httpx
 import pytest
 import redis.asyncio
 from litestar import Litestar, post
 
-from service.security.rate_limit import SIGN_IN_ROUTES, MemoryCounter
+from service.security.rate_limit import SIGN_IN_ROUTES, WINDOW_SECONDS, MemoryCounter
 from tests.operations.conftest import AppClient
 from tests.processes import free_port
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
+# The limits count in fixed one-minute windows: a test whose requests straddle two windows sees
+# its count start again. Every test here finishes well within this many seconds.
+TEST_SECONDS = 20
+
+
+@pytest.fixture(autouse=True)
+async def within_one_window() -> None:
+    """Start each test early enough in a window that all of its requests fall into it."""
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < TEST_SECONDS:
+        await asyncio.sleep(left + 0.05)
 
 
 SIGN_IN_POSTS = sorted(path for method, path in SIGN_IN_ROUTES if method == "POST")
