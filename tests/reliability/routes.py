@@ -24,13 +24,19 @@ def built_app() -> Litestar:
         return create_app(make_settings("postgresql://127.0.0.1:9/unused", Path(data_dir)))
 
 
+def _needs_credentials(security: list[dict[str, Any]] | None) -> bool:
+    """Whether an operation's security requirements all name a scheme: an empty requirement
+    `{}` among them (as on /metrics, whose token is optional) admits anonymous callers."""
+    return bool(security) and all(security)
+
+
 def secured_routes() -> list[tuple[str, str]]:
     """(method, path) of every route that needs a token, /api/v1 twins included."""
     found = []
     for route in built_app().routes:
         if isinstance(route, HTTPRoute):
             for method, (handler, _) in route.route_handler_map.items():
-                if method not in ("OPTIONS", "HEAD") and handler.resolve_security():
+                if method not in ("OPTIONS", "HEAD") and _needs_credentials(handler.resolve_security()):
                     found.append((method, route.path))
     return sorted(found)
 
@@ -49,7 +55,7 @@ class Operation:
     def __init__(self, method: str, path: str, spec: dict[str, Any]) -> None:
         self.method = method.upper()
         self.path = path
-        self.secured = bool(spec.get("security"))
+        self.secured = _needs_credentials(spec.get("security"))
         self.body_types = tuple((spec.get("requestBody") or {}).get("content", {}))
         parameters = spec.get("parameters", [])
         self.query = {p["name"]: p.get("schema", {}) for p in parameters if p["in"] == "query"}
