@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -31,7 +31,9 @@ def pgbouncer_url(pgbouncer: str, database_url: str) -> Iterator[str]:
     target = urlsplit(database_url)
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    (workdir / "userlist.txt").write_text(f'"{target.username}" ""\n')
+    # The embedded server requires its password (the machine's may trust loopback): PgBouncer
+    # signs in to the server with the userlist's password, and trusts its own clients on loopback.
+    (workdir / "userlist.txt").write_text(f'"{target.username}" "{unquote(target.password or "")}"\n')
     (workdir / "pgbouncer.ini").write_text(
         f"""[databases]
 * = host={target.hostname} port={target.port or 5432}
