@@ -217,7 +217,8 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         debug=False,
     )
     _allow_every_method_on_options(app)
-    handler = app.asgi_handler
+    # The router's 404s and 405s count against the rate limit too (service.security.rate_limit).
+    handler = rate_limiting.count_unrouted(app.asgi_handler)
     if tracer_provider is not None:
         from service import tracing
 

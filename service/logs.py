@@ -16,6 +16,19 @@ _encoder = msgspec.json.Encoder()
 # uvicorn adds `color_message`, its message with ANSI colours for its own console formatter:
 # in a JSON line it would only repeat `message` with escape codes.
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
+# JSON allows U+2028 and U+2029 raw inside strings, and msgspec writes them so; but JavaScript
+# before ES2019 and tools that split on Unicode line breaks read them as the end of a line, so
+# a request path with one would split its record. Escaped, every record is one line for all.
+_LINE_SEPARATOR, _PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
+
+
+def _escape_separators(line: bytes) -> bytes:
+    # Most lines are ASCII: one search for the separators' lead byte (memchr) settles them,
+    # 0.2 us for a 230-byte access line where searching for both separators took 1.6 us
+    # (`python -m timeit`, on a busy 2-core machine).
+    if b"\xe2" not in line:
+        return line
+    return line.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +45,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return _encoder.encode(entry).decode()
+        return _escape_separators(_encoder.encode(entry)).decode()
 
 
 # In text logs a record is one line whatever it quotes: a request path with %0A, or an exception
@@ -143,19 +156,21 @@ class AccessLog:
     ) -> None:
         stamp, millis = self._timestamp(time.time())
         if self.json:
-            line = _encoder.encode(
-                _AccessLine(
-                    f"{stamp}.{millis:03d}Z",
-                    "INFO",
-                    "service.access",
-                    "request",
-                    request_id,
-                    method,
-                    path,
-                    status,
-                    duration_ms,
-                    client,
-                    trace_id,
+            line = _escape_separators(
+                _encoder.encode(
+                    _AccessLine(
+                        f"{stamp}.{millis:03d}Z",
+                        "INFO",
+                        "service.access",
+                        "request",
+                        request_id,
+                        method,
+                        path,
+                        status,
+                        duration_ms,
+                        client,
+                        trace_id,
+                    )
                 )
             )
         else:

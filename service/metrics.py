@@ -11,11 +11,12 @@ worker's files, whichever worker answers the scrape.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from litestar import Controller, Request, get
 from litestar.datastructures import State
@@ -36,6 +37,9 @@ from prometheus_client import (
 
 from service.errors import problem_responses
 from service.openapi import METRICS_SCHEME
+
+if TYPE_CHECKING:
+    from service.security.rate_limit import RateLimiting
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 # A *_created series per labelled series doubles what Prometheus stores and nobody reads it.
@@ -176,10 +180,23 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
-def _require_token(request: Request[Any, Any, Any], token: str) -> None:
+def _token_matches(request: Request[Any, Any, Any], token: str) -> bool:
+    """In constant time, also in the length: digests of equal size are compared."""
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+    presented_digest = hashlib.sha256(presented.strip().encode()).digest()
+    matches = hmac.compare_digest(presented_digest, hashlib.sha256(token.encode()).digest())
+    return scheme.lower() == "bearer" and matches
+
+
+async def _require_token(request: Request[Any, Any, Any], state: State, token: str) -> None:
+    """Each attempt is counted (service.security.rate_limit, `metrics_auth`) before the token is
+    checked, and given back when it was right: guesses beyond the limit get 429 unchecked."""
+    limiting: RateLimiting | None = state.get("rate_limiting")
+    attempt = await limiting.spend_attempt(limiting.metrics_auth, request.scope) if limiting else None
+    if not _token_matches(request, token):
         raise NotAuthorizedException("/metrics needs the METRICS_TOKEN as a bearer token")
+    if limiting is not None:
+        await limiting.refund(attempt)
 
 
 class MetricsController(Controller):
@@ -193,13 +210,14 @@ class MetricsController(Controller):
         # Open unless the operator set METRICS_TOKEN: no credentials, or that token.
         security=[{}, {METRICS_SCHEME: []}],
         media_type=CONTENT_TYPE_LATEST,
-        responses=problem_responses(401, api=False),
+        responses=problem_responses(401, 429, api=False),
     )
     async def metrics(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
-        """Prometheus text format. With METRICS_TOKEN set, send it as `Authorization: Bearer`."""
+        """Prometheus text format. With METRICS_TOKEN set, send it as `Authorization: Bearer`; an
+        address whose failed attempts pass AUTH_RATE_LIMIT_PER_MINUTE gets 429 for the minute."""
         token = state.settings.metrics_token
         if token:
-            _require_token(request, token)
+            await _require_token(request, state, token)
         refresh_pool_gauges(state)
         # As a header: Litestar would append a second charset to a text/ media type.
         return Response(generate_latest(_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
@@ -19,6 +20,8 @@ from service.patterns import whole
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
 MIN_SECRET_BYTES = 32
+# Whoever holds METRICS_TOKEN reads the metrics; shorter tokens are guessable (item 6 of issue 23).
+MIN_METRICS_TOKEN_CHARACTERS = 32
 
 log = logging.getLogger("service.settings")
 
@@ -208,7 +211,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     _check_database_url(settings)
     _check_better_auth(settings)
     _check_auth_cookies(settings)
-    return _check_secrets(settings)
+    _check_metrics_token(settings)
+    return _check_distinct_secrets(_check_secrets(settings))
 
 
 def _name_the_variable(message: str) -> str:
@@ -229,11 +233,40 @@ def _check_trusted_proxies(settings: Settings) -> None:
 
 
 def _check_auth_cookies(settings: Settings) -> None:
-    """The refresh cookie trusts CORS_ORIGINS as its CSRF allow-list: a wildcard would trust every site."""
+    """The refresh cookie trusts CORS_ORIGINS as its CSRF allow-list: a wildcard would trust every site.
+    `null` is the origin of every sandboxed frame, `data:` page and file, whoever made it: never a
+    frontend to trust, with cookies or without."""
+    if any(origin.lower() == "null" for origin in settings.cors_origins):
+        raise SettingsError(
+            "invalid CORS_ORIGINS: null is the origin of any sandboxed or local page, "
+            "not a frontend; list the frontends' origins"
+        )
     if settings.auth_cookies == "on" and "*" in settings.cors_origins:
         raise SettingsError(
             "invalid CORS_ORIGINS: AUTH_COOKIES=on needs the exact origins of the frontends, not *"
         )
+
+
+def _check_metrics_token(settings: Settings) -> None:
+    token = settings.metrics_token
+    if token is not None and len(token.strip()) < MIN_METRICS_TOKEN_CHARACTERS:
+        raise SettingsError(
+            f"invalid METRICS_TOKEN: must be at least {MIN_METRICS_TOKEN_CHARACTERS} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+
+
+def _check_distinct_secrets(settings: Settings) -> Settings:
+    """An identity provider's secret verifies its tokens only; as JWT_SECRET it would also sign
+    ours, so whoever holds it (the provider, its admins) could mint an administrator's token."""
+    for name in ("better_auth_secret", "supabase_jwt_secret"):
+        value = getattr(settings, name)
+        if value and hmac.compare_digest(value.encode(), settings.jwt_secret.encode()):
+            raise SettingsError(
+                f"invalid {name.upper()}: equal to JWT_SECRET; they must differ, "
+                "or the provider's secret signs this service's own tokens"
+            )
+    return settings
 
 
 def _transaction_pooler(host: str, port: int | None) -> str | None:

@@ -4,6 +4,11 @@ Only the refresh token travels as a cookie, and only to the auth routes (its Pat
 tokens stay bearer-only, so no other route can be driven by a cross-site request. A refresh
 authenticated by the cookie is accepted only from an Origin (or, lacking one, a Referer) listed
 in CORS_ORIGINS: the browser attaches the cookie whoever made the page, the Origin says who did.
+
+A login sets that cookie, so with cookies on a login is held to the same list (login CSRF: a
+foreign page posting the attacker's credentials would sign the browser into the attacker's
+account). There the credentials are in the body, not in an ambient cookie, so a login with
+neither header (curl, a server-side client: browsers send Origin on every POST) goes ahead.
 """
 
 from __future__ import annotations
@@ -92,13 +97,28 @@ def _request_origin(request: Request[Any, Any, Any]) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
+def _allowed_origin(settings: Settings, origin: str) -> bool:
+    return origin.rstrip("/").lower() in {entry.rstrip("/").lower() for entry in settings.browser_origins}
+
+
 def _check_origin(settings: Settings, request: Request[Any, Any, Any]) -> None:
     origin = _request_origin(request)
-    allowed = {entry.rstrip("/").lower() for entry in settings.browser_origins}
-    if origin is None or origin.rstrip("/").lower() not in allowed:
+    if origin is None or not _allowed_origin(settings, origin):
         shown = origin if origin is not None else "no Origin or Referer"
         raise PermissionDeniedException(
             f"a refresh through the cookie is accepted only from an origin in CORS_ORIGINS ({shown})"
+        )
+
+
+def check_login_origin(settings: Settings, request: Request[Any, Any, Any]) -> None:
+    """With AUTH_COOKIES=on, 403 for a login whose Origin (or, lacking one, Referer) is not in
+    CORS_ORIGINS, `null` included; a login with neither header is not a browser's and goes ahead."""
+    if not cookies_on(settings):
+        return
+    origin = _request_origin(request)
+    if origin is not None and not _allowed_origin(settings, origin):
+        raise PermissionDeniedException(
+            f"with the refresh cookie on, a login is accepted only from an origin in CORS_ORIGINS ({origin})"
         )
 
 

@@ -146,12 +146,14 @@ class AuthController(Controller):
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
-        responses=problem_responses(400, 401, 413, 415),
+        responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token]:
         """An access token and a refresh token (with AUTH_COOKIES=on, the refresh token also as an
         HttpOnly cookie). After LOGIN_MAX_FAILURES consecutive failures the email is locked for
-        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists."""
+        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists. With AUTH_COOKIES=on,
+        a login whose Origin (or Referer) is not in CORS_ORIGINS is 403 (login CSRF)."""
+        cookies.check_login_origin(state.settings, request)
         login_name, password = await _login_credentials(request)
         try:
             token = await credentials.log_in(

@@ -2,7 +2,14 @@
 
 Two limits: RATE_LIMIT_PER_MINUTE on every API request, and AUTH_RATE_LIMIT_PER_MINUTE on top
 of it for the routes that take a password or a refresh token. The client address is the one
-the request-context layer computed (TRUSTED_PROXIES decides whether X-Forwarded-For counts).
+the request-context layer computed (TRUSTED_PROXIES decides whether X-Forwarded-For counts);
+an IPv6 client is counted by its /64, the smallest block an ISP hands a customer, since each
+of its 2^64 addresses would otherwise have a budget of its own.
+
+404s and 405s count too (a scanner probing paths spends its budget): Litestar's router answers
+them before any of the app's middleware runs, so `CountUnrouted`, a layer around the router,
+counts them. Failed /metrics authentications have a limit of their own (`metrics_auth`):
+AUTH_RATE_LIMIT_PER_MINUTE per address, counted before the token is checked.
 
 Why not Litestar's RateLimitMiddleware: it keeps a sliding history of every request's timestamp
 per client, JSON-encoded in the store and read then rewritten under a per-process lock. That is
@@ -18,19 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import msgspec
 from litestar import Litestar
 from litestar.middleware.base import DefineMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.errors import TooManyRequests
+from service.errors import PROBLEM_JSON, Problem, TooManyRequests
 from service.middleware import RESPONSE_HEADERS_KEY
 from service.settings import Settings
 
@@ -55,11 +65,44 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
+# Gives back one count of a key that still exists (a secret that was right): never below zero.
+_REDIS_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+# The app state's key for the RateLimiting object (the /metrics handler counts failures with it).
+STATE_KEY = "rate_limiting"
+# Set in the scope once RateLimitMiddleware has counted a request, so CountUnrouted does not.
+_COUNTED = "rate_limit_counted"
+# Answers Litestar's router gives before the app's middleware runs.
+_UNROUTED_STATUSES = frozenset({404, 405})
+_encoder = msgspec.json.Encoder()
+
+
+def client_key(address: str) -> str:
+    """The budget an address spends: an IPv4 address is its own, an IPv6 address its /64's."""
+    return address if ":" not in address else _ipv6_key(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_key(address: str) -> str:
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:  # a dual-stack socket's IPv4 peer
+        return str(ip.ipv4_mapped)
+    return f"{ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)).network_address}/64"
 
 
 class Counter(Protocol):
     async def hit(self, key: str) -> int:
         """Count one request under `key` (which names its window) and return the window's total."""
+
+    async def refund(self, key: str) -> None:
+        """Take back one count of `key`, if its window is still counted."""
 
 
 class MemoryCounter:
@@ -73,6 +116,10 @@ class MemoryCounter:
         self.counts[key] = count
         return count
 
+    async def refund(self, key: str) -> None:
+        if self.counts.get(key, 0) > 0:
+            self.counts[key] -= 1
+
     def sweep(self, current_window: int) -> None:
         suffix = f":{current_window}"
         for key in [key for key in self.counts if not key.endswith(suffix)]:
@@ -84,9 +131,13 @@ class RedisCounter:
 
     def __init__(self, redis: Redis) -> None:
         self.script = redis.register_script(_REDIS_HIT)
+        self.refund_script = redis.register_script(_REDIS_REFUND)
 
     async def hit(self, key: str) -> int:
         return int(await self.script(keys=[key], args=[WINDOW_SECONDS + 1]))
+
+    async def refund(self, key: str) -> None:
+        await self.refund_script(keys=[key])
 
 
 class StoreOutage:
@@ -134,7 +185,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES) or limiting.outage.skipping():
             await self.app(scope, receive, send)
             return
-        address: str = scope.get("client_ip") or "unknown"  # type: ignore[typeddict-item,assignment]
+        address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - int(now)
@@ -150,19 +201,111 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limiting.outage.answered()
+        scope[_COUNTED] = True  # type: ignore[literal-required]
         # The outermost layer adds these to the response (one send wrapper for all headers).
         scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - counts[0]), reset)  # type: ignore[literal-required]
         await self.app(scope, receive, send)
 
     async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
-        count = await self.limiting.counter.hit(f"{self.limiting.prefix}{limit.name}:{address}:{window}")
+        count = await self.limiting.counter.hit(self.limiting.key(limit, address, window))
         if count > limit.per_minute:
-            raise TooManyRequests(
-                limit.detail,
-                retry_after=reset,
-                headers={name.decode(): value.decode() for name, value in _headers(limit, 0, reset)},
-            )
+            raise _too_many(limit, reset)
         return count
+
+
+def _too_many(limit: Limit, reset: int) -> TooManyRequests:
+    return TooManyRequests(
+        limit.detail,
+        retry_after=reset,
+        headers={name.decode(): value.decode() for name, value in _headers(limit, 0, reset)},
+    )
+
+
+class CountUnrouted:
+    """Counts, under the general limit, the 404s and 405s Litestar's router answers before any
+    middleware of the app runs; past the limit the answer is the same 429 as RateLimitMiddleware's.
+
+    It sits inside the request-context layer (which has set `client_ip`) and only looks at the
+    status of a response's start, so a routed request costs one `send` wrapper here.
+    """
+
+    def __init__(self, app: ASGIApp, limiting: RateLimiting) -> None:
+        self.app = app
+        self.limiting = limiting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_counted(message: Message) -> None:
+            nonlocal replaced
+            if replaced:  # the rest of the answer the 429 replaced
+                return
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] in _UNROUTED_STATUSES
+                and _COUNTED not in scope
+            ):
+                refusal = await self._count(scope)
+                if refusal is not None:
+                    replaced = True
+                    await self._send_refusal(scope, message, refusal, send)
+                    return
+            await send(message)
+
+        await self.app(scope, receive, send_counted)
+
+    async def _count(self, scope: Scope) -> TooManyRequests | None:
+        limiting = self.limiting
+        if limiting.outage.skipping():
+            return None
+        address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        reset = (window + 1) * WINDOW_SECONDS - int(now)
+        limit = limiting.general
+        try:
+            count = await limiting.counter.hit(limiting.key(limit, address, window))
+        except (RedisError, OSError) as exc:
+            limiting.outage.failed(exc)
+            return None
+        limiting.outage.answered()
+        scope[RESPONSE_HEADERS_KEY] = _headers(limit, max(0, limit.per_minute - count), reset)  # type: ignore[literal-required]
+        return _too_many(limit, reset) if count > limit.per_minute else None
+
+    @staticmethod
+    async def _send_refusal(scope: Scope, start: Message, refusal: TooManyRequests, send: Send) -> None:
+        """The 429 problem+json in place of the router's answer, keeping its other headers (CORS)."""
+        request_id = scope.get("request_id")  # type: ignore[call-overload]
+        body = _encoder.encode(
+            Problem(
+                status=429,
+                title="Too Many Requests",
+                detail=refusal.detail,
+                instance=scope["path"],
+                request_id=request_id if isinstance(request_id, str) else None,
+            )
+        )
+        kept = [
+            (name, value)
+            for name, value in start.get("headers", ())
+            if name.lower() not in (b"content-type", b"content-length")
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    *kept,
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", (refusal.headers or {})["Retry-After"].encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _headers(limit: Limit, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
@@ -187,6 +330,11 @@ class RateLimiting:
             settings.auth_rate_limit_per_minute,
             "too many sign-in attempts from this address",
         )
+        self.metrics_auth = Limit(
+            "metrics_auth",
+            settings.auth_rate_limit_per_minute,
+            "too many failed /metrics authentications from this address",
+        )
         self.outage = StoreOutage()
         self.redis: Redis | None = None
         self.counter: Counter
@@ -208,8 +356,45 @@ class RateLimiting:
     def middleware(self) -> list[DefineMiddleware]:
         return [DefineMiddleware(RateLimitMiddleware, limiting=self)]
 
+    def count_unrouted(self, app: ASGIApp) -> ASGIApp:
+        """`app` (Litestar's handler) with its 404s and 405s counted: see CountUnrouted."""
+        return CountUnrouted(app, self)
+
+    def key(self, limit: Limit, address: str, window: int) -> str:
+        return f"{self.prefix}{limit.name}:{address}:{window}"
+
+    async def spend_attempt(self, limit: Limit, scope: Scope) -> str | None:
+        """Count one attempt at a secret before it is checked, atomically, so a burst gets no
+        more checks than the limit; past it, 429 whatever the secret. Returns the key to
+        `refund` when the secret was right (None while the store is unreachable: fail open)."""
+        if self.outage.skipping():
+            return None
+        address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        key = self.key(limit, address, window)
+        try:
+            count = await self.counter.hit(key)
+        except (RedisError, OSError) as exc:
+            self.outage.failed(exc)
+            return None
+        self.outage.answered()
+        if count > limit.per_minute:
+            raise _too_many(limit, (window + 1) * WINDOW_SECONDS - int(now))
+        return key
+
+    async def refund(self, key: str | None) -> None:
+        """Give back the attempt a right secret spent: only failures use up the budget."""
+        if key is None:
+            return
+        try:
+            await self.counter.refund(key)
+        except (RedisError, OSError) as exc:
+            self.outage.failed(exc)
+
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        app.state[STATE_KEY] = self
         sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
         try:
             yield

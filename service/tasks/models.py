@@ -8,17 +8,19 @@ from typing import Annotated
 import msgspec
 from asyncpg import Record
 
-from service.patterns import NO_NUL, whole
+from service.patterns import NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS, NOT_BLANK_NO_CONTROL_CHARACTERS
 
-# PostgreSQL text cannot hold NUL, so no string reaches it with one. The patterns use only
-# syntax that Python and ECMAScript read alike, because OpenAPI publishes them to clients.
+# PostgreSQL text cannot hold NUL, so no string reaches it with one; other control characters
+# (an escape sequence, a line break in a title) are never intended and can mislead whatever shows
+# them, as for `full_name`. The patterns use only syntax that Python and ECMAScript read alike,
+# because OpenAPI publishes them to clients.
 Title = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=200,
-        pattern=whole(r"\s*[^\s\x00][^\x00]*"),
-        description="1 to 200 characters, not only whitespace, no NUL; stored as sent.",
+        pattern=NOT_BLANK_NO_CONTROL_CHARACTERS,
+        description="1 to 200 characters, not only whitespace, no control characters; stored as sent.",
         examples=["Buy groceries"],
     ),
 ]
@@ -26,8 +28,8 @@ Description = Annotated[
     str,
     msgspec.Meta(
         max_length=10_000,
-        pattern=NO_NUL,
-        description="Up to 10000 characters, no NUL.",
+        pattern=NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS,
+        description="Up to 10000 characters; line breaks and tabs, but no other control characters.",
         examples=["Milk, eggs, bread"],
     ),
 ]
