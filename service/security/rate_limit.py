@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 from litestar import Litestar
@@ -288,9 +288,10 @@ class CountUnrouted:
                 request_id=request_id if isinstance(request_id, str) else None,
             )
         )
+        headers = cast("list[tuple[bytes, bytes]]", start.get("headers", []))
         kept = [
             (name, value)
-            for name, value in start.get("headers", ())
+            for name, value in headers
             if name.lower() not in (b"content-type", b"content-length")
         ]
         await send(
