@@ -31,9 +31,48 @@ from service.embedded import EmbeddedPostgres
 from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
+from tests import harness, reaper
 from tests.system_tools import require_tool
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+# The run's safety net (tests/reaper.py, tests/harness.py): every process a test starts is stopped
+# however the run ends, every test has a time limit, and tests that start processes are `slow`.
+def pytest_configure(config: pytest.Config) -> None:
+    reaper.start_run()
+    reaper.install_handlers()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    harness.mark_slow_tests(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with harness.HardDeadline(item):
+        return (yield)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    reaper.stop_everything()
+    reaper.exit_within_bound(2)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture's teardown: whatever is still running was left behind."""
+    left = reaper.stop_everything()
+    if left:
+        session.config.get_terminal_writer().line(
+            f"stopped {len(left)} process(es) that tests left running: {left}", yellow=True
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """PostgreSQL servers under the session's temporary directory are stopped at the end."""
+    reaper.watch_directory(tmp_path_factory.getbasetemp())
 
 
 def _with_database(url: str, name: str) -> str:
@@ -56,6 +95,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    reaper.watch_directory(server.data_dir)
     url = server.start()
     try:
         migrations.apply_pending(url)
@@ -73,7 +113,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    process = reaper.popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         deadline = time.monotonic() + 20
@@ -88,8 +128,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        reaper.stop(process)
 
 
 @pytest.fixture

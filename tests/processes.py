@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import reaper
 from tests.conftest import TEST_JWT_SECRET
 
 # Generous: on a machine shared by many jobs, `serve --workers 2` with tracing on once needed over 60 s.
@@ -63,10 +64,11 @@ def service_environment(database_url: str, workdir: Path, **env: str) -> dict[st
 def run_service(
     command: list[str], workdir: Path, log_name: str, environ: dict[str, str], url: str = ""
 ) -> ServiceProcess:
-    """Start `service <command>` in `workdir`, its output going to `workdir/<log_name>`."""
+    """Start `service <command>` in `workdir`, its output going to `workdir/<log_name>`, in a process
+    group of its own (tests.reaper)."""
     log = workdir / log_name
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        process = reaper.popen(
             [sys.executable, "-m", "service.cli", *command],
             env=environ,
             cwd=workdir,
@@ -90,15 +92,9 @@ def _wait_until_answering(started: ServiceProcess, path: str) -> None:
 
 
 def _stop(started: ServiceProcess) -> None:
-    if started.process.poll() is None:
-        # SIGTERM, not SIGKILL: with --workers the parent must stop its worker processes, which a
-        # killed parent leaves running, pools and all.
-        started.process.terminate()
-        try:
-            started.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-            started.process.wait()
+    # SIGTERM to the parent first, not SIGKILL: with --workers the parent stops its worker
+    # processes, pools and all; whatever of its group is left after 30 s is killed.
+    reaper.stop(started.process, timeout=30)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import reaper
 from tests.accounts.conftest import STRONG_PASSWORD
 from tests.processes import free_port, serve
 from tests.system_tools import require_tool
@@ -81,7 +81,8 @@ def test_a_browser_keeps_its_session_in_the_httponly_cookie(
         )
         assert registered.status_code == 201
         page = f"{page_origin}{PAGE_PATH}?api={api_origin}&email={email}&password={STRONG_PASSWORD}"
-        dom = subprocess.run(
+        # Chromium runs helper processes of its own: `reaper.run` stops its whole group.
+        dom = reaper.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
             capture_output=True,
             text=True,

@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.settings import PROJECT_ROOT
+from tests import reaper
 from tests.conftest import bearer, make_settings, make_user
 from tests.processes import free_port, serve
 from tests.system_tools import require_tool
@@ -49,7 +50,7 @@ def prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = workdir / "prometheus.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        process = reaper.popen(
             [
                 binary,
                 f"--config.file={config_file}",
@@ -72,12 +73,7 @@ def prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        reaper.stop(process, timeout=20)
 
 
 def _query(url: str, promql: str) -> list[dict[str, Any]]:
