@@ -30,7 +30,17 @@ EXIT_SECONDS = 60
 def _pytest(probe: str, basetemp: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:
         return reaper.popen(
-            [sys.executable, "-m", "pytest", str(PROBES / probe), "-q", f"--basetemp={basetemp}"],
+            # No cache: the probes' failures are not the developer's `--lf`.
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(PROBES / probe),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--basetemp={basetemp}",
+            ],
             cwd=PROJECT_ROOT,
             env={**os.environ, **env},
             stdout=sink,
