@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.settings import PROJECT_ROOT
 from tests import reaper
 from tests.conftest import bearer, make_settings, make_user
-from tests.processes import free_port, serve
+from tests.processes import free_port, serve, wait_until_answering
 from tests.system_tools import require_tool
 
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
@@ -61,16 +61,8 @@ def prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        ready = lambda answer: answer.status_code == 200  # noqa: E731
+        wait_until_answering(f"{url}/-/ready", process, log.read_text, DEADLINE_SECONDS, ready)
         yield url
     finally:
         reaper.stop(process, timeout=20)
