@@ -146,11 +146,47 @@ def scratch_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def table_names(database_url: str) -> list[str]:
+    """The schema's tables, each after every table whose foreign keys point at it."""
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+            ).fetchall()
+        ]
+        references = conn.execute(
+            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid <> confrelid"
         ).fetchall()
-    return [row[0] for row in rows]
+    ordered: list[str] = []
+    while len(ordered) < len(tables):
+        # A table goes once nothing left still points at it (a cycle is taken as it stands).
+        left = [table for table in tables if table not in ordered]
+        free = [t for t in left if not any(parent == t and child in left for child, parent in references)]
+        ordered.extend(free or left)
+    return ordered
+
+
+@pytest.fixture(scope="session")
+def emptying(database_url: str, table_names: list[str]) -> str:
+    """Empties every table and restarts the identity columns, in one implicit transaction.
+
+    DELETE, not TRUNCATE: on the tests' nearly empty tables TRUNCATE took 0.26-0.38 s a test and
+    DELETE under 1 ms (2-core machine, load 11; TRUNCATE makes new files for every table and index).
+    """
+    with psycopg.connect(database_url) as conn:
+        sequences = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pg_get_serial_sequence(format('%I', table_name), column_name)"
+                " FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')"
+            ).fetchall()
+            if row[0]
+        ]
+    deletes = [f"DELETE FROM {table};" for table in table_names]
+    restarts = [f"SELECT setval('{sequence}', 1, false);" for sequence in sequences]
+    return " ".join(deletes + restarts)
 
 
 def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -186,11 +222,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def db(database_url: str, table_names: list[str]) -> AsyncIterator[asyncpg.Connection]:
+async def db(database_url: str, emptying: str) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the test database, with every table emptied first."""
     connection = await asyncpg.connect(database_url)
-    if table_names:
-        await connection.execute(f"TRUNCATE {', '.join(table_names)} RESTART IDENTITY CASCADE")
+    if emptying:
+        await connection.execute(emptying)
     try:
         yield connection
     finally:
