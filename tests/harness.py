@@ -48,6 +48,10 @@ STARTERS: tuple[object, ...] = (
     reaper.started,
 )
 GRACE_SECONDS = 60.0
+# Fixtures that run `npm ci` (up to 300 s on a cold cache) for the first test that asks for them:
+# those tests get this limit unless they set their own.
+NPM_FIXTURES = frozenset({"node", "npm_bin"})
+NPM_TEST_SECONDS = 900
 
 
 def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
@@ -105,9 +109,13 @@ def is_slow(item: pytest.Item) -> bool:
 
 
 def mark_slow_tests(items: list[pytest.Item]) -> None:
+    """`slow` on the tests that start processes; the longer time limit on those that may run npm ci."""
     for item in items:
         if is_slow(item) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & NPM_FIXTURES and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(NPM_TEST_SECONDS))
 
 
 def time_limit(item: pytest.Item) -> float:
