@@ -54,6 +54,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Processes a test's body started (not its fixtures) are stopped when the body ends."""
+    with reaper.stopped_afterwards():
+        return (yield)
+
+
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     reaper.stop_everything()
     reaper.exit_within_bound(2)

@@ -102,6 +102,21 @@ def stop(process: subprocess.Popen[Any], timeout: float = STOP_SECONDS) -> None:
 
 
 @contextlib.contextmanager
+def stopped_afterwards() -> Iterator[None]:
+    """Whatever `popen` starts inside the block and is still running at its end is stopped then
+    (the body of a test that failed before its own cleanup)."""
+    with _lock:
+        before = set(_groups)
+    try:
+        yield
+    finally:
+        with _lock:
+            new = [process for pid, process in _groups.items() if pid not in before]
+        for process in new:
+            stop(process)
+
+
+@contextlib.contextmanager
 def started(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
     """`popen` for the length of a `with` block."""
     process = popen(command, **kwargs)
