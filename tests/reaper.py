@@ -40,7 +40,7 @@ STOP_SECONDS = 10.0
 # A postmaster asked to quit (SIGQUIT: immediate shutdown, no checkpoint) before SIGKILL.
 POSTGRES_STOP_SECONDS = 5.0
 # Once interrupted, the run ends within this many seconds even if a teardown hangs.
-INTERRUPTED_EXIT_SECONDS = 60.0
+INTERRUPTED_EXIT_SECONDS = 30.0
 
 _groups: dict[int, subprocess.Popen[Any]] = {}
 _lock = threading.RLock()  # re-entered by the SIGTERM handler on the main thread
@@ -152,14 +152,26 @@ def stop_everything() -> list[int]:
 
 def install_handlers() -> None:
     """SIGTERM: dump every thread's stack, stop every process, end the run as Ctrl+C would.
+    SIGINT (Ctrl+C): KeyboardInterrupt at once, wherever the main thread is. Python's own handler
+    does that too, but asyncio.Runner (pytest-asyncio) replaces it with one that only cancels the
+    running test's task on the first Ctrl+C: a test stuck past a cancellation kept the run going.
+    Either way the run then ends within INTERRUPTED_EXIT_SECONDS.
     At exit: stop every process (a run that ends some other way)."""
     atexit.register(stop_everything)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+_watchdog_started = False
 
 
 def exit_within_bound(code: int) -> None:
     """The run is being interrupted: whatever teardown is left has INTERRUPTED_EXIT_SECONDS."""
+    global _watchdog_started
+    if _watchdog_started:
+        return
+    _watchdog_started = True
 
     def watchdog() -> None:
         time.sleep(INTERRUPTED_EXIT_SECONDS)
@@ -174,6 +186,11 @@ def exit_within_bound(code: int) -> None:
 _terminating = False
 
 
+def _on_sigint(signum: int, frame: object) -> None:
+    exit_within_bound(2)
+    raise KeyboardInterrupt
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     global _terminating
     if _terminating:
@@ -183,7 +200,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     sys.stderr.write("\npytest got SIGTERM; stacks at that moment:\n")
     faulthandler.dump_traceback(all_threads=True)
     stop_everything()
-    exit_within_bound(128 + signum)
+    exit_within_bound(2)  # pytest's status for an interrupted run, whichever way it ends
     raise KeyboardInterrupt("SIGTERM")
 
 

@@ -1,7 +1,8 @@
 """A test run cannot hang and leaves nothing running: pytest itself, run on tests/harness_probes.
 
-The probe starts an embedded PostgreSQL, `service serve --workers 2` on it, a child with a
-grandchild and (where node is installed) a node process, then blocks. Interrupted by Ctrl+C
+The probe (an async test) starts an embedded PostgreSQL, `service serve --workers 2` on it, a
+child with a grandchild and (where node is installed) a node process, then blocks past every
+cancellation of its task. Interrupted by Ctrl+C
 (SIGINT) or stopped by SIGTERM, pytest ends within a bound and none of those processes remains.
 """
 
@@ -23,8 +24,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROBES = PROJECT_ROOT / "tests" / "harness_probes"
 # Starting PostgreSQL and two workers on a machine shared by many jobs.
 READY_SECONDS = 240
-# From the signal to pytest's exit: every group gets reaper.STOP_SECONDS after SIGTERM.
-EXIT_SECONDS = 60
+# From the signal to pytest's exit: every group gets reaper.STOP_SECONDS after SIGTERM, and a
+# teardown stuck behind the probe's task is cut off after reaper.INTERRUPTED_EXIT_SECONDS.
+EXIT_SECONDS = reaper.STOP_SECONDS + reaper.INTERRUPTED_EXIT_SECONDS + 30
 
 
 def _pytest(probe: str, basetemp: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
