@@ -31,9 +31,55 @@ from service.embedded import EmbeddedPostgres
 from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
+from tests import harness, reaper
 from tests.system_tools import require_tool
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+
+
+# The run's safety net (tests/reaper.py, tests/harness.py): every process a test starts is stopped
+# however the run ends, every test has a time limit, and tests that start processes are `slow`.
+def pytest_configure(config: pytest.Config) -> None:
+    reaper.start_run()
+    reaper.install_handlers()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    harness.mark_slow_tests(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with harness.HardDeadline(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Processes a test's body started (not its fixtures) are stopped when the body ends."""
+    with reaper.stopped_afterwards():
+        return (yield)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    reaper.stop_everything()
+    reaper.exit_within_bound(2)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture's teardown: whatever is still running was left behind."""
+    left = reaper.stop_everything()
+    if left:
+        session.config.get_terminal_writer().line(
+            f"stopped {len(left)} process(es) that tests left running: {left}", yellow=True
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """PostgreSQL servers under the session's temporary directory are stopped at the end."""
+    reaper.watch_directory(tmp_path_factory.getbasetemp())
 
 
 def _with_database(url: str, name: str) -> str:
@@ -56,6 +102,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    reaper.watch_directory(server.data_dir)
     url = server.start()
     try:
         migrations.apply_pending(url)
@@ -73,7 +120,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    process = reaper.popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         deadline = time.monotonic() + 20
@@ -88,8 +135,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        reaper.stop(process)
 
 
 @pytest.fixture
@@ -107,11 +153,47 @@ def scratch_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def table_names(database_url: str) -> list[str]:
+    """The schema's tables, each after every table whose foreign keys point at it."""
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'"
+            ).fetchall()
+        ]
+        references = conn.execute(
+            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid <> confrelid"
         ).fetchall()
-    return [row[0] for row in rows]
+    ordered: list[str] = []
+    while len(ordered) < len(tables):
+        # A table goes once nothing left still points at it (a cycle is taken as it stands).
+        left = [table for table in tables if table not in ordered]
+        free = [t for t in left if not any(parent == t and child in left for child, parent in references)]
+        ordered.extend(free or left)
+    return ordered
+
+
+@pytest.fixture(scope="session")
+def emptying(database_url: str, table_names: list[str]) -> str:
+    """Empties every table and restarts the identity columns, in one implicit transaction.
+
+    DELETE, not TRUNCATE: on the tests' nearly empty tables TRUNCATE took 0.26-0.38 s a test and
+    DELETE under 1 ms (2-core machine, load 11; TRUNCATE makes new files for every table and index).
+    """
+    with psycopg.connect(database_url) as conn:
+        sequences = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pg_get_serial_sequence(format('%I', table_name), column_name)"
+                " FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')"
+            ).fetchall()
+            if row[0]
+        ]
+    deletes = [f"DELETE FROM {table};" for table in table_names]
+    restarts = [f"SELECT setval('{sequence}', 1, false);" for sequence in sequences]
+    return " ".join(deletes + restarts)
 
 
 def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -147,11 +229,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def db(database_url: str, table_names: list[str]) -> AsyncIterator[asyncpg.Connection]:
+async def db(database_url: str, emptying: str) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the test database, with every table emptied first."""
     connection = await asyncpg.connect(database_url)
-    if table_names:
-        await connection.execute(f"TRUNCATE {', '.join(table_names)} RESTART IDENTITY CASCADE")
+    if emptying:
+        await connection.execute(emptying)
     try:
         yield connection
     finally:

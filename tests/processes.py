@@ -10,14 +10,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
+from tests import reaper
 from tests.conftest import TEST_JWT_SECRET
 
 # Generous: on a machine shared by many jobs, `serve --workers 2` with tracing on once needed over 60 s.
@@ -46,6 +49,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextmanager
+def http_server_in_thread(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A stdlib HTTP server on a free loopback port (`.server_port`), in a thread of this process,
+    stopped when the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (a dependency that is down): connecting is refused."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 @dataclass
 class ServiceProcess:
     process: subprocess.Popen[bytes]
@@ -63,10 +87,11 @@ def service_environment(database_url: str, workdir: Path, **env: str) -> dict[st
 def run_service(
     command: list[str], workdir: Path, log_name: str, environ: dict[str, str], url: str = ""
 ) -> ServiceProcess:
-    """Start `service <command>` in `workdir`, its output going to `workdir/<log_name>`."""
+    """Start `service <command>` in `workdir`, its output going to `workdir/<log_name>`, in a process
+    group of its own (tests.reaper)."""
     log = workdir / log_name
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        process = reaper.popen(
             [sys.executable, "-m", "service.cli", *command],
             env=environ,
             cwd=workdir,
@@ -76,29 +101,35 @@ def run_service(
     return ServiceProcess(process, url, log)
 
 
-def _wait_until_answering(started: ServiceProcess, path: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+def wait_until_answering(
+    url: str,
+    process: subprocess.Popen[bytes],
+    output: Callable[[], str],
+    seconds: float = START_TIMEOUT_SECONDS,
+    ready: Callable[[httpx.Response], bool] = lambda _: True,
+) -> None:
+    """Until `process` answers GET `url` (with an answer `ready` accepts); fails, quoting `output()`,
+    if it exits first or takes over `seconds`."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            httpx.get(f"{started.url}{path}", timeout=1)
-            return
+            if ready(httpx.get(url, timeout=1)):
+                return
         except httpx.TransportError:
             pass
-        assert started.process.poll() is None, f"exited during start-up:\n{started.output()}"
-        assert time.monotonic() < deadline, f"did not start:\n{started.output()}"
+        assert process.poll() is None, f"exited during start-up:\n{output()}"
+        assert time.monotonic() < deadline, f"did not start:\n{output()}"
         time.sleep(0.05)
 
 
+def _wait_until_answering(started: ServiceProcess, path: str) -> None:
+    wait_until_answering(f"{started.url}{path}", started.process, started.output)
+
+
 def _stop(started: ServiceProcess) -> None:
-    if started.process.poll() is None:
-        # SIGTERM, not SIGKILL: with --workers the parent must stop its worker processes, which a
-        # killed parent leaves running, pools and all.
-        started.process.terminate()
-        try:
-            started.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-            started.process.wait()
+    # SIGTERM to the parent first, not SIGKILL: with --workers the parent stops its worker
+    # processes, pools and all; whatever of its group is left after 30 s is killed.
+    reaper.stop(started.process, timeout=30)
 
 
 @contextmanager

@@ -29,7 +29,7 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol, cast
 
@@ -59,6 +59,11 @@ SIGN_IN_ROUTES = frozenset(
 # How long the limiter leaves an unreachable store alone before trying it again.
 STORE_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
+# The limiter's clock, seconds since the epoch: time.time unless the app's state holds another under
+# this key when its lifespan starts (tests move a clock of their own instead of waiting for the
+# next window).
+CLOCK_KEY = "rate_limit_clock"
+Clock = Callable[[], float]
 # INCR and, for a new window's key, its expiry: atomic, one round trip.
 _REDIS_HIT = """
 local count = redis.call('INCR', KEYS[1])
@@ -186,7 +191,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
-        now = time.time()
+        now = limiting.clock()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - int(now)
         # Sign-in routes count against their own limit first, then the general one; the response
@@ -265,7 +270,7 @@ class CountUnrouted:
         if limiting.outage.skipping():
             return None
         address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
-        now = time.time()
+        now = limiting.clock()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - int(now)
         limit = limiting.general
@@ -344,6 +349,7 @@ class RateLimiting:
         self.counter: Counter
         self.prefix = ""
         self._memory: MemoryCounter | None = None
+        self.clock: Clock = time.time
         if settings.redis_url:
             self.redis = Redis.from_url(
                 settings.redis_url,
@@ -374,7 +380,7 @@ class RateLimiting:
         if self.outage.skipping():
             return None
         address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
-        now = time.time()
+        now = self.clock()
         window = int(now // WINDOW_SECONDS)
         key = self.key(limit, address, window)
         try:
@@ -399,6 +405,7 @@ class RateLimiting:
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         app.state[STATE_KEY] = self
+        self.clock = app.state.get(CLOCK_KEY, time.time)
         sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
         try:
             yield
@@ -410,8 +417,7 @@ class RateLimiting:
             if self.redis is not None:
                 await self.redis.aclose()
 
-    @staticmethod
-    async def _sweep(memory: MemoryCounter) -> None:
+    async def _sweep(self, memory: MemoryCounter) -> None:
         while True:
             await asyncio.sleep(WINDOW_SECONDS)
-            memory.sweep(int(time.time() // WINDOW_SECONDS))
+            memory.sweep(int(self.clock() // WINDOW_SECONDS))

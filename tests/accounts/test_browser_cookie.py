@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import reaper
 from tests.accounts.conftest import STRONG_PASSWORD
-from tests.processes import free_port, serve
+from tests.processes import http_server_in_thread, serve
 from tests.system_tools import require_tool
 
 PAGE = (Path(__file__).parent / "browser_session.html").read_bytes()
@@ -59,14 +58,8 @@ class _PageHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def page_origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _PageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server_in_thread(_PageHandler) as server:
         yield f"http://localhost:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_browser_keeps_its_session_in_the_httponly_cookie(
@@ -81,7 +74,8 @@ def test_a_browser_keeps_its_session_in_the_httponly_cookie(
         )
         assert registered.status_code == 201
         page = f"{page_origin}{PAGE_PATH}?api={api_origin}&email={email}&password={STRONG_PASSWORD}"
-        dom = subprocess.run(
+        # Chromium runs helper processes of its own: `reaper.run` stops its whole group.
+        dom = reaper.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
             capture_output=True,
             text=True,

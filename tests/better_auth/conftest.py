@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ import httpx
 import jwt
 import pytest
 
+from tests import reaper
 from tests.system_tools import NODE_INSTALL, npm_ci, require_tool
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -112,7 +112,7 @@ def better_auth_servers(node: str, workdir: Path) -> Iterator[dict[str, BetterAu
     """Every server of SERVERS, in one `node server.mjs` process, once each answers."""
     log = workdir / "better-auth.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        process = reaper.popen(
             [node, str(PACKAGE_DIR / "server.mjs"), json.dumps(SERVERS)],
             cwd=PACKAGE_DIR,
             stdout=sink,
@@ -131,12 +131,7 @@ def better_auth_servers(node: str, workdir: Path) -> Iterator[dict[str, BetterAu
             for name, options in SERVERS.items()
         }
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        reaper.stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.processes import http_server_in_thread
 
 
 @dataclass
@@ -90,13 +92,6 @@ def otlp_receiver(decode: bool = True) -> Iterator[OtlpReceiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server_in_thread(Handler) as server:
+        receiver.url = f"http://127.0.0.1:{server.server_port}"
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

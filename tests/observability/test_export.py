@@ -21,7 +21,7 @@ from service.settings import Settings, SettingsError, load_settings
 from service.tracing import create_tracer_provider, stop_tracer_provider
 from tests.conftest import bearer, make_settings, make_user
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
-from tests.processes import free_port, serve
+from tests.processes import closed_port_url, serve
 
 SERVER_KIND = 2  # OTLP's SPAN_KIND_SERVER
 DEADLINE_SECONDS = 60
@@ -73,7 +73,7 @@ async def test_an_unreachable_collector_neither_fails_nor_stalls_requests(
 ) -> None:
     user = await make_user(db)
     headers = bearer(make_settings(database_url, tmp_path), user)
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = closed_port_url()
     # Each export would keep retrying for longer than the client waits for any answer.
     with serve(
         database_url,

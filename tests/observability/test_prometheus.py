@@ -19,8 +19,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.settings import PROJECT_ROOT
+from tests import reaper
 from tests.conftest import bearer, make_settings, make_user
-from tests.processes import free_port, serve
+from tests.processes import free_port, serve, wait_until_answering
 from tests.system_tools import require_tool
 
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
@@ -49,7 +50,7 @@ def prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = workdir / "prometheus.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(
+        process = reaper.popen(
             [
                 binary,
                 f"--config.file={config_file}",
@@ -60,24 +61,11 @@ def prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        ready = lambda answer: answer.status_code == 200  # noqa: E731
+        wait_until_answering(f"{url}/-/ready", process, log.read_text, DEADLINE_SECONDS, ready)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        reaper.stop(process, timeout=20)
 
 
 def _query(url: str, promql: str) -> list[dict[str, Any]]:

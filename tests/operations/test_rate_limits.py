@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
 import redis.asyncio
 from litestar import Litestar, post
 
-from service.security.rate_limit import SIGN_IN_ROUTES, WINDOW_SECONDS, MemoryCounter
+from service.security.rate_limit import CLOCK_KEY, SIGN_IN_ROUTES, WINDOW_SECONDS, MemoryCounter
 from tests.operations.conftest import AppClient
 from tests.processes import free_port
 
 LIMITS = {"RATE_LIMIT_PER_MINUTE": "5", "AUTH_RATE_LIMIT_PER_MINUTE": "3"}
-# The limits count in fixed one-minute windows: a test whose requests straddle two windows sees
-# its count start again. Every test here finishes well within this many seconds.
-TEST_SECONDS = 20
 
 
-@pytest.fixture(autouse=True)
-async def within_one_window() -> None:
-    """Start each test early enough in a window that all of its requests fall into it."""
-    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
-    if left < TEST_SECONDS:
-        await asyncio.sleep(left + 0.05)
+class Clock:
+    """The limiter's clock in these tests: it stands still until a test moves it, so a test's
+    requests all fall into one fixed window however slow the machine is."""
+
+    def __init__(self) -> None:
+        # A whole number of windows since the epoch: the start of a window, in the future.
+        self.now = float(30_000_000 * WINDOW_SECONDS)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app_client(app_client: AppClient, clock: Clock) -> AppClient:
+    """tests/operations' `app_client`, its limiter on `clock`."""
+
+    def open_client(
+        prepare: Callable[[Litestar], None] | None = None, **kwargs: str
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        def on_clock(app: Litestar) -> None:
+            app.state[CLOCK_KEY] = clock
+            if prepare is not None:
+                prepare(app)
+
+        return app_client(prepare=on_clock, **kwargs)
+
+    return open_client
 
 
 SIGN_IN_POSTS = sorted(path for method, path in SIGN_IN_ROUTES if method == "POST")
@@ -164,3 +190,30 @@ async def test_a_password_change_counts_under_the_sign_in_limit(app_client: AppC
             "too many sign-in attempts",
         )
         assert (await client.get("/api/auth/me")).status_code == 401, "GET /me is not a sign-in"
+
+
+async def test_the_budget_comes_back_with_the_next_window(app_client: AppClient, clock: Clock) -> None:
+    async with app_client(**LIMITS) as client:
+        clock.advance(WINDOW_SECONDS - 15)
+        await exhaust_general_limit(client)
+        refused = await client.get("/api/users")
+        assert refused.headers["retry-after"] == "15", "the seconds left in the window"
+        clock.advance(14.5)
+        assert (await client.get("/api/users")).status_code == 429, "still the same window"
+        clock.advance(0.5)
+        again = await client.get("/api/users")
+        assert again.status_code == 401
+        assert again.headers["ratelimit-remaining"] == "4"
+        assert again.headers["ratelimit-reset"] == str(WINDOW_SECONDS)
+
+
+async def test_the_budget_comes_back_with_the_next_window_in_redis(
+    redis_url: str, app_client: AppClient, redis_prefix: str, clock: Clock
+) -> None:
+    env = {**LIMITS, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix}
+    async with app_client(prepare=with_sign_in_routes, **env) as client:
+        await exhaust_sign_in_limit(client)
+        clock.advance(WINDOW_SECONDS)
+        answer = await client.post("/api/auth/login", data={"username": "a@example.com", "password": "x"})
+        assert answer.status_code != 429
+        assert answer.headers["ratelimit-remaining"] == "2"

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from service.security.jwks import STATE_KEY, JwksCache
 from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
 from tests.conftest import caught_up, make_settings, running
+from tests.processes import http_server_in_thread
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 BETTER_AUTH_JWKS_PATH = "/api/auth/jwks"
@@ -145,17 +144,9 @@ def _handler_for(server: JwksServer) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def serving(server: JwksServer) -> Iterator[JwksServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(server))
-    httpd.daemon_threads = True
-    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with http_server_in_thread(_handler_for(server)) as httpd:
+        server.url = f"http://127.0.0.1:{httpd.server_port}"
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 class WarningsOf(logging.Handler):
@@ -176,14 +167,6 @@ class WarningsOf(logging.Handler):
 
     def __exit__(self, *exc_info: object) -> None:
         self.logger.removeHandler(self)
-
-
-def closed_port_url() -> str:
-    """A loopback URL nothing listens on: a provider that is down."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from service.security.jwks import (
 from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
 from tests.conftest import make_settings, running
+from tests.processes import closed_port_url
 from tests.providers.conftest import (
     SUPABASE_SECRET,
     Clock,
@@ -32,7 +33,6 @@ from tests.providers.conftest import (
     app_with_clock,
     better_auth_claims,
     caller_for,
-    closed_port_url,
     hs256,
     new_key,
     refusal_of,

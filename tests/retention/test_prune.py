@@ -19,6 +19,7 @@ from service.app import create_app
 from service.db import create_pool, load_sql
 from service.retention.prune import BATCH_SIZE, prune_periodically
 from service.settings import SettingsError, load_settings
+from tests import reaper
 from tests.conftest import make_settings, running
 from tests.processes import service_environment
 
@@ -92,7 +93,7 @@ def _prune(database_url: str, workdir: Path, **env: str) -> subprocess.Completed
 
 
 def _start_prune(database_url: str, workdir: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return reaper.popen(
         [sys.executable, "-m", "service.cli", "prune"],
         env=service_environment(database_url, workdir, **env),
         cwd=workdir,

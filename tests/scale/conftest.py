@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests import reaper
 from tests.processes import free_port
 from tests.system_tools import require_tool
 
@@ -59,7 +60,7 @@ pidfile = {workdir}/pgbouncer.pid
             os.chown(child, nobody.pw_uid, nobody.pw_gid)
         command.insert(1, "-u")
         command.insert(2, "nobody")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = reaper.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = urlunsplit(target._replace(netloc=f"{target.username}@127.0.0.1:{port}"))
     try:
         deadline = time.monotonic() + 20
@@ -76,6 +77,5 @@ pidfile = {workdir}/pgbouncer.pid
                 time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        reaper.stop(process)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -28,6 +28,7 @@ import uvicorn
 from service.app import create_app
 from service.integrations.ai_service.demo import create_demo_app
 from service.settings import Settings
+from tests import processes
 from tests.conftest import bearer, caught_up_first, make_settings, make_user, running
 
 # Small, so oversize bodies in tests stay small too.
@@ -192,10 +193,7 @@ def faulty_ai(faulty_ai_server: FaultyAi) -> FaultyAi:
 @pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return processes.closed_port_url()
 
 
 @pytest.fixture
