@@ -7,14 +7,17 @@ import uuid
 from typing import NamedTuple
 
 import asyncpg
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ValidationException
 from msgspec import UNSET
 
+from service.accounts.mail_texts import password_changed_mail
 from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
+from service.accounts.verification import send_verification
 from service.audit.events import RequestOrigin, record_event
 from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
+from service.mail.outbox import enqueue_mail
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
@@ -33,13 +36,17 @@ CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
 
 WRONG_CREDENTIALS = "incorrect email or password"
+UNVERIFIED_EMAIL = (
+    "this account's email address is not verified: follow the link in the verification mail "
+    "(a password reset through POST /api/auth/forgot-password also verifies it)"
+)
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _checked_new_password(settings: Settings, password: str) -> str:
+def checked_new_password(settings: Settings, password: str) -> str:
     try:
         check_new_password(settings, password)
     except PasswordRejected as exc:
@@ -50,7 +57,7 @@ def _checked_new_password(settings: Settings, password: str) -> str:
 async def register(
     pool: asyncpg.Pool, settings: Settings, data: RegisterRequest, origin: RequestOrigin
 ) -> User:
-    password_hash = await passwords_for(settings).hash(_checked_new_password(settings, data.password))
+    password_hash = await passwords_for(settings).hash(checked_new_password(settings, data.password))
     email = normalise_email(data.email)
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(INSERT_USER, email, password_hash, data.full_name)
@@ -66,6 +73,7 @@ async def register(
             target_type="user",
             target_id=str(user.id),
         )
+        await send_verification(connection, settings, user.id, email)
     return user
 
 
@@ -146,6 +154,12 @@ async def log_in(
             pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
         )
         raise NotAuthorizedException("account is not active")
+    if settings.require_email_verification and not account["email_verified"]:
+        details = {"reason": "email_not_verified"}
+        await record_event(
+            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+        )
+        raise PermissionDeniedException(UNVERIFIED_EMAIL)
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
 
     async def start(connection: asyncpg.Connection) -> Token:
@@ -224,6 +238,7 @@ async def _change_password(
         raise Conflict("the password was changed meanwhile; log in again")
     await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
     await end_other_sessions(connection, caller)
+    await enqueue_mail(connection, password_changed_mail(change.email))
     await record_event(
         connection,
         "auth.password_changed",
@@ -244,7 +259,7 @@ async def _verified_password_change(
     the account's email: a stolen access token gets no more guesses than the login form does.
     """
     assert isinstance(changes.password, str)
-    new_password = _checked_new_password(settings, changes.password)
+    new_password = checked_new_password(settings, changes.password)
     if not isinstance(changes.current_password, str):
         raise invalid_field("current_password", "required to change the password")
     account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)

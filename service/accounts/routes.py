@@ -146,12 +146,13 @@ class AuthController(Controller):
         summary="Log in with email and password",
         status_code=200,
         operation_class=_LoginOperation,
-        responses=problem_responses(400, 401, 413, 415),
+        responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token]:
         """An access token and a refresh token (with AUTH_COOKIES=on, the refresh token also as an
         HttpOnly cookie). After LOGIN_MAX_FAILURES consecutive failures the email is locked for
-        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists."""
+        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists. With
+        REQUIRE_EMAIL_VERIFICATION=true, an account whose address is not verified gets 403."""
         login_name, password = await _login_credentials(request)
         try:
             token = await credentials.log_in(
