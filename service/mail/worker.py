@@ -103,6 +103,10 @@ class BackgroundWorker:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("background worker lost the database (%s); reconnecting", exc)
                 await self._pause(RECONNECT_SECONDS)
+            except Exception:
+                # A defect, not an outage: say so loudly, and keep the worker alive.
+                log.exception("background worker failed; starting it again")
+                await self._pause(RECONNECT_SECONDS)
             finally:
                 self._manager = None
                 with suppress(Exception):
