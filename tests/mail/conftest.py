@@ -69,7 +69,7 @@ class Inbox:
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
@@ -101,7 +101,9 @@ class Inbox:
             found = self.to(recipient, subject)
             if len(found) >= count:
                 return found
-            assert time.monotonic() < deadline, f"{count} mail(s) to {recipient} did not arrive: {self.received}"
+            assert time.monotonic() < deadline, (
+                f"{count} mail(s) to {recipient} did not arrive: {self.received}"
+            )
             await asyncio.sleep(0.05)
 
 
@@ -116,14 +118,14 @@ def inbox() -> Iterator[Inbox]:
 
 
 def mail_settings(database_url: str, tmp_path: Path, inbox: Inbox, **overrides: str) -> Settings:
-    return make_settings(
-        database_url,
-        tmp_path,
-        SMTP_URL=f"smtp://127.0.0.1:{inbox.port}",
-        MAIL_WORKER="on",
-        FRONTEND_URL="http://app.example.test",
-        **overrides,
-    )
+    values = {
+        "SMTP_URL": f"smtp://127.0.0.1:{inbox.port}",
+        "MAIL_WORKER": "on",
+        "FRONTEND_URL": "http://app.example.test",
+        # Bursts from one test client: the per-address caps are under test, not the per-IP limit.
+        "AUTH_RATE_LIMIT_PER_MINUTE": "1000",
+    }
+    return make_settings(database_url, tmp_path, **{**values, **overrides})
 
 
 @pytest.fixture

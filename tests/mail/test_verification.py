@@ -25,7 +25,8 @@ async def test_registration_mails_a_link_that_verifies_the_address_once(
     [mail] = await inbox.wait_for(ADA, CONFIRM)
     url, page, token = mail.link()
     assert url.startswith("http://app.example.test/verify-email?token=")
-    assert page == "verify-email" and len(unquote(token)) >= 43
+    assert page == "verify-email"
+    assert len(unquote(token)) >= 43
     assert url in mail.html  # the HTML part carries the same link
     assert mail.message["From"] == "no-reply@localhost"
     # Only the digest is stored; the delivered mail's bodies are no longer kept.
