@@ -90,9 +90,7 @@ async def test_known_and_unknown_emails_get_the_same_answer_and_only_accounts_ge
         assert answer.status_code == 202
         return time.perf_counter() - started
 
-    known_times = sorted(
-        [await timed(ADA) for _ in range(3)] + [await timed("x@example.com") for _ in range(0)]
-    )
+    known_times = sorted([await timed(ADA) for _ in range(3)])
     unknown_times = sorted([await timed(f"nobody{n}@example.com") for n in range(3)])
     # Not a speed target: the two medians are compared with each other, with a wide margin.
     assert known_times[1] < unknown_times[1] * 3 + 0.05
