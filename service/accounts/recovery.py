@@ -27,6 +27,7 @@ from service.accounts.mail_texts import password_changed_mail, reset_mail
 from service.accounts.sessions import lock_user_sessions
 from service.audit.events import RequestOrigin, record_event
 from service.db import in_transaction, load_sql
+from service.errors import invalid_field
 from service.mail.outbox import enqueue_job, enqueue_mail
 from service.security.passwords import passwords_for
 from service.security.tokens import now_microseconds
@@ -41,7 +42,7 @@ SPEND_ACCOUNT_TOKENS = load_sql("accounts/spend_account_tokens")
 RESET_REQUEST_JOB = "password_reset_request"
 # Reset mails one address is sent per hour, however many requests name it.
 RESET_MAILS_PER_HOUR = 3
-INVALID_LINK = "this reset link is invalid, already used or expired; ask for a new one"
+INVALID_LINK = "the token of this reset link is invalid, already used or expired; ask for a new one"
 
 log = logging.getLogger("service.accounts.recovery")
 
@@ -117,12 +118,12 @@ async def reset_password(
     async def apply(connection: asyncpg.Connection) -> None:
         user_id = await connection.fetchval(FIND_ACCOUNT_TOKEN, digest, "reset_password")
         if user_id is None:
-            raise ValidationException(INVALID_LINK)
+            raise invalid_field("token", INVALID_LINK)
         # The sessions lock first (docs/reliability.md), then the single-use update.
         await lock_user_sessions(connection, user_id)
         spent = await connection.fetchrow(USE_ACCOUNT_TOKEN, digest, "reset_password")
         if spent is None:
-            raise ValidationException(INVALID_LINK)
+            raise invalid_field("token", INVALID_LINK)
         email = await connection.fetchval(
             RESET_PASSWORD, user_id, new_hash, now_microseconds(), spent["email"]
         )

@@ -8,11 +8,17 @@ import msgspec
 from msgspec import Meta
 
 from service.accounts.models import Email, NewPassword
+from service.patterns import whole
 
 # What the links carry: 43 URL-safe characters today; a little room, never a large body.
 LinkToken = Annotated[
     str,
-    Meta(min_length=1, max_length=256, description="The `token` query parameter of the link in the mail."),
+    Meta(
+        min_length=1,
+        max_length=256,
+        pattern=whole(r"[A-Za-z0-9_-]+"),
+        description="The `token` query parameter of the link in the mail (URL-safe base64).",
+    ),
 ]
 
 

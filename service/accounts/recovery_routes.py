@@ -65,7 +65,7 @@ class AccountRecoveryController(Controller):
 
     @post(
         "/forgot-password",
-        operation_id="forgotPassword",
+        operation_id="requestPasswordReset",
         operation_class=PublicOperation,
         summary="Mail a password-reset link",
         status_code=202,

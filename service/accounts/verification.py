@@ -11,7 +11,7 @@ from service.accounts.link_tokens import USE_ACCOUNT_TOKEN, count_mail, issue_to
 from service.accounts.mail_texts import verification_mail
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql, row_to
-from service.errors import TooManyRequests
+from service.errors import TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
 from service.security.auth import Caller
 from service.settings import Settings
@@ -22,7 +22,7 @@ GET_VERIFICATION_TARGET = load_sql("accounts/get_verification_target")
 
 # Verification mails sent on request (resend) to one address per hour.
 VERIFICATION_MAILS_PER_HOUR = 3
-INVALID_LINK = "this verification link is invalid, already used or expired; ask for a new one"
+INVALID_LINK = "the token of this verification link is invalid, already used or expired; ask for a new one"
 
 
 async def send_verification(
@@ -40,10 +40,10 @@ async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) ->
     async with pool.acquire() as connection, connection.transaction():
         spent = await connection.fetchrow(USE_ACCOUNT_TOKEN, token_digest(token), "verify_email")
         if spent is None:
-            raise ValidationException(INVALID_LINK)
+            raise invalid_field("token", INVALID_LINK)
         row = await connection.fetchrow(MARK_EMAIL_VERIFIED, spent["user_id"], spent["email"])
         if row is None:  # the account changed its address, or was deactivated, since the mail
-            raise ValidationException(INVALID_LINK)
+            raise invalid_field("token", INVALID_LINK)
         user = row_to(User, row)
         await record_event(
             connection,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+
 from service.db import load_sql
 from service.mail.models import Mail
 
