@@ -1,4 +1,4 @@
--- Email verification and password reset: the verified flag, one-time tokens (stored only as a
+-- Email verification, email change and password reset: the verified flag, one-time tokens (stored only as a
 -- SHA-256 digest) and the per-address counters that cap how many account mails are sent.
 -- depends: 0012.mail_outbox
 
@@ -7,8 +7,9 @@ ALTER TABLE users ADD COLUMN email_verified boolean NOT NULL DEFAULT false;
 CREATE TABLE account_tokens (
     token_hash  bytea PRIMARY KEY,
     user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    purpose     text NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
-    -- The address the link was sent to: verifying proves this address, not a later one.
+    purpose     text NOT NULL CHECK (purpose IN ('verify_email', 'change_email', 'reset_password')),
+    -- The address the link was sent to: verifying proves this address, not a later one; for
+    -- change_email, the new address the account moves to when the link is followed.
     email       text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     expires_at  timestamptz NOT NULL,

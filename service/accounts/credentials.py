@@ -13,7 +13,7 @@ from msgspec import UNSET
 from service.accounts.mail_texts import password_changed_mail
 from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
-from service.accounts.verification import send_verification
+from service.accounts.verification import request_email_change, send_verification
 from service.audit.events import RequestOrigin, record_event
 from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
@@ -34,6 +34,7 @@ UPDATE_PROFILE = load_sql("accounts/update_profile")
 COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
+FIND_LOCAL_EMAIL = load_sql("accounts/find_local_email")
 
 WRONG_CREDENTIALS = "incorrect email or password"
 UNVERIFIED_EMAIL = (
@@ -199,15 +200,22 @@ async def update_me(
     pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
 ) -> User:
     """Apply a profile change and, when asked, a password change, in one transaction."""
-    if changes.password is UNSET and changes.full_name is UNSET:
+    if changes.password is UNSET and changes.full_name is UNSET and changes.email is UNSET:
         return await get_user(pool, caller.id)
     new_password: _PasswordChange | None = None
     if changes.password is not UNSET:
+        if changes.email is not UNSET:
+            raise invalid_field("email", "change the email and the password in separate requests")
         new_password = await _verified_password_change(pool, settings, caller, changes, origin)
+    new_email: tuple[str, str] | None = None
+    if changes.email is not UNSET:
+        new_email = await _verified_email_change(pool, settings, caller, changes, origin)
 
     async def apply(connection: asyncpg.Connection) -> asyncpg.Record | None:
         if new_password is not None:
             await _change_password(connection, caller, new_password, origin)
+        if new_email is not None:
+            await request_email_change(connection, settings, caller.id, *new_email, origin)
         full_name_sent = changes.full_name is not UNSET
         return await connection.fetchrow(
             UPDATE_PROFILE, caller.id, full_name_sent, changes.full_name if full_name_sent else None
@@ -272,3 +280,33 @@ async def _verified_password_change(
         await _record_failure(pool, settings, email, caller.id, "wrong_current_password", attempt, origin)
         raise invalid_field("current_password", "the current password is incorrect")
     return _PasswordChange(email, account["password_hash"], await passwords.hash(new_password))
+
+
+async def _verified_email_change(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
+) -> tuple[str, str] | None:
+    """(old address, new address) after every check; None when the address stays the same. The
+    current password is counted and checked as for a password change."""
+    assert isinstance(changes.email, str)
+    if settings.account_mail != "on":
+        raise invalid_field(
+            "email", "changing the email address needs mail, which is off here (ACCOUNT_MAIL)"
+        )
+    if not isinstance(changes.current_password, str):
+        raise invalid_field("current_password", "required to change the email address")
+    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    if account is None or account["password_hash"] is None:
+        raise ValidationException(
+            f"this account signs in through {caller.provider}; change the address there"
+        )
+    old_email = normalise_email(account["email"])
+    new_email = normalise_email(changes.email)
+    attempt = await _count_attempt(pool, settings, old_email)
+    if not await passwords_for(settings).verify(account["password_hash"], changes.current_password):
+        await _record_failure(pool, settings, old_email, caller.id, "wrong_current_password", attempt, origin)
+        raise invalid_field("current_password", "the current password is incorrect")
+    if new_email == old_email:
+        return None
+    if await pool.fetchval(FIND_LOCAL_EMAIL, new_email, caller.id):
+        raise Conflict("an account with this email already exists")
+    return old_email, new_email

@@ -16,9 +16,13 @@ USE_ACCOUNT_TOKEN = load_sql("accounts/use_account_token")
 FIND_ACCOUNT_TOKEN = load_sql("accounts/find_account_token")
 COUNT_ACCOUNT_MAIL = load_sql("accounts/count_account_mail")
 
-Purpose = Literal["verify_email", "reset_password"]
+Purpose = Literal["verify_email", "change_email", "reset_password"]
 TOKEN_BYTES = 32
-LIFETIME_SECONDS: dict[Purpose, int] = {"verify_email": 24 * 3600, "reset_password": 3600}
+LIFETIME_SECONDS: dict[Purpose, int] = {
+    "verify_email": 24 * 3600,
+    "change_email": 24 * 3600,
+    "reset_password": 3600,
+}
 MAIL_WINDOW_SECONDS = 3600
 
 

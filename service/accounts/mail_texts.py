@@ -63,3 +63,34 @@ def password_changed_mail(email: str) -> Mail:
         text="\n\n".join(lines) + "\n",
         html=_html(lines),
     )
+
+
+def email_change_mail(settings: Settings, new_email: str, token: str) -> Mail:
+    link = _link(settings, "verify-email", token)
+    lines = [
+        "Please confirm that your account should use this email address from now on by opening this link:",
+        "The link works once, for 24 hours. Until then the account keeps its old address. "
+        "If you did not ask for this, ignore this mail.",
+    ]
+    return Mail(
+        kind="change_email",
+        recipient=new_email,
+        subject="Confirm your new email address",
+        text=f"{lines[0]}\n\n{link}\n\n{lines[1]}\n",
+        html=_html(lines, link, "Confirm my new email address"),
+    )
+
+
+def email_change_notice(old_email: str, new_email: str) -> Mail:
+    lines = [
+        f"Someone signed in to your account asked to change its email address to {new_email}.",
+        "The change applies only once the new address is confirmed. If this was not you, "
+        "change your password at once: that ends every session of the account.",
+    ]
+    return Mail(
+        kind="email_change_notice",
+        recipient=old_email,
+        subject="A new email address was requested for your account",
+        text="\n\n".join(lines) + "\n",
+        html=_html(lines),
+    )

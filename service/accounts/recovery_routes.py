@@ -37,12 +37,14 @@ class AccountRecoveryController(Controller):
         summary="Prove an email address with the token from the verification mail",
         status_code=200,
         before_request=require_json_body,
-        responses=problem_responses(400, 413, 415),
+        responses=problem_responses(400, 409, 413, 415),
     )
     async def verify_email(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[VerifyEmailRequest]
     ) -> User:
-        """The account, now with `email_verified: true`. A used, expired or unknown token: 400."""
+        """The account, now with `email_verified: true` (for a link sent after an email change, also
+        with its new `email`). A used, expired or unknown token: 400; a new address another account
+        took meanwhile: 409."""
         return await verification.verify_email(state.pool, data.token, RequestOrigin.of(request))
 
     @post(

@@ -7,11 +7,11 @@ import uuid
 import asyncpg
 from litestar.exceptions import ValidationException
 
-from service.accounts.link_tokens import USE_ACCOUNT_TOKEN, count_mail, issue_token, token_digest
-from service.accounts.mail_texts import verification_mail
+from service.accounts.link_tokens import count_mail, issue_token, token_digest
+from service.accounts.mail_texts import email_change_mail, email_change_notice, verification_mail
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql, row_to
-from service.errors import TooManyRequests, invalid_field
+from service.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
 from service.security.auth import Caller
 from service.settings import Settings
@@ -19,6 +19,8 @@ from service.users.models import User
 
 MARK_EMAIL_VERIFIED = load_sql("accounts/mark_email_verified")
 GET_VERIFICATION_TARGET = load_sql("accounts/get_verification_target")
+USE_VERIFICATION_TOKEN = load_sql("accounts/use_verification_token")
+CHANGE_EMAIL = load_sql("accounts/change_email")
 
 # Verification mails sent on request (resend) to one address per hour.
 VERIFICATION_MAILS_PER_HOUR = 3
@@ -37,17 +39,24 @@ async def send_verification(
 
 
 async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) -> User:
+    """Prove the account's address, or, for a link sent to a new address, move the account to it."""
     async with pool.acquire() as connection, connection.transaction():
-        spent = await connection.fetchrow(USE_ACCOUNT_TOKEN, token_digest(token), "verify_email")
+        spent = await connection.fetchrow(USE_VERIFICATION_TOKEN, token_digest(token))
         if spent is None:
             raise invalid_field("token", INVALID_LINK)
-        row = await connection.fetchrow(MARK_EMAIL_VERIFIED, spent["user_id"], spent["email"])
+        changing = spent["purpose"] == "change_email"
+        try:
+            row = await connection.fetchrow(
+                CHANGE_EMAIL if changing else MARK_EMAIL_VERIFIED, spent["user_id"], spent["email"]
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("another account uses this email address now") from None
         if row is None:  # the account changed its address, or was deactivated, since the mail
             raise invalid_field("token", INVALID_LINK)
         user = row_to(User, row)
         await record_event(
             connection,
-            "auth.email_verified",
+            "auth.email_changed" if changing else "auth.email_verified",
             origin=origin,
             actor_id=user.id,
             actor_email=user.email,
@@ -55,6 +64,31 @@ async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) ->
             target_id=str(user.id),
         )
     return user
+
+
+async def request_email_change(
+    connection: asyncpg.Connection,
+    settings: Settings,
+    user_id: uuid.UUID,
+    old_email: str,
+    new_email: str,
+    origin: RequestOrigin,
+) -> None:
+    """A link to the new address (the change applies when it is followed) and a notice to the old
+    one, in the caller's transaction."""
+    token = await issue_token(connection, user_id, "change_email", new_email)
+    await enqueue_mail(connection, email_change_mail(settings, new_email, token))
+    await enqueue_mail(connection, email_change_notice(old_email, new_email))
+    await record_event(
+        connection,
+        "auth.email_change_requested",
+        origin=origin,
+        actor_id=user_id,
+        actor_email=old_email,
+        target_type="user",
+        target_id=str(user_id),
+        details={"new_email": new_email},
+    )
 
 
 async def resend_verification(
