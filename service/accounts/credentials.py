@@ -293,7 +293,7 @@ async def _verified_email_change(
             "email", "changing the email address needs mail, which is off here (ACCOUNT_MAIL)"
         )
     if not isinstance(changes.current_password, str):
-        raise invalid_field("current_password", "required to change the email address")
+        raise invalid_field("email", "a new email address needs current_password")
     account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
     if account is None or account["password_hash"] is None:
         raise ValidationException(

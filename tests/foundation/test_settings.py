@@ -109,7 +109,7 @@ def test_production_refuses_missing_or_weak_secrets(tmp_path: Path) -> None:
             DATABASE_URL="postgresql://db/x",
             BETTER_AUTH_SECRET="weak",
         )
-    with pytest.raises(SettingsError, match="^missing SMTP_URL"):
+    with pytest.raises(SettingsError, match=r"^missing SMTP_URL"):
         load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x")
     assert load(
         tmp_path,
