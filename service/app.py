@@ -94,7 +94,10 @@ def background_jobs(pool: asyncpg.Pool, settings: Settings) -> dict[str, JobHand
 def background_worker(pool: asyncpg.Pool, settings: Settings, url: str) -> BackgroundWorker:
     """Jobs are taken on a connection of their own, which LISTENs: behind a transaction pooler,
     DATABASE_LISTEN_URL's direct address."""
-    return BackgroundWorker(settings.database_listen_url or url, background_jobs(pool, settings), pool)
+    pooled = settings.database_pooler == "transaction" and not settings.database_listen_url
+    return BackgroundWorker(
+        settings.database_listen_url or url, background_jobs(pool, settings), pool, pooled=pooled
+    )
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:

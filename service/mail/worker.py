@@ -51,9 +51,17 @@ def _executor(parameters: EntrypointExecutorParameters) -> DatabaseRetryEntrypoi
 
 class BackgroundWorker:
     def __init__(
-        self, url: str, handlers: Mapping[str, JobHandler], pool: asyncpg.Pool | None = None
+        self,
+        url: str,
+        handlers: Mapping[str, JobHandler],
+        pool: asyncpg.Pool | None = None,
+        *,
+        pooled: bool = False,
     ) -> None:
         self.url = url
+        # Behind a transaction pooler no prepared statement may outlive its transaction, and
+        # NOTIFY does not arrive: jobs are then found by polling every DEQUEUE_TIMEOUT.
+        self.statement_cache_size = 0 if pooled else 100
         self.handlers = dict(handlers)
         self.pool = pool
         self._stopping = asyncio.Event()
@@ -83,7 +91,12 @@ class BackgroundWorker:
         """Take and run jobs until stopped; a lost database connection is opened again."""
         while not self._stopping.is_set():
             try:
-                connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_SECONDS)
+                connection = await asyncpg.connect(
+                    self.url,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    statement_cache_size=self.statement_cache_size,
+                    server_settings={"application_name": "service-worker"},
+                )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("background worker cannot reach the database (%s); retrying", exc)
                 await self._pause(RECONNECT_SECONDS)
