@@ -21,6 +21,8 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__, metrics
+from service.accounts.recovery import RESET_REQUEST_JOB, ResetRequests
+from service.accounts.recovery_routes import AccountRecoveryController
 from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
@@ -30,6 +32,11 @@ from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
+from service.mail.delivery import MailDelivery
+from service.mail.outbox import DELIVER_MAIL
+from service.mail.routes import MailController
+from service.mail.transport import transport_for
+from service.mail.worker import BackgroundWorker, JobHandler
 from service.middleware import RequestContextMiddleware
 from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
 from service.retention.prune import prune_periodically
@@ -59,7 +66,11 @@ AUTH_BODY_LIMIT_BYTES = 8 * 1024
 
 def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
-    auth = Router(path="/", route_handlers=[AuthController], request_max_body_size=AUTH_BODY_LIMIT_BYTES)
+    auth = Router(
+        path="/",
+        route_handlers=[AuthController, AccountRecoveryController],
+        request_max_body_size=AUTH_BODY_LIMIT_BYTES,
+    )
     return [
         auth,
         SessionsController,
@@ -68,7 +79,25 @@ def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
         TaskController,
         *scan_handlers(settings),
         AuditEventsController,
+        MailController,
     ]
+
+
+def background_jobs(pool: asyncpg.Pool, settings: Settings) -> dict[str, JobHandler]:
+    """The jobs a background worker runs (in `service serve` workers and in `service worker`)."""
+    return {
+        DELIVER_MAIL: MailDelivery(pool, settings, transport_for(settings)),
+        RESET_REQUEST_JOB: ResetRequests(pool, settings),
+    }
+
+
+def background_worker(pool: asyncpg.Pool, settings: Settings, url: str) -> BackgroundWorker:
+    """Jobs are taken on a connection of their own, which LISTENs: behind a transaction pooler,
+    DATABASE_LISTEN_URL's direct address."""
+    pooled = settings.database_pooler == "transaction" and not settings.database_listen_url
+    return BackgroundWorker(
+        settings.database_listen_url or url, background_jobs(pool, settings), pool, pooled=pooled
+    )
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -113,9 +142,14 @@ def _lifespan(  # type: ignore[no-untyped-def]
             if settings.prune_interval_minutes
             else None
         )
+        worker = background_worker(pool, settings, url) if settings.mail_worker == "on" else None
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if pruner is not None:
                 pruner.cancel()
                 with suppress(asyncio.CancelledError):

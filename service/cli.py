@@ -207,6 +207,58 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _work_until_stopped(settings: Settings, url: str) -> None:
+    from service.app import background_worker
+    from service.db import create_pool
+    from service.retention.prune import prune_periodically
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(settings, url)
+    worker = background_worker(pool, settings, url)
+    worker.start()
+    interval = settings.prune_interval_minutes * 60
+    pruner = asyncio.create_task(prune_periodically(pool, url, settings, interval)) if interval else None
+    log.info("worker started: mail delivery%s", ", retention" if pruner else "")
+    try:
+        await stop.wait()
+    finally:
+        if pruner is not None:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+        await worker.stop()
+        await pool.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service import migrations
+    from service.db import resolve_database_url
+    from service.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    url, embedded = resolve_database_url(settings)
+    try:
+        if not settings.is_production:
+            migrations.apply_pending(url)
+        asyncio.run(_work_until_stopped(settings, url))
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    return 0
+
+
+def cmd_dev_mail(args: argparse.Namespace) -> int:
+    from service.mail.dev_server import serve_forever
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_forever(args.port)
+    return 0
+
+
 def cmd_demo_ai(args: argparse.Namespace) -> int:
     from service.integrations.ai_service import demo
 
@@ -279,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     db_url = commands.add_parser("db-url", help="print the database URL in use")
     db_url.set_defaults(handler=cmd_db_url)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run background jobs (mail delivery, retention) in this process",
+        description=(
+            "Delivers the outbox's mails and runs password-reset requests, and applies the retention "
+            "policy every PRUNE_INTERVAL_MINUTES, until SIGTERM. `service serve` does the same in each "
+            "worker unless MAIL_WORKER=off; any number of these may run on any hosts."
+        ),
+    )
+    worker.set_defaults(handler=cmd_worker)
+
+    dev_mail = commands.add_parser("dev-mail", help="a local SMTP server that prints every mail it receives")
+    dev_mail.add_argument("--port", type=int, default=1025)
+    dev_mail.set_defaults(handler=cmd_dev_mail)
 
     demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
     demo_ai.add_argument("--host", default="127.0.0.1")

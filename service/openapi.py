@@ -58,6 +58,7 @@ TAGS = [
         name="scans", description="Seed 004's risk scans: submit a file or text; read and delete saved scans."
     ),
     Tag(name="audit", description="Security and administration events, for administrators."),
+    Tag(name="mail", description="The outbox of mails (verification, password reset), for administrators."),
     Tag(name="operations", description="Liveness, readiness and Prometheus metrics."),
 ]
 

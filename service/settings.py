@@ -123,6 +123,28 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     otel_traces_sampler: TraceSampler = "parentbased_always_on"
     otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     otel_sdk_disabled: bool = False
+    # Mail (service.mail): smtp:// (STARTTLS when the server offers it; required on port 587) or
+    # smtps:// (implicit TLS). Unset: development writes mails to the log; production refuses to
+    # start while ACCOUNT_MAIL is on.
+    smtp_url: str | None = None
+    mail_from: Annotated[
+        str, msgspec.Meta(min_length=3, max_length=320, pattern=whole(r"[^\s<>@]+@[^\s<>@]+"))
+    ] = "no-reply@localhost"
+    frontend_url: str | None = None  # base of the links in mails; unset: the first CORS_ORIGINS entry
+    # on: registration sends a verification mail and password reset works (both need mail).
+    account_mail: Literal["on", "off"] = "on"
+    require_email_verification: bool = False
+    # on: every `service serve` worker also delivers mail; off: only `service worker` processes do.
+    mail_worker: Literal["on", "off"] = "on"
+    # Delivery attempts before a mail is kept as dead (backoff 2 s, 4 s, ... capped at 10 minutes).
+    mail_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=30)] = 10
+    smtp_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
+
+    @property
+    def mail_links_base(self) -> str:
+        """FRONTEND_URL, else the first CORS_ORIGINS entry, without a trailing slash."""
+        base = self.frontend_url or next((o for o in self.cors_origins if o != "*"), "http://localhost:3000")
+        return base.rstrip("/")
 
     @property
     def tracing_enabled(self) -> bool:
@@ -212,7 +234,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     _check_better_auth(settings)
     _check_auth_cookies(settings)
     _check_metrics_token(settings)
-    return _check_distinct_secrets(_check_secrets(settings))
+    settings = _check_distinct_secrets(_check_secrets(settings))
+    _check_mail(settings)  # after the secrets: a missing secret is the first thing to fix
+    return settings
 
 
 def _name_the_variable(message: str) -> str:
@@ -267,6 +291,24 @@ def _check_distinct_secrets(settings: Settings) -> Settings:
                 "or the provider's secret signs this service's own tokens"
             )
     return settings
+
+
+def _check_mail(settings: Settings) -> None:
+    if settings.smtp_url:
+        try:
+            parts = urlsplit(settings.smtp_url)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise SettingsError("invalid SMTP_URL: not a URL") from None
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise SettingsError("invalid SMTP_URL: must be smtp://[user:pass@]host[:port] or smtps://...")
+    if settings.frontend_url and not settings.frontend_url.startswith(("http://", "https://")):
+        raise SettingsError("invalid FRONTEND_URL: must start with http:// or https://")
+    if settings.is_production and settings.account_mail == "on" and not settings.smtp_url:
+        raise SettingsError(
+            "missing SMTP_URL: production sends verification and password-reset mail "
+            "(set SMTP_URL, or ACCOUNT_MAIL=off to turn those flows off)"
+        )
 
 
 def _transaction_pooler(host: str, port: int | None) -> str | None:

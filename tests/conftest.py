@@ -212,6 +212,10 @@ def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dic
         # A test's rows (an expired token it made on purpose) are not pruned under it; the
         # retention tests turn pruning on.
         "PRUNE_INTERVAL_MINUTES": "0",
+        # Mails stay in the outbox: tests/mail start a worker and a real SMTP server when they
+        # need delivery. An address is set so that production settings load.
+        "SMTP_URL": "smtp://127.0.0.1:9",
+        "MAIL_WORKER": "off",
     }
     environ.update(overrides)
     return environ
@@ -309,7 +313,17 @@ async def make_user(
 
 
 # A user as every route shows one (/api/auth/me, /api/users): these fields, never a hash.
-USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "provider", "created_at", "updated_at"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "provider",
+    "email_verified",
+    "created_at",
+    "updated_at",
+}
 
 
 def bearer(settings: Settings, user_id: uuid.UUID) -> dict[str, str]:

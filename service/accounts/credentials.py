@@ -7,14 +7,17 @@ import uuid
 from typing import NamedTuple
 
 import asyncpg
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ValidationException
 from msgspec import UNSET
 
+from service.accounts.mail_texts import password_changed_mail
 from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
+from service.accounts.verification import request_email_change, send_verification
 from service.audit.events import RequestOrigin, record_event
 from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
+from service.mail.outbox import enqueue_mail
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
@@ -31,15 +34,20 @@ UPDATE_PROFILE = load_sql("accounts/update_profile")
 COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
+FIND_LOCAL_EMAIL = load_sql("accounts/find_local_email")
 
 WRONG_CREDENTIALS = "incorrect email or password"
+UNVERIFIED_EMAIL = (
+    "this account's email address is not verified: follow the link in the verification mail "
+    "(a password reset through POST /api/auth/forgot-password also verifies it)"
+)
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _checked_new_password(settings: Settings, password: str) -> str:
+def checked_new_password(settings: Settings, password: str) -> str:
     try:
         check_new_password(settings, password)
     except PasswordRejected as exc:
@@ -50,7 +58,7 @@ def _checked_new_password(settings: Settings, password: str) -> str:
 async def register(
     pool: asyncpg.Pool, settings: Settings, data: RegisterRequest, origin: RequestOrigin
 ) -> User:
-    password_hash = await passwords_for(settings).hash(_checked_new_password(settings, data.password))
+    password_hash = await passwords_for(settings).hash(checked_new_password(settings, data.password))
     email = normalise_email(data.email)
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(INSERT_USER, email, password_hash, data.full_name)
@@ -66,6 +74,7 @@ async def register(
             target_type="user",
             target_id=str(user.id),
         )
+        await send_verification(connection, settings, user.id, email)
     return user
 
 
@@ -146,6 +155,12 @@ async def log_in(
             pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
         )
         raise NotAuthorizedException("account is not active")
+    if settings.require_email_verification and not account["email_verified"]:
+        details = {"reason": "email_not_verified"}
+        await record_event(
+            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+        )
+        raise PermissionDeniedException(UNVERIFIED_EMAIL)
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
 
     async def start(connection: asyncpg.Connection) -> Token:
@@ -185,15 +200,22 @@ async def update_me(
     pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
 ) -> User:
     """Apply a profile change and, when asked, a password change, in one transaction."""
-    if changes.password is UNSET and changes.full_name is UNSET:
+    if changes.password is UNSET and changes.full_name is UNSET and changes.email is UNSET:
         return await get_user(pool, caller.id)
     new_password: _PasswordChange | None = None
     if changes.password is not UNSET:
+        if changes.email is not UNSET:
+            raise invalid_field("email", "change the email and the password in separate requests")
         new_password = await _verified_password_change(pool, settings, caller, changes, origin)
+    new_email: tuple[str, str] | None = None
+    if changes.email is not UNSET:
+        new_email = await _verified_email_change(pool, settings, caller, changes, origin)
 
     async def apply(connection: asyncpg.Connection) -> asyncpg.Record | None:
         if new_password is not None:
             await _change_password(connection, caller, new_password, origin)
+        if new_email is not None:
+            await request_email_change(connection, settings, caller.id, *new_email, origin)
         full_name_sent = changes.full_name is not UNSET
         return await connection.fetchrow(
             UPDATE_PROFILE, caller.id, full_name_sent, changes.full_name if full_name_sent else None
@@ -224,6 +246,7 @@ async def _change_password(
         raise Conflict("the password was changed meanwhile; log in again")
     await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
     await end_other_sessions(connection, caller)
+    await enqueue_mail(connection, password_changed_mail(change.email))
     await record_event(
         connection,
         "auth.password_changed",
@@ -244,7 +267,7 @@ async def _verified_password_change(
     the account's email: a stolen access token gets no more guesses than the login form does.
     """
     assert isinstance(changes.password, str)
-    new_password = _checked_new_password(settings, changes.password)
+    new_password = checked_new_password(settings, changes.password)
     if not isinstance(changes.current_password, str):
         raise invalid_field("current_password", "required to change the password")
     account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
@@ -257,3 +280,33 @@ async def _verified_password_change(
         await _record_failure(pool, settings, email, caller.id, "wrong_current_password", attempt, origin)
         raise invalid_field("current_password", "the current password is incorrect")
     return _PasswordChange(email, account["password_hash"], await passwords.hash(new_password))
+
+
+async def _verified_email_change(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
+) -> tuple[str, str] | None:
+    """(old address, new address) after every check; None when the address stays the same. The
+    current password is counted and checked as for a password change."""
+    assert isinstance(changes.email, str)
+    if settings.account_mail != "on":
+        raise invalid_field(
+            "email", "changing the email address needs mail, which is off here (ACCOUNT_MAIL)"
+        )
+    if not isinstance(changes.current_password, str):
+        raise invalid_field("email", "a new email address needs current_password")
+    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    if account is None or account["password_hash"] is None:
+        raise ValidationException(
+            f"this account signs in through {caller.provider}; change the address there"
+        )
+    old_email = normalise_email(account["email"])
+    new_email = normalise_email(changes.email)
+    attempt = await _count_attempt(pool, settings, old_email)
+    if not await passwords_for(settings).verify(account["password_hash"], changes.current_password):
+        await _record_failure(pool, settings, old_email, caller.id, "wrong_current_password", attempt, origin)
+        raise invalid_field("current_password", "the current password is incorrect")
+    if new_email == old_email:
+        return None
+    if await pool.fetchval(FIND_LOCAL_EMAIL, new_email, caller.id):
+        raise Conflict("an account with this email already exists")
+    return old_email, new_email

@@ -95,11 +95,13 @@ class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class UpdateMeRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Change the caller's own profile. `null` clears `full_name`; a new `password` needs
-    `current_password` and ends every other session."""
+    `current_password` and ends every other session; a new `email` needs `current_password`,
+    and applies when the link mailed to it is followed (POST /api/auth/verify-email)."""
 
     full_name: FullName | UnsetType | None = UNSET
     password: NewPassword | UnsetType = UNSET
     current_password: CurrentPassword | UnsetType = UNSET
+    email: Email | UnsetType = UNSET
 
 
 class Token(msgspec.Struct, kw_only=True):

@@ -151,8 +151,9 @@ class AuthController(Controller):
     async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token]:
         """An access token and a refresh token (with AUTH_COOKIES=on, the refresh token also as an
         HttpOnly cookie). After LOGIN_MAX_FAILURES consecutive failures the email is locked for
-        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists. With AUTH_COOKIES=on,
-        a login whose Origin (or Referer) is not in CORS_ORIGINS is 403 (login CSRF)."""
+        LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists. With
+        REQUIRE_EMAIL_VERIFICATION=true, an account whose address is not verified gets 403. With
+        AUTH_COOKIES=on, a login whose Origin (or Referer) is not in CORS_ORIGINS is 403 (login CSRF)."""
         cookies.check_login_origin(state.settings, request)
         login_name, password = await _login_credentials(request)
         try:

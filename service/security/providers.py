@@ -213,7 +213,16 @@ def _verified(provider: Provider, token: str, key: jwt.PyJWK | str, algorithm: s
         jti=_token_id(provider.name, claims.get("jti"), token),
         email=_email_or_none(claims.get("email")),
         full_name=_full_name_or_none(provider, claims),
+        email_verified=_email_verified(claims),
     )
+
+
+def _email_verified(claims: dict[str, Any]) -> bool:
+    """`email_verified` (OIDC), Better Auth's `emailVerified`, or Supabase's copy in user_metadata;
+    only a JSON true counts."""
+    metadata = claims.get("user_metadata")
+    nested = metadata.get("email_verified") if isinstance(metadata, dict) else None
+    return any(value is True for value in (claims.get("email_verified"), claims.get("emailVerified"), nested))
 
 
 def _subject(value: Any) -> str:
@@ -266,7 +275,12 @@ async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin:
         return user_id
     async with pool.acquire() as connection, connection.transaction():
         user_id = await connection.fetchval(
-            PROVISION_IDENTITY, verified.provider, verified.subject, verified.email, verified.full_name
+            PROVISION_IDENTITY,
+            verified.provider,
+            verified.subject,
+            verified.email,
+            verified.full_name,
+            verified.email_verified,
         )
         if user_id is None:  # a concurrent first request linked this identity; use its user
             user_id = await connection.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)

@@ -54,7 +54,17 @@ EXEMPT_PREFIXES = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json", "/
 SIGN_IN_ROUTES = frozenset(
     (method, f"{prefix}/auth/{name}")
     for prefix in ("/api", "/api/v1")
-    for method, name in (("POST", "login"), ("POST", "register"), ("POST", "refresh"), ("PATCH", "me"))
+    for method, name in (
+        ("POST", "login"),
+        ("POST", "register"),
+        ("POST", "refresh"),
+        ("PATCH", "me"),
+        # Mail-sending and one-time-token routes (service/accounts/verification.py, recovery.py).
+        ("POST", "forgot-password"),
+        ("POST", "reset-password"),
+        ("POST", "verify-email"),
+        ("POST", "verify-email/resend"),
+    )
 )
 # How long the limiter leaves an unreachable store alone before trying it again.
 STORE_RETRY_SECONDS = 5.0

@@ -41,6 +41,7 @@ class VerifiedToken(msgspec.Struct, frozen=True):
     jti: uuid.UUID | None = None
     email: str | None = None
     full_name: str | None = None
+    email_verified: bool = False  # the provider's own claim that it proved `email`
 
 
 # PyJWT checks every character of every segment in Python before decoding (2.15: about a third

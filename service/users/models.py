@@ -23,6 +23,15 @@ class User(msgspec.Struct, kw_only=True):
     role: Role
     is_active: bool
     provider: str
+    email_verified: Annotated[
+        bool,
+        Meta(
+            description=(
+                "The address is proven: a verification link was followed (local accounts), "
+                "or the identity provider said so at the first sign-in."
+            )
+        ),
+    ]
     created_at: datetime
     updated_at: datetime
 

@@ -2,4 +2,4 @@
 INSERT INTO users (email, password_hash, full_name)
 VALUES ($1, $2, $3)
 ON CONFLICT (lower(email)) WHERE provider = 'local' DO NOTHING
-RETURNING id, email, full_name, role, is_active, provider, created_at, updated_at
+RETURNING id, email, full_name, role, is_active, provider, email_verified, created_at, updated_at

@@ -2,4 +2,4 @@
 INSERT INTO users (email, password_hash, role)
 VALUES ($1, $2, 'admin')
 ON CONFLICT (lower(email)) WHERE provider = 'local' DO NOTHING
-RETURNING id, email, full_name, role, is_active, provider, created_at, updated_at
+RETURNING id, email, full_name, role, is_active, provider, email_verified, created_at, updated_at

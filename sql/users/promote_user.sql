@@ -7,4 +7,4 @@ SET role = 'admin',
     tokens_valid_after = CASE WHEN $2 IS NULL THEN tokens_valid_after ELSE now() END,
     updated_at = now()
 WHERE id = $1
-RETURNING id, email, full_name, role, is_active, provider, created_at, updated_at
+RETURNING id, email, full_name, role, is_active, provider, email_verified, created_at, updated_at

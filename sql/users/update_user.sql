@@ -8,4 +8,4 @@ SET full_name = $2,
     tokens_valid_after = CASE WHEN $5::boolean THEN clock_timestamp() ELSE tokens_valid_after END,
     updated_at = now()
 WHERE id = $1
-RETURNING id, email, full_name, role, is_active, provider, created_at, updated_at
+RETURNING id, email, full_name, role, is_active, provider, email_verified, created_at, updated_at

@@ -12,7 +12,17 @@ from service.settings import SettingsError
 from tests.accounts.conftest import STRONG_PASSWORD, auth, register
 from tests.conftest import make_settings, running
 
-USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "provider", "created_at", "updated_at"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "provider",
+    "email_verified",
+    "created_at",
+    "updated_at",
+}
 
 
 async def test_register_returns_the_user_and_never_a_hash(

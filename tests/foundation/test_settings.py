@@ -109,7 +109,22 @@ def test_production_refuses_missing_or_weak_secrets(tmp_path: Path) -> None:
             DATABASE_URL="postgresql://db/x",
             BETTER_AUTH_SECRET="weak",
         )
-    assert load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x")
+    with pytest.raises(SettingsError, match=r"^missing SMTP_URL"):
+        load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x")
+    assert load(
+        tmp_path,
+        ENVIRONMENT="production",
+        JWT_SECRET=STRONG,
+        DATABASE_URL="postgresql://db/x",
+        ACCOUNT_MAIL="off",
+    )
+    assert load(
+        tmp_path,
+        ENVIRONMENT="production",
+        JWT_SECRET=STRONG,
+        DATABASE_URL="postgresql://db/x",
+        SMTP_URL="smtp://mail.example.com:587",
+    )
 
 
 def test_development_generates_a_secret_once_and_keeps_it(tmp_path: Path) -> None:

@@ -30,9 +30,22 @@ VERBS = {
     "logout",
     "refresh",
     "revoke",
+    "verify",
+    "resend",
+    "request",
+    "reset",
 }
 LOWER_CAMEL = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)*$")
-PUBLIC = {"getHealth", "getReadiness", "register", "login", "refresh"}
+PUBLIC = {
+    "getHealth",
+    "getReadiness",
+    "register",
+    "login",
+    "refresh",
+    "verifyEmail",
+    "requestPasswordReset",
+    "resetPassword",
+}
 SIGNED_IN = [{"BearerToken": []}, {"OAuth2Password": []}]
 PROBLEM = "application/problem+json"
 

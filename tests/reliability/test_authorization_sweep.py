@@ -70,6 +70,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/{user_id:str}/tasks/{task_id:int}"): {"json": {"title": "changed by the caller"}},
     ("PATCH", "/api/auth/me"): {"json": {"full_name": "changed by the caller"}},
     ("POST", "/api/auth/logout"): {},
+    ("POST", "/api/auth/verify-email/resend"): {},
     ("POST", "/api/scan"): {"files": {"text": (None, "A tight budget.")}},
     ("PATCH", "/api/users/{user_id:uuid}"): {"json": {"full_name": "changed by the caller"}},
     ("PUT", "/api/users/{user_id:uuid}"): {"json": {"full_name": "changed by the caller"}},

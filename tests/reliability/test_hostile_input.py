@@ -86,6 +86,9 @@ def _valid_bodies(owner: Owner) -> dict[str, dict[str, Any]]:
         "PATCH /api/{user_id}/tasks/{task_id}": {"title": "t", "description": "d"},
         "PATCH /api/users/{user_id}": {"full_name": "C"},
         "PUT /api/users/{user_id}": {"full_name": "C"},
+        "POST /api/auth/verify-email": {"token": "not-a-real-one"},
+        "POST /api/auth/forgot-password": {"email": "someone@example.com"},
+        "POST /api/auth/reset-password": {"token": "not-a-real-one", "password": STRONG_PASSWORD + "?"},
     }
 
 

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS account_mail_counters;
+DROP TABLE IF EXISTS account_tokens;
+ALTER TABLE users DROP COLUMN IF EXISTS email_verified;

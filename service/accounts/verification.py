@@ -1,0 +1,125 @@
+"""Email verification: a link mailed at registration (and on request), spent once to prove the address."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from litestar.exceptions import ValidationException
+
+from service.accounts.link_tokens import count_mail, issue_token, token_digest
+from service.accounts.mail_texts import email_change_mail, email_change_notice, verification_mail
+from service.audit.events import RequestOrigin, record_event
+from service.db import load_sql, row_to
+from service.errors import Conflict, TooManyRequests, invalid_field
+from service.mail.outbox import enqueue_mail
+from service.security.auth import Caller
+from service.settings import Settings
+from service.users.models import User
+
+MARK_EMAIL_VERIFIED = load_sql("accounts/mark_email_verified")
+GET_VERIFICATION_TARGET = load_sql("accounts/get_verification_target")
+USE_VERIFICATION_TOKEN = load_sql("accounts/use_verification_token")
+CHANGE_EMAIL = load_sql("accounts/change_email")
+
+# Verification mails sent on request (resend) to one address per hour.
+VERIFICATION_MAILS_PER_HOUR = 3
+INVALID_LINK = "the token of this verification link is invalid, already used or expired; ask for a new one"
+
+
+async def send_verification(
+    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID, email: str
+) -> None:
+    """A verification link to `email`, committed with the caller's transaction (registration,
+    whose `auth.register` event stands for it)."""
+    if settings.account_mail != "on":
+        return
+    token = await issue_token(connection, user_id, "verify_email", email)
+    await enqueue_mail(connection, verification_mail(settings, email, token))
+
+
+async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) -> User:
+    """Prove the account's address, or, for a link sent to a new address, move the account to it."""
+    async with pool.acquire() as connection, connection.transaction():
+        spent = await connection.fetchrow(USE_VERIFICATION_TOKEN, token_digest(token))
+        if spent is None:
+            raise invalid_field("token", INVALID_LINK)
+        changing = spent["purpose"] == "change_email"
+        try:
+            row = await connection.fetchrow(
+                CHANGE_EMAIL if changing else MARK_EMAIL_VERIFIED, spent["user_id"], spent["email"]
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("another account uses this email address now") from None
+        if row is None:  # the account changed its address, or was deactivated, since the mail
+            raise invalid_field("token", INVALID_LINK)
+        user = row_to(User, row)
+        await record_event(
+            connection,
+            "auth.email_changed" if changing else "auth.email_verified",
+            origin=origin,
+            actor_id=user.id,
+            actor_email=user.email,
+            target_type="user",
+            target_id=str(user.id),
+        )
+    return user
+
+
+async def request_email_change(
+    connection: asyncpg.Connection,
+    settings: Settings,
+    user_id: uuid.UUID,
+    old_email: str,
+    new_email: str,
+    origin: RequestOrigin,
+) -> None:
+    """A link to the new address (the change applies when it is followed) and a notice to the old
+    one, in the caller's transaction."""
+    token = await issue_token(connection, user_id, "change_email", new_email)
+    await enqueue_mail(connection, email_change_mail(settings, new_email, token))
+    await enqueue_mail(connection, email_change_notice(old_email, new_email))
+    await record_event(
+        connection,
+        "auth.email_change_requested",
+        origin=origin,
+        actor_id=user_id,
+        actor_email=old_email,
+        target_type="user",
+        target_id=str(user_id),
+        details={"new_email": new_email},
+    )
+
+
+async def resend_verification(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, origin: RequestOrigin
+) -> None:
+    """A new link to the caller's address; nothing when it is verified already. 429 past
+    VERIFICATION_MAILS_PER_HOUR for the address."""
+    target = await pool.fetchrow(GET_VERIFICATION_TARGET, caller.id)
+    if target is None or not target["is_active"]:
+        raise ValidationException("account is not active")
+    if target["provider"] != "local" or not target["email"]:
+        raise ValidationException(
+            f"this account signs in through {target['provider']}, which verifies its address"
+        )
+    if target["email_verified"] or settings.account_mail != "on":
+        return
+    email: str = target["email"]
+    sent, retry_after = await count_mail(pool, "verify_email", email)
+    if sent > VERIFICATION_MAILS_PER_HOUR:
+        raise TooManyRequests(
+            f"at most {VERIFICATION_MAILS_PER_HOUR} verification mails an hour; try again later",
+            retry_after=retry_after,
+        )
+    async with pool.acquire() as connection, connection.transaction():
+        await send_verification(connection, settings, caller.id, email)
+        await record_event(
+            connection,
+            "auth.verification_resent",
+            origin=origin,
+            actor_id=caller.id,
+            actor_email=email,
+            target_type="user",
+            target_id=str(caller.id),
+        )
