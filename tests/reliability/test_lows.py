@@ -145,6 +145,7 @@ def test_a_provider_secret_equal_to_jwt_secret_is_refused(
     env = {"ENVIRONMENT": environment, "JWT_SECRET": TEST_JWT_SECRET, variable: TEST_JWT_SECRET}
     if environment == "production":
         env["DATABASE_URL"] = "postgresql://service@db.example/service"
+        env["SMTP_URL"] = "smtp://mail.example.com:587"
     with pytest.raises(SettingsError, match=f"{variable}.*JWT_SECRET|JWT_SECRET.*{variable}"):
         load(tmp_path, **env)
     del env[variable]
