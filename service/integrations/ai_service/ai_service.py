@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import httpx
 import msgspec
@@ -52,7 +52,8 @@ class AiScanResult(msgspec.Struct, frozen=True):
 class Document(msgspec.Struct, frozen=True):
     filename: str
     content_type: str
-    content: bytes
+    # A file spooled to disk is streamed from it in chunks rather than held in memory.
+    content: bytes | IO[bytes]
 
 
 class ScanRequest(msgspec.Struct, frozen=True):
@@ -65,9 +66,12 @@ _result_decoder = msgspec.json.Decoder(AiScanResult)
 _any_decoder = msgspec.json.Decoder()
 
 
-def _multipart(request: ScanRequest) -> list[tuple[str, tuple[str | None, bytes | str, str | None]]]:
+_Part = tuple[str, tuple[str | None, bytes | str | IO[bytes], str | None]]
+
+
+def _multipart(request: ScanRequest) -> list[_Part]:
     # Sent as file parts (text fields have no filename) so the body is multipart even without a file.
-    fields: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = []
+    fields: list[_Part] = []
     if request.document is not None:
         document = request.document
         fields.append(("file", (document.filename, document.content, document.content_type)))
