@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Router, delete, get, post
-from litestar.di import NamedDependency
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
