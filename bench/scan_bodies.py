@@ -129,12 +129,15 @@ async def memory(base: str, headers: dict[str, str], pid: int, count: int) -> No
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as http:
 
-        async def one() -> int:
-            answer = await http.post(
-                "/api/scan",
-                files={"file": ("plan.txt", document, "text/plain")},
-                headers=headers,
-            )
+        async def one() -> int | str:
+            try:
+                answer = await http.post(
+                    "/api/scan",
+                    files={"file": ("plan.txt", document, "text/plain")},
+                    headers=headers,
+                )
+            except httpx.HTTPError as exc:
+                return type(exc).__name__
             return answer.status_code
 
         started = time.perf_counter()

@@ -81,6 +81,17 @@ def _multipart(request: ScanRequest) -> list[_Part]:
     return fields
 
 
+def create_client(settings: Settings) -> httpx.AsyncClient:
+    """The AI service's own client: as many connections as a worker has scans in flight
+    (SCAN_MAX_CONCURRENT_UPLOADS), so no scan waits for one, and no other dependency shares them."""
+    connections = settings.scan_max_concurrent_uploads
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=settings.ai_service_timeout_seconds,
+        follow_redirects=False,
+    )
+
+
 async def request_scan(http: httpx.AsyncClient, settings: Settings, request: ScanRequest) -> AiScanResult:
     """Ask the AI service for the risks in `request`; raise the HTTP answer our caller should get."""
     url = settings.ai_service_url.rstrip("/") + "/scan"
