@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, Annotated, Any, Literal
 
@@ -49,14 +50,18 @@ class AiScanResult(msgspec.Struct, frozen=True):
     source: Literal["llm", "model"]
 
 
-class Document(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class Document:
+    """A dataclass, not a Struct: `content` may be a file, which msgspec has no type for."""
+
     filename: str
     content_type: str
     # A file spooled to disk is streamed from it in chunks rather than held in memory.
     content: bytes | IO[bytes]
 
 
-class ScanRequest(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class ScanRequest:
     text: str | None
     document: Document | None
     force_llm: bool
