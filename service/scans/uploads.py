@@ -40,28 +40,30 @@ def scan_form_limits(max_upload_bytes: int) -> FormLimits:
     )
 
 
+IN_FLIGHT_KEY = "scan_uploads_in_flight"
+
+
 class UploadSlots:
     """Route middleware of POST /api/scan: at most SCAN_MAX_CONCURRENT_UPLOADS in flight in this
-    worker (one instance per app, and so per worker); the files of each are closed, and so
-    deleted, once its answer is sent, whatever the answer."""
+    worker, counted on the app's state so /api and /api/v1 share the bound; the files of each
+    are closed, and so deleted, once its answer is sent, whatever the answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        settings: Any = scope["litestar_app"].state.settings
-        limit: int = settings.scan_max_concurrent_uploads
-        if self.in_flight >= limit:
+        state: Any = scope["litestar_app"].state
+        limit: int = state.settings.scan_max_concurrent_uploads
+        if state.get(IN_FLIGHT_KEY, 0) >= limit:
             raise ServiceUnavailable(
                 f"this server is busy with {limit} scan uploads; retry shortly",
                 retry_after=BUSY_RETRY_AFTER_SECONDS,
             )
-        self.in_flight += 1
+        state[IN_FLIGHT_KEY] = state.get(IN_FLIGHT_KEY, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            state[IN_FLIGHT_KEY] -= 1
             form = ScopeState.from_scope(scope).form
             if isinstance(form, dict):
                 await close_uploads(

@@ -3,12 +3,17 @@ whose detail says which bound, never Litestar's 400 "Request Entity Too Large"."
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import asyncpg
 import httpx
 
+from service.app import create_app
 from service.forms import MAX_PART_HEADER_BYTES
-from service.scans.uploads import FORCE_LLM_MAX_BYTES, MAX_SCAN_FORM_FIELDS
-from tests.scans.conftest import TEST_MAX_UPLOAD_BYTES, count_scans
+from service.scans.uploads import BUSY_RETRY_AFTER_SECONDS, FORCE_LLM_MAX_BYTES, MAX_SCAN_FORM_FIELDS
+from tests.conftest import make_settings, running
+from tests.scans.conftest import TEST_MAX_UPLOAD_BYTES, FaultyAi, count_scans
 
 URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -108,3 +113,32 @@ async def test_a_file_over_the_spool_threshold_reaches_the_ai_service_whole(
     )
     assert response.status_code == 201, response.text
     assert {risk["category"] for risk in response.json()["data"]} == {"Schedule", "Financial"}
+
+
+async def test_the_upload_bound_is_per_worker_across_api_and_api_v1(
+    database_url: str, tmp_path: Path, auth: dict[str, str], faulty_ai: FaultyAi
+) -> None:
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        AI_SERVICE_URL=f"{faulty_ai.url}/silent",
+        AI_SERVICE_TIMEOUT_SECONDS="2",
+        SCAN_MAX_CONCURRENT_UPLOADS="1",
+    )
+    async with running(create_app(settings)) as app:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            waiting = asyncio.create_task(
+                client.post("/api/scan", headers=auth, files={"text": (None, "budget")})
+            )
+            while not faulty_ai.seen:  # the first scan is at the AI service, holding the one slot
+                await asyncio.sleep(0.01)
+            busy = await client.post("/api/v1/scan", headers=auth, files={"text": (None, "budget")})
+            assert busy.status_code == 503
+            assert busy.headers["Retry-After"] == str(BUSY_RETRY_AFTER_SECONDS)
+            assert busy.json()["detail"] == "this server is busy with 1 scan uploads; retry shortly"
+            assert (await waiting).status_code == 503  # the silent AI service's timeout
+            after = await client.post("/api/v1/scan", headers=auth, files={"text": (None, "budget")})
+            # The slot was given back: this one reached the (silent) AI service, whose 503 says 5 s.
+            assert after.status_code == 503
+            assert after.headers["Retry-After"] == "5"
