@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
-import httpx
 from litestar import Litestar, Response, Router
 from litestar.config.cors import CORSConfig
 from litestar.enums import MediaType
@@ -30,6 +29,7 @@ from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
+from service.integrations.ai_service import ai_service
 from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
 from service.mail.delivery import MailDelivery
@@ -45,6 +45,8 @@ from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
 from service.security.client_ip import ClientAddressResolver
+from service.security.jwks import STATE_KEY as JWKS_STATE_KEY
+from service.security.jwks import JwksCache
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
 from service.settings import Settings, load_settings
@@ -124,14 +126,20 @@ def _lifespan(  # type: ignore[no-untyped-def]
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url, embedded = resolve_database_url(settings)
         connection_class = asyncpg.Connection
-        http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
+        # One HTTP client per dependency, each with its own connections and timeout: the AI
+        # service's here (`http`), each identity provider's in the JWKS cache.
+        http = ai_service.create_client(settings)
+        on_client = None
         if tracer_provider is not None:
             from service import tracing
 
             connection_class = tracing.traced_connection_class(tracer_provider)
-            tracing.trace_http_client(http, tracer_provider, settings)
+            on_client = tracing.http_client_tracer(tracer_provider, settings)
+            on_client(http)
+        provider_keys = JwksCache(on_client=on_client)
         pool = await create_pool(settings, url, connection_class)
         app.state.update(pool=pool, http=http, settings=settings)
+        app.state[JWKS_STATE_KEY] = provider_keys
         app.state.update({CALLER_CACHE_KEY: listener.cache, CALLER_LISTENER_KEY: listener})
         caller_listen_url = listen_url(settings, url)
         if caller_listen_url is not None:
@@ -157,6 +165,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             metrics.worker_stopped()
             await listener.stop()
             await http.aclose()
+            await provider_keys.aclose()
             await pool.close()
             access_log.flush()
             if owns_provider and tracer_provider is not None:

@@ -74,6 +74,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     ai_service_url: str = "http://localhost:8082"
     ai_service_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
+    # Per worker: scans in flight at once (also the AI service client's connections); more is 503.
+    scan_max_concurrent_uploads: PositiveInt = 8
     better_auth_secret: str | None = None
     better_auth_url: str | None = None
     # Better Auth options that move its key set or change its claims (docs/providers.md).

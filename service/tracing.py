@@ -12,8 +12,14 @@ request (the queue drops spans once full).
 A request gets a server span from Litestar's OpenTelemetry middleware (OpenTelemetry's ASGI
 instrumentation), continuing the caller's W3C `traceparent`/`tracestate`; it is renamed to the
 route template once routing has chosen one. Each database statement gets a child span named by
-its SQL file (TracedConnection), and the shared httpx client (AI service, JWKS) client spans that
-carry the context on to the callee.
+its SQL file (TracedConnection), and each dependency's httpx client (the AI service's, each
+identity provider's) client spans that carry the context on to the callee.
+
+Propagation (OwnTraceContext, the process's propagator while tracing is on): a caller's
+`traceparent` and `tracestate` are read, so our span continues its trace; what we send the AI
+service and the identity providers is our own `traceparent` alone. A client's `tracestate` (its
+vendors' data) and `baggage` (any key=value pairs it likes) never reach our dependencies;
+baggage is not even read.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ import asyncpg
 from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.propagators.textmap import CarrierT, Setter, default_setter
 from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -39,7 +48,8 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import SpanKind, format_trace_id
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceState, format_trace_id
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from service import __version__
 from service.db import statement_name
@@ -161,8 +171,35 @@ def _on_server_span(span: trace.Span, scope: dict[str, Any]) -> None:
         scope[TRACE_ID_KEY] = format_trace_id(context.trace_id)
 
 
+class OwnTraceContext(TraceContextTextMapPropagator):
+    """W3C Trace Context in, our own `traceparent` alone out (no `tracestate`); no baggage either way."""
+
+    _TRACEPARENT = "traceparent"
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        span_context = trace.get_current_span(context).get_span_context()
+        if not span_context.is_valid:
+            return
+        own = SpanContext(
+            span_context.trace_id,
+            span_context.span_id,
+            is_remote=False,
+            trace_flags=span_context.trace_flags,
+            trace_state=TraceState(),
+        )
+        super().inject(carrier, trace.set_span_in_context(NonRecordingSpan(own), context), setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return {self._TRACEPARENT}
+
+
 def traced_asgi(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
     """`app` wrapped in Litestar's OpenTelemetry middleware: one server span per request."""
+    # The instrumentations read and write context through the process's propagator.
+    set_global_textmap(OwnTraceContext())
     config = OpenTelemetryConfig(
         tracer_provider=provider,
         meter_provider=_NO_METRICS,
@@ -174,9 +211,18 @@ def traced_asgi(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
     return config.middleware_class(_RouteNamedSpan(app), config)
 
 
+def http_client_tracer(provider: TracerProvider, settings: Settings) -> Callable[[Any], None]:
+    """What instruments each dependency's httpx client as it is created (trace_http_client)."""
+
+    def instrument(http: Any) -> None:
+        trace_http_client(http, provider, settings)
+
+    return instrument
+
+
 def trace_http_client(http: Any, provider: TracerProvider, settings: Settings) -> None:
-    """Client spans, and `traceparent` on the way out, for every call of the shared httpx client:
-    the AI service and the identity providers' JWKS."""
+    """Client spans, and our `traceparent` on the way out (OwnTraceContext), for every call of
+    one dependency's httpx client: the AI service's, or an identity provider's JWKS."""
     ai_service = settings.ai_service_url.rstrip("/")
 
     async def name_the_peer(span: trace.Span, request: RequestInfo) -> None:  # AsyncClient: async hook

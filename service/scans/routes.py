@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Router, delete, get, post
+from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.utils.scope.state import ScopeState
@@ -18,11 +20,12 @@ from litestar.utils.scope.state import ScopeState
 from service.audit.events import RequestOrigin, record_event
 from service.db import load_sql
 from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
-from service.forms import read_form
+from service.forms import read_bounded_form
 from service.integrations.ai_service import ai_service
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
+from service.scans.uploads import BODY_READ_SECONDS, UploadSlots, scan_form_limits
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_user
 from service.settings import Settings
@@ -47,31 +50,41 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
             detail="send the scan as multipart/form-data with `file` and/or `text` "
             "(or application/x-www-form-urlencoded with `text`)"
         )
-    # Parsed here, where an undecodable part can still become a 400 and an oversized body a 413
-    # with our message. The parsed form is kept on the request, so `data` is built from it
-    # without reading the body again.
+    # Parsed here, as it arrives and within the bounds of service.scans.uploads, where an
+    # undecodable part can still become a 400 and an oversized body a 413 with our message. The
+    # parsed form is kept on the request, so `data` is built from it without reading the body again.
+    settings: Settings = request.app.state.settings
     try:
-        form = await read_form(request)
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            fields = await read_bounded_form(request, scan_form_limits(settings.max_upload_bytes))
     except RequestEntityTooLarge:
-        settings: Settings = request.app.state.settings
         raise PayloadTooLarge(
             detail=f"the upload is too large: files and text may be at most {settings.max_upload_bytes} bytes"
         ) from None
-    for name in dict.fromkeys(form):
-        count = len(form.getall(name))
-        if count > 1:
+    except TimeoutError:
+        raise HTTPException(
+            status_code=408, detail=f"the upload did not arrive within {BODY_READ_SECONDS:g} seconds"
+        ) from None
+    # Kept before any refusal below, so the files are closed once the answer is sent (UploadSlots).
+    form: dict[str, Any] = {
+        name: values[0] if len(values) == 1 else values for name, values in fields.items()
+    }
+    ScopeState.from_scope(request.scope).form = form  # type: ignore[assignment]
+    for name, values in fields.items():
+        if len(values) > 1:
             noun = "file" if name == "file" else f"`{name}` field"
-            raise invalid_field(name, f"send one {noun} per scan, not {count}")
+            raise invalid_field(name, f"send one {noun} per scan, not {len(values)}")
     if form.get("file") == "":
         # What a browser sends for a file input left empty: a part with filename="" and no bytes,
         # which the parser keeps as an empty text field. It means "no file".
-        parsed = ScopeState.from_scope(request.scope).form
-        if isinstance(parsed, dict):
-            del parsed["file"]
+        del form["file"]
     elif isinstance(form.get("file"), str):
         raise invalid_field(
             "file", "send the file as a multipart/form-data file part, with a filename, not as a text field"
         )
+    for name in ("text", "force_llm"):
+        if isinstance(form.get(name), UploadFile):
+            raise invalid_field(name, f"send `{name}` as a text field, not as a file part")
 
 
 class ScanController(Controller):
@@ -85,7 +98,8 @@ class ScanController(Controller):
         operation_id="createScan",
         status_code=201,
         before_request=_read_scan_form,
-        responses=problem_responses(400, 401, 413, 415, 502),
+        middleware=[UploadSlots],
+        responses=problem_responses(400, 401, 408, 413, 415, 502),
     )
     async def create_scan(
         self,
@@ -102,6 +116,10 @@ class ScanController(Controller):
         The AI service's refusals keep their 4xx status and message; its failures are 502;
         when it is unreachable or slower than AI_SERVICE_TIMEOUT_SECONDS the answer is 503
         with Retry-After. A failed scan saves nothing.
+
+        Each worker takes SCAN_MAX_CONCURRENT_UPLOADS scans at a time; one more is 503 with
+        Retry-After before its body is read. A form has at most 8 fields; `force_llm` at most
+        64 bytes; a body that has not arrived within 120 s is 408.
         """
         state = request.app.state
         settings: Settings = state.settings

@@ -9,8 +9,10 @@ PDF and DOCX must also start like one, so a renamed file is refused here, not by
 
 from __future__ import annotations
 
+import os
 import posixpath
 import unicodedata
+from typing import IO
 
 import msgspec
 from litestar.datastructures import UploadFile
@@ -73,18 +75,22 @@ async def read_submission(form: ScanForm, max_upload_bytes: int) -> ScanRequest:
 
 
 async def _read_document(upload: UploadFile, max_upload_bytes: int) -> Document | None:
-    try:
-        filename = _clean_filename(upload.filename)
-        kind = _kind_of(filename, _media_type(upload.content_type))
-        content = await upload.read(max_upload_bytes + 1)
-    finally:
-        await upload.close()
-    if len(content) > max_upload_bytes:
+    """The document to send on. A file spooled to disk is sent from there, never read whole into
+    memory; the route's UploadSlots closes it once the answer is sent."""
+    filename = _clean_filename(upload.filename)
+    kind = _kind_of(filename, _media_type(upload.content_type))
+    size = upload.file.seek(0, os.SEEK_END)  # an lseek, or a memory buffer's length
+    upload.file.seek(0)
+    if size > max_upload_bytes:
         raise PayloadTooLarge(detail=f"the file is larger than {max_upload_bytes} bytes")
-    if not content:
+    if not size:
         return None
-    if not content.startswith(kind.magic):
-        raise UnsupportedMediaType(detail=f"{filename} is not a valid {kind.content_type} document")
+    if kind.magic:
+        head = await upload.read(len(kind.magic))
+        await upload.seek(0)
+        if head != kind.magic:
+            raise UnsupportedMediaType(detail=f"{filename} is not a valid {kind.content_type} document")
+    content: bytes | IO[bytes] = upload.file if upload.rolled_to_disk else await upload.read()
     return Document(filename=filename, content_type=kind.content_type, content=content)
 
 

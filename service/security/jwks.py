@@ -8,6 +8,12 @@ provider: one fetch at a time per URL (every request that arrived before it shar
 one per MIN_FETCH_INTERVAL_SECONDS, and a key id that a fetch did not find is refused without
 another fetch for UNKNOWN_KID_SECONDS. After a failed fetch the next waits
 FAILED_FETCH_RETRY_SECONDS; meanwhile keys past their freshness stay usable for STALE_GRACE_SECONDS.
+A key id the cached set lacks while the latest fetch failed is a 503 (JwksUnavailable), never a
+401: the provider may have rotated to it, and we cannot tell until it answers.
+
+Each key set URL (one per provider: Better Auth's, Supabase's) has an httpx client of its own,
+with at most MAX_CONNECTIONS connections and FETCH_TIMEOUT_SECONDS per fetch, so a busy AI
+service or another provider can never make a provider's keys wait for a connection.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ UNKNOWN_KID_SECONDS = 10
 MAX_UNKNOWN_KIDS = 1024
 STALE_GRACE_SECONDS = 600
 FETCH_TIMEOUT_SECONDS = 5.0
+# Fetches of one URL run one at a time (the key set's lock): one connection, and one to spare.
+MAX_CONNECTIONS = 2
 MAX_JWKS_BYTES = 256 * 1024
 # Public key types only: a shared secret ("oct") in a published key set is never trusted.
 _PUBLIC_KEY_TYPES = {"EC", "RSA", "OKP"}
@@ -104,14 +112,37 @@ class JwksCache:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_client: Callable[[httpx.AsyncClient], None] | None = None,
     ) -> None:
-        self._http = http
+        """`on_client` sees each provider's client as it is created (tracing instruments it)."""
         self._clock = clock
         self._sleep = sleep
+        self._on_client = on_client
         self._sets: dict[str, _KeySet] = {}
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        """The URL's own client: the providers' fetches never share connections, nor the AI service's."""
+        client = self._clients.get(url)
+        if client is None:
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+                ),
+                timeout=FETCH_TIMEOUT_SECONDS,
+                follow_redirects=False,
+            )
+            if self._on_client is not None:
+                self._on_client(client)
+            self._clients[url] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def signing_key(self, url: str, kid: str) -> jwt.PyJWK | None:
         """The public key `kid` of the set at `url`, or None when the provider does not publish it.
@@ -132,10 +163,11 @@ class JwksCache:
             stale = "serving cached keys" if now < key_set.usable_until else "no usable keys"
             kind = "a wrong URL?" if failure.problem.misconfigured else "provider unreachable"
             log.warning("cannot fetch signing keys from %s (%s; %s): %s", url, failure, kind, stale)
-        if now >= key_set.usable_until:
+        key = key_set.keys.get(kid)
+        if now >= key_set.usable_until or (key is None and key_set.last_failed):
+            # Nothing usable; or a key id that only a fetch could tell, and the fetch failed.
             retry_after = key_set.last_attempt + FAILED_FETCH_RETRY_SECONDS - now
             raise JwksUnavailable(url, max(1, math.ceil(retry_after)))
-        key = key_set.keys.get(kid)
         if key is None and not key_set.last_failed and key_set.last_attempt >= arrived:
             key_set.remember_unknown(kid, now)
         return key
@@ -186,7 +218,7 @@ class JwksCache:
             # A total deadline: httpx's timeout bounds each read, so a trickling server could stall longer.
             async with (
                 asyncio.timeout(FETCH_TIMEOUT_SECONDS),
-                self._http.stream(
+                self._client(url).stream(
                     "GET", url, headers={"Accept": "application/json"}, timeout=FETCH_TIMEOUT_SECONDS
                 ) as response,
             ):
@@ -238,9 +270,9 @@ def _time_to_live(cache_control: str) -> float:
 
 
 def jwks_cache(state: State) -> JwksCache:
-    """The app's cache, created on first use with the app's shared HTTP client."""
+    """The app's cache (its lifespan creates it; an app without one gets one on first use)."""
     cache = state.get(STATE_KEY)
     if not isinstance(cache, JwksCache):
-        cache = JwksCache(state.http)
+        cache = JwksCache()
         state[STATE_KEY] = cache
     return cache

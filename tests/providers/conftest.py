@@ -227,8 +227,13 @@ async def app_with_clock(settings: Settings, clock: Clock, *servers: JwksServer)
         await app.state[KEY_CHECK_STATE_KEY]
         for server in servers:
             server.forget_requests()
-        app.state[STATE_KEY] = JwksCache(app.state.http, clock, clock.sleep)
-        yield app
+        started_with = app.state[STATE_KEY]
+        app.state[STATE_KEY] = JwksCache(clock, clock.sleep)
+        try:
+            yield app
+        finally:
+            await app.state[STATE_KEY].aclose()
+            app.state[STATE_KEY] = started_with
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import httpx
 import msgspec
@@ -49,13 +50,18 @@ class AiScanResult(msgspec.Struct, frozen=True):
     source: Literal["llm", "model"]
 
 
-class Document(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class Document:
+    """A dataclass, not a Struct: `content` may be a file, which msgspec has no type for."""
+
     filename: str
     content_type: str
-    content: bytes
+    # A file spooled to disk is streamed from it in chunks rather than held in memory.
+    content: bytes | IO[bytes]
 
 
-class ScanRequest(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class ScanRequest:
     text: str | None
     document: Document | None
     force_llm: bool
@@ -65,9 +71,12 @@ _result_decoder = msgspec.json.Decoder(AiScanResult)
 _any_decoder = msgspec.json.Decoder()
 
 
-def _multipart(request: ScanRequest) -> list[tuple[str, tuple[str | None, bytes | str, str | None]]]:
+_Part = tuple[str, tuple[str | None, bytes | str | IO[bytes], str | None]]
+
+
+def _multipart(request: ScanRequest) -> list[_Part]:
     # Sent as file parts (text fields have no filename) so the body is multipart even without a file.
-    fields: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = []
+    fields: list[_Part] = []
     if request.document is not None:
         document = request.document
         fields.append(("file", (document.filename, document.content, document.content_type)))
@@ -75,6 +84,17 @@ def _multipart(request: ScanRequest) -> list[tuple[str, tuple[str | None, bytes 
         fields.append(("text", (None, request.text, None)))
     fields.append(("force_llm", (None, "true" if request.force_llm else "false", None)))
     return fields
+
+
+def create_client(settings: Settings) -> httpx.AsyncClient:
+    """The AI service's own client: as many connections as a worker has scans in flight
+    (SCAN_MAX_CONCURRENT_UPLOADS), so no scan waits for one, and no other dependency shares them."""
+    connections = settings.scan_max_concurrent_uploads
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=settings.ai_service_timeout_seconds,
+        follow_redirects=False,
+    )
 
 
 async def request_scan(http: httpx.AsyncClient, settings: Settings, request: ScanRequest) -> AiScanResult:
