@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import msgspec
 
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings, SettingsError, load_env_file, load_settings
 
 log = logging.getLogger("service.cli")
 
@@ -38,6 +38,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.db import resolve_database_url
     from service.logs import configure_logging
 
+    if args.reload and args.workers > 1:
+        print(
+            f"service serve: --reload runs a single worker; drop --workers {args.workers} "
+            "(or WEB_CONCURRENCY) to use it",
+            file=sys.stderr,
+        )
+        return 2
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     url, embedded = resolve_database_url(settings)
@@ -80,6 +87,20 @@ def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[Non
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _reload_options(reload: bool) -> dict[str, Any]:
+    """uvicorn's reloader (watchfiles), restarting the worker when the code, a SQL file or a
+    migration changes (a new migration is applied by the next `service serve` or `service migrate`)."""
+    if not reload:
+        return {}
+    from service.paths import MIGRATIONS_DIR, PACKAGE_DIR, SQL_DIR
+
+    return {
+        "reload": True,
+        "reload_dirs": [str(PACKAGE_DIR), str(SQL_DIR), str(MIGRATIONS_DIR)],
+        "reload_includes": ["*.py", "*.sql"],
+    }
+
+
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -99,6 +120,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=30,
+        **_reload_options(args.reload),
     )
 
 
@@ -225,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
     )
     serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart when service/, sql/ or migrations/ change (one worker)",
+    )
+    serve.add_argument(
         "--migrate",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -288,8 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything reads the environment: WEB_CONCURRENCY (the parser's default), OTEL_*,
+    # PROMETHEUS_MULTIPROC_DIR and the settings all see `.env`, under the real environment.
+    load_env_file()
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:  # found after start-up: no database and no embedded server
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
