@@ -229,6 +229,19 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from service.embedded import EmbeddedPostgres
+
+    settings = _settings()
+    embedded = EmbeddedPostgres(Path(settings.data_dir))
+    if embedded.running_port() is None:
+        print(f"the embedded PostgreSQL ({embedded.pgdata}) is not running")
+        return 0
+    embedded.stop()
+    print(f"stopped the embedded PostgreSQL ({embedded.pgdata})")
+    return 0
+
+
 def cmd_demo_ai(args: argparse.Namespace) -> int:
     from service.integrations.ai_service import demo
 
@@ -244,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or "1"), help="worker processes"
     )
     serve.add_argument(
         "--reload",
@@ -306,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     db_url = commands.add_parser("db-url", help="print the database URL in use")
     db_url.set_defaults(handler=cmd_db_url)
+
+    db_stop = commands.add_parser(
+        "db-stop",
+        help="stop the embedded PostgreSQL under DATA_DIR (which db-url leaves running)",
+        description=(
+            "Stops the embedded PostgreSQL of DATA_DIR in fast mode (open sessions end, data is "
+            "flushed), whoever started it; a server it serves stops too. Nothing to do when none runs."
+        ),
+    )
+    db_stop.set_defaults(handler=cmd_db_stop)
 
     demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
     demo_ai.add_argument("--host", default="127.0.0.1")
