@@ -186,9 +186,15 @@ def read_env_file(path: Path) -> dict[str, str]:
 def load_env_file(path: Path | None = None) -> None:
     """Put `.env`'s values into os.environ, never over a variable that is already set, so that
     libraries reading the environment themselves (OpenTelemetry's OTEL_*, prometheus_client's
-    PROMETHEUS_MULTIPROC_DIR, WEB_CONCURRENCY) see them too. The CLI calls it first."""
+    PROMETHEUS_MULTIPROC_DIR, WEB_CONCURRENCY) see them too. The CLI calls it first.
+    SERVICE_ADMIN_PASSWORD is left out: it is read from the real environment only, so an
+    administrator's password is not left in a file (docs/operations.md)."""
     for key, value in _not_overridden(read_env_file(path or Path.cwd() / ".env"), os.environ).items():
-        os.environ.setdefault(key, value)
+        if key not in ENVIRONMENT_ONLY:
+            os.environ.setdefault(key, value)
+
+
+ENVIRONMENT_ONLY = frozenset({"SERVICE_ADMIN_PASSWORD"})
 
 
 def _not_overridden(file_values: dict[str, str], environ: Mapping[str, str]) -> dict[str, str]:

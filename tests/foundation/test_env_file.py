@@ -58,9 +58,10 @@ def test_load_env_file_fills_os_environ_without_overriding(
         "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=staging  # for the SDK\n"
         "PROMETHEUS_MULTIPROC_DIR=/from/the/file\n"
         "WEB_CONCURRENCY=3\n"
+        "SERVICE_ADMIN_PASSWORD=left-in-a-file\n"
     )
     # Set, then removed: monkeypatch then restores (removes) what load_env_file adds.
-    for name in ("OTEL_RESOURCE_ATTRIBUTES", "WEB_CONCURRENCY"):
+    for name in ("OTEL_RESOURCE_ATTRIBUTES", "WEB_CONCURRENCY", "SERVICE_ADMIN_PASSWORD"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/set/by/the/environment")
@@ -68,6 +69,7 @@ def test_load_env_file_fills_os_environ_without_overriding(
     assert os.environ["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=staging"
     assert os.environ["WEB_CONCURRENCY"] == "3"
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/set/by/the/environment"
+    assert "SERVICE_ADMIN_PASSWORD" not in os.environ, "an admin's password is read from the environment only"
 
     from opentelemetry.sdk.resources import Resource
 
