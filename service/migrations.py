@@ -12,9 +12,8 @@ from yoyo import get_backend, read_migrations
 from yoyo.backends import DatabaseBackend
 from yoyo.migrations import MigrationList
 
-from service.settings import PROJECT_ROOT
+from service.paths import MIGRATIONS_DIR
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 LOCK_TIMEOUT_SECONDS = 120
 
 

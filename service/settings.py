@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -14,11 +15,15 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+from dotenv import dotenv_values
 
+from service.paths import CHECKOUT_ROOT, IS_CHECKOUT
 from service.patterns import whole
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
+PROJECT_ROOT = CHECKOUT_ROOT
+# A checkout's development data lives at its root; an installed service's in `.data` under the
+# directory it starts in (DATA_DIR says otherwise; the image sets it).
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" if IS_CHECKOUT else Path.cwd() / ".data"
 MIN_SECRET_BYTES = 32
 # Whoever holds METRICS_TOKEN reads the metrics; shorter tokens are guessable (item 6 of issue 23).
 MIN_METRICS_TOKEN_CHARACTERS = 32
@@ -99,6 +104,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     argon2_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 19456
     argon2_time_cost: PositiveInt = 2
     argon2_parallelism: PositiveInt = 1
+    # Hashes at once per worker; unset: one per CPU the process may use (its affinity).
+    argon2_threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
     # strict: 8-128 characters and not a common password. lenient (development default): 1-128,
     # so seed 004's sample `test123` registers against a local server.
     password_policy: Literal["strict", "lenient"] | None = None
@@ -154,6 +161,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return bool(endpoint) and not self.otel_sdk_disabled
 
     @property
+    def otlp_traces_protocol(self) -> OtlpProtocol:
+        return self.otel_exporter_otlp_traces_protocol or self.otel_exporter_otlp_protocol
+
+    @property
     def drain_seconds(self) -> float:
         """How long readiness reports 503 before shutdown starts: 5 s in production unless set."""
         if self.shutdown_drain_seconds is not None:
@@ -191,26 +202,79 @@ _OPTIONAL_FIELDS = {
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a dotenv file: KEY=VALUE lines, `#` comments, optional quotes, optional `export`."""
-    values: dict[str, str] = {}
+    """A dotenv file's values, by python-dotenv's rules (the ones frontends' tooling follows too):
+    `KEY=value  # comment` drops the comment, quotes are removed, escapes in double quotes are
+    expanded, `${VAR}` is interpolated. A key with no `=` is left out."""
     if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def load_env_file(path: Path | None = None) -> None:
+    """Put `.env`'s values into os.environ, never over a variable that is already set, so that
+    libraries reading the environment themselves (OpenTelemetry's OTEL_*, prometheus_client's
+    PROMETHEUS_MULTIPROC_DIR, WEB_CONCURRENCY) see them too. The CLI calls it first.
+    SERVICE_ADMIN_PASSWORD is left out: it is read from the real environment only, so an
+    administrator's password is not left in a file (docs/operations.md)."""
+    for key, value in _not_overridden(read_env_file(path or Path.cwd() / ".env"), os.environ).items():
+        if key not in ENVIRONMENT_ONLY:
+            os.environ.setdefault(key, value)
+
+
+ENVIRONMENT_ONLY = frozenset({"SERVICE_ADMIN_PASSWORD"})
+
+
+def _not_overridden(file_values: dict[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The file's values the environment leaves in force. A secret the environment sets, as NAME
+    or as NAME_FILE, takes both spellings out of the file: the environment wins either way."""
+    kept = {key: value for key, value in file_values.items() if key not in environ}
+    for name in SECRET_SETTINGS:
+        spellings = (name.upper(), f"{name.upper()}_FILE")
+        if any(environ.get(spelling) for spelling in spellings):
+            for spelling in spellings:
+                kept.pop(spelling, None)
+    return kept
+
+
+# Settings that may hold a secret (a password inside a URL counts): each may instead be read
+# from the file NAME_FILE names, as Docker and Kubernetes mount secrets. Names of settings that
+# do not exist in this version are skipped.
+SECRET_SETTINGS = (
+    "database_url",
+    "database_listen_url",
+    "jwt_secret",
+    "better_auth_secret",
+    "supabase_jwt_secret",
+    "redis_url",
+    "metrics_token",
+    "sentry_dsn",
+    "smtp_url",
+)
+
+
+def _secret_from_file(name: str, environ: Mapping[str, str]) -> str | None:
+    """The value of NAME_FILE's file (its trailing newline stripped), or None when it is unset."""
+    variable = name.upper()
+    file_variable = f"{variable}_FILE"
+    path = (environ.get(file_variable) or "").strip()
+    if not path:
+        return None
+    if (environ.get(variable) or "").strip():
+        raise SettingsError(f"invalid {file_variable}: {variable} is set too; set only one of them")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingsError(f"invalid {file_variable}: cannot read {path}: {reason}") from None
 
 
 def _raw_values(environ: Mapping[str, str]) -> dict[str, object]:
     raw: dict[str, object] = {}
     for name in Settings.__struct_fields__:
         value = environ.get(name.upper())
+        if name in SECRET_SETTINGS:
+            value = _secret_from_file(name, environ) or value
         if value is None:
             continue
         value = value.strip()
@@ -225,8 +289,9 @@ def _raw_values(environ: Mapping[str, str]) -> dict[str, object]:
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """Build Settings from `.env` overlaid with the process environment; raise SettingsError."""
-    merged: dict[str, str] = dict(read_env_file(env_file or Path.cwd() / ".env"))
-    merged.update(os.environ if environ is None else environ)
+    environment = os.environ if environ is None else environ
+    merged = _not_overridden(read_env_file(env_file or Path.cwd() / ".env"), environment)
+    merged.update(environment)
     try:
         settings = msgspec.convert(_raw_values(merged), Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -236,9 +301,33 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     _check_better_auth(settings)
     _check_auth_cookies(settings)
     _check_metrics_token(settings)
+    _check_trace_exporter(settings)
     settings = _check_distinct_secrets(_check_secrets(settings))
     _check_mail(settings)  # after the secrets: a missing secret is the first thing to fix
     return settings
+
+
+GRPC_EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.grpc"
+
+
+def _check_trace_exporter(settings: Settings) -> None:
+    """The gRPC exporter (grpcio, about 18 MB) is the `grpc` extra: say so at start-up."""
+    if not settings.tracing_enabled or settings.otlp_traces_protocol != "grpc":
+        return
+    try:
+        found = importlib.util.find_spec(GRPC_EXPORTER_MODULE) is not None
+    except ImportError:
+        found = False
+    if not found:
+        variable = (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+            if settings.otel_exporter_otlp_traces_protocol
+            else "OTEL_EXPORTER_OTLP_PROTOCOL"
+        )
+        raise SettingsError(
+            f"invalid {variable}: grpc needs the gRPC exporter, which is not installed; "
+            "install service[grpc] (pip install 'service[grpc]') or use http/protobuf"
+        )
 
 
 def _name_the_variable(message: str) -> str:

@@ -89,7 +89,7 @@ def _sampler(settings: Settings) -> Sampler:
 
 
 def _exporter(settings: Settings) -> SpanExporter:
-    protocol = settings.otel_exporter_otlp_traces_protocol or settings.otel_exporter_otlp_protocol
+    protocol = settings.otlp_traces_protocol
     traces_endpoint = settings.otel_exporter_otlp_traces_endpoint
     base_endpoint = (settings.otel_exporter_otlp_endpoint or "").rstrip("/")
     if protocol == "grpc":

@@ -96,6 +96,7 @@ class ScanController(Controller):
     @post(
         "/scan",
         operation_id="createScan",
+        summary="Scan a file or text for risks",
         status_code=201,
         before_request=_read_scan_form,
         middleware=[UploadSlots],
@@ -129,7 +130,12 @@ class ScanController(Controller):
         row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
         return _scan(row)
 
-    @get("/scans", operation_id="listScans", responses=problem_responses(400, 401))
+    @get(
+        "/scans",
+        operation_id="listScans",
+        summary="List the caller's scans, newest first",
+        responses=problem_responses(400, 401),
+    )
     async def list_scans(
         self,
         request: Request[Any, Any, Any],
@@ -152,7 +158,12 @@ class ScanController(Controller):
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return ScanPage(items=items, next_cursor=next_cursor)
 
-    @get("/scans/{scan_id:uuid}", operation_id="getScan", responses=problem_responses(400, 401, 404))
+    @get(
+        "/scans/{scan_id:uuid}",
+        operation_id="getScan",
+        summary="Get one of the caller's scans",
+        responses=problem_responses(400, 401, 404),
+    )
     async def get_scan(
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> Scan:
@@ -165,6 +176,7 @@ class ScanController(Controller):
     @delete(
         "/scans/{scan_id:uuid}",
         operation_id="deleteScan",
+        summary="Delete one of the caller's scans",
         status_code=204,
         responses=problem_responses(400, 401, 404),
     )

@@ -38,17 +38,31 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + HASHING_THREAD_NICENESS))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's cpuset, `taskset`), not the
+    machine's count: a 2-CPU container on a 64-core node would otherwise run 64 hashes at once
+    per worker, each holding ARGON2_MEMORY_KIB."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 # argon2-cffi releases the GIL, so hashes run truly in parallel on these threads. One thread per
-# core is all the CPU there is; the cap also bounds memory (each hash holds ARGON2_MEMORY_KIB).
-_hashing_threads = ThreadPoolExecutor(
-    max_workers=os.cpu_count() or 1, thread_name_prefix="argon2", initializer=_lower_thread_priority
-)
+# usable CPU is all the CPU there is; the cap also bounds memory (each hash holds ARGON2_MEMORY_KIB).
+@functools.cache
+def hashing_threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=count, thread_name_prefix="argon2", initializer=_lower_thread_priority
+    )
+
 
 T = TypeVar("T")
 
 
-async def _off_the_loop(function: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing_threads, function)
+async def _off_the_loop(function: Callable[[], T], threads: ThreadPoolExecutor | None = None) -> T:
+    executor = threads if threads is not None else hashing_threads(usable_cpus())
+    return await asyncio.get_running_loop().run_in_executor(executor, function)
 
 
 class PasswordRejected(ValueError):
@@ -80,21 +94,24 @@ def check_new_password(settings: Settings, password: str) -> None:
 class Passwords:
     """argon2id with the configured cost; every hash and verification runs on a worker thread."""
 
-    def __init__(self, memory_kib: int, time_cost: int, parallelism: int) -> None:
+    def __init__(self, memory_kib: int, time_cost: int, parallelism: int, threads: int | None = None) -> None:
         self._hasher = PasswordHasher(
             memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism, type=Type.ID
         )
+        # ARGON2_THREADS, else one per usable CPU: at most this many hashes at once per worker.
+        self.threads = threads or usable_cpus()
+        self._executor = hashing_threads(self.threads)
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:
-        return await _off_the_loop(lambda: self._hasher.hash(password))
+        return await _off_the_loop(lambda: self._hasher.hash(password), self._executor)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when the password matches. With no stored hash (unknown email, external account)
         a dummy hash of the same cost is checked, so the answer takes as long as a wrong password."""
         if stored_hash is None:
             stored_hash = await self._dummy()
-        return await _off_the_loop(functools.partial(self._matches, stored_hash, password))
+        return await _off_the_loop(functools.partial(self._matches, stored_hash, password), self._executor)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
@@ -112,9 +129,14 @@ class Passwords:
 
 
 @functools.cache
-def _passwords(memory_kib: int, time_cost: int, parallelism: int) -> Passwords:
-    return Passwords(memory_kib, time_cost, parallelism)
+def _passwords(memory_kib: int, time_cost: int, parallelism: int, threads: int | None) -> Passwords:
+    return Passwords(memory_kib, time_cost, parallelism, threads)
 
 
 def passwords_for(settings: Settings) -> Passwords:
-    return _passwords(settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+    return _passwords(
+        settings.argon2_memory_kib,
+        settings.argon2_time_cost,
+        settings.argon2_parallelism,
+        settings.argon2_threads,
+    )
