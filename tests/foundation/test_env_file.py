@@ -113,10 +113,16 @@ def test_a_secret_is_read_from_its_file_without_the_trailing_newline(tmp_path: P
 
 def test_every_secret_setting_has_a_file_variable(tmp_path: Path) -> None:
     for name in (field for field in SECRET_SETTINGS if field in Settings.__struct_fields__):
-        path = tmp_path / name
-        value = "postgresql://u:p@127.0.0.1:5432/d" if name.endswith("_url") else OTHER_SECRET
-        if name == "redis_url":
-            value = "redis://:p@127.0.0.1:6379/0"
+        secrets = tmp_path / "secrets"
+        secrets.mkdir(exist_ok=True)
+        path = secrets / name
+        # Each secret its own value: a provider's secret equal to JWT_SECRET is refused.
+        value = "postgresql://u:p@127.0.0.1:5432/d" if name.endswith("_url") else f"{OTHER_SECRET}-{name}"
+        value = {
+            "redis_url": "redis://:p@127.0.0.1:6379/0",
+            "smtp_url": "smtp://u:p@127.0.0.1:1025",
+            "sentry_dsn": "http://public@127.0.0.1:9/1",
+        }.get(name, value)
         path.write_text(value + "\n")
         extra = {"BETTER_AUTH_URL": "https://auth.example.com"} if name == "better_auth_secret" else {}
         settings = _settings(tmp_path, **{f"{name.upper()}_FILE": str(path)}, **extra)
