@@ -26,7 +26,7 @@ from service.accounts.session_routes import SessionsController, UserSessionsCont
 from service.audit.routes import AuditEventsController
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
-from service.errors import EXCEPTION_HANDLERS
+from service.errors import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
 from service.health.routes import HealthController
 from service.lifecycle import install_drain_handler, tune_garbage_collection
 from service.logs import access_log, configure_logging
@@ -40,7 +40,7 @@ from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener
 from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
-from service.settings import Settings, load_settings
+from service.settings import Settings, SettingsError, load_settings
 from service.tasks.routes import TaskController
 from service.users.routes import UsersController
 
@@ -153,6 +153,19 @@ def _allow_every_method_on_options(app: Litestar) -> None:
                 handler._fn = _options_answer(", ".join(sorted(route.methods)))
 
 
+def _start_error_tracking(app: Litestar, settings: Settings) -> None:
+    try:
+        from service.error_tracking import ErrorTracker
+    except ImportError as exc:
+        raise SettingsError(
+            "SENTRY_DSN is set but sentry-sdk is not installed: install the `sentry` extra "
+            "(pip install 'service[sentry]', or uv sync --extra sentry)"
+        ) from exc
+    tracker = ErrorTracker(settings)
+    app.state[ERROR_TRACKER_KEY] = tracker
+    app.on_shutdown.append(tracker.close)
+
+
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app, plus SIGTERM draining and a tuned
     garbage collector in each worker (service.lifecycle)."""
@@ -217,6 +230,8 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         debug=False,
     )
     _allow_every_method_on_options(app)
+    if settings.sentry_dsn:
+        _start_error_tracking(app, settings)
     handler = app.asgi_handler
     if tracer_provider is not None:
         from service import tracing

@@ -18,6 +18,8 @@ from litestar.types import ExceptionHandlersMap
 log = logging.getLogger("service.errors")
 
 PROBLEM_JSON = "application/problem+json"
+TRACE_ID_KEY = "trace_id"  # service.tracing.TRACE_ID_KEY, without importing OpenTelemetry
+ERROR_TRACKER_KEY = "error_tracker"  # service.error_tracking's, without importing sentry-sdk
 DEPENDENCY_RETRY_AFTER_SECONDS = 5
 
 
@@ -272,6 +274,13 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if isinstance(exc, _UNAVAILABLE):
         return handle_database_unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if TRACE_ID_KEY in request.scope:  # traced: tracing is on, and so imported already
+        from service.tracing import record_exception
+
+        record_exception(exc)
+    tracker = request.app.state.get(ERROR_TRACKER_KEY)
+    if tracker is not None:
+        tracker.capture(exc, request.scope)
     return problem_response(request, 500, "internal error; it has been logged")
 
 

@@ -32,6 +32,10 @@ _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 # A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 COOKIE_DOMAIN_PATTERN = whole(rf"\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+# A Sentry DSN: https://PUBLIC_KEY@HOST[:PORT][/PATH]/PROJECT_ID
+SENTRY_DSN_PATTERN = whole(
+    r"https?://[A-Za-z0-9]+(?::[A-Za-z0-9]+)?@[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._\-]+)*/[0-9]+"
+)
 OtlpProtocol = Literal["http/protobuf", "grpc"]
 TraceSampler = Literal[
     "always_on",
@@ -120,6 +124,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     otel_traces_sampler: TraceSampler = "parentbased_always_on"
     otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     otel_sdk_disabled: bool = False
+    # Error tracking (service.error_tracking): unset, no Sentry code is even imported.
+    sentry_dsn: Annotated[str, msgspec.Meta(pattern=SENTRY_DSN_PATTERN)] | None = None
 
     @property
     def tracing_enabled(self) -> bool:

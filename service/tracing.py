@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import SpanKind, format_trace_id
+from opentelemetry.trace import SpanKind, Status, StatusCode, format_trace_id
 
 from service import __version__
 from service.db import statement_name
@@ -159,6 +159,15 @@ def _on_server_span(span: trace.Span, scope: dict[str, Any]) -> None:
     context = span.get_span_context()
     if context.is_valid:
         scope[TRACE_ID_KEY] = format_trace_id(context.trace_id)
+
+
+def record_exception(exc: BaseException) -> None:
+    """An unexpected error on the request's server span: an `exception` event with its type,
+    message and stack trace, and the span's status ERROR. Litestar's exception handling turns
+    the error into a 500 before the tracing layer could see it, so the handler records it here."""
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def traced_asgi(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
