@@ -24,6 +24,7 @@ from service import __version__, metrics
 from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
+from service.compression import CompressionMiddleware
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
@@ -211,6 +212,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
             allow_headers=list(settings.browser_request_headers),
             expose_headers=[
                 "X-Request-ID",
+                "ETag",
                 "Retry-After",
                 "WWW-Authenticate",
                 "Location",
@@ -239,8 +241,11 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         handler = tracing.traced_asgi(handler, tracer_provider)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
+    handler = ReadYourWrites(handler, caller_listener)
+    if settings.compression_min_bytes:
+        handler = CompressionMiddleware(handler, min_bytes=settings.compression_min_bytes)
     app.asgi_handler = RequestContextMiddleware(
-        ReadYourWrites(handler, caller_listener),
+        handler,
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from service.openapi import DocumentedHeader
 
@@ -113,16 +113,16 @@ ETAG_HEADER = DocumentedHeader(
 )
 IfNoneMatch = Annotated[
     str | None,
-    Parameter(
-        header="If-None-Match",
+    HeaderParameter(
+        name="If-None-Match",
         description="ETags you hold: when one matches, the answer is 304 with no body.",
         required=False,
     ),
 ]
 IfMatch = Annotated[
     str | None,
-    Parameter(
-        header="If-Match",
+    HeaderParameter(
+        name="If-Match",
         description=(
             "Change only if the resource is still at one of these ETags (`*`: if it exists); "
             "otherwise 412 and nothing is changed."

@@ -27,7 +27,15 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=whole(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"))]
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
 # traceparent and tracestate: a traced frontend's context continues here (W3C Trace Context).
-BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "traceparent", "tracestate")
+BROWSER_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-Request-ID",
+    "traceparent",
+    "tracestate",
+    "If-Match",
+    "If-None-Match",
+)
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 # A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -124,6 +132,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     otel_traces_sampler: TraceSampler = "parentbased_always_on"
     otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     otel_sdk_disabled: bool = False
+    # service.compression: answers of at least this many bytes are gzipped; 0 never (a proxy does it).
+    compression_min_bytes: NonNegativeInt = 1024
     # Error tracking (service.error_tracking): unset, no Sentry code is even imported.
     sentry_dsn: Annotated[str, msgspec.Meta(pattern=SENTRY_DSN_PATTERN)] | None = None
 
