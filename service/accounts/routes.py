@@ -232,7 +232,7 @@ class AuthController(Controller):
         summary="The caller",
         security=BEARER_SECURITY,
         response_headers=[ETAG_HEADER],
-        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401)},
     )
     async def me(
         self, state: State, caller: NamedDependency[Caller], if_none_match: IfNoneMatch = None
