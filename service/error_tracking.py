@@ -52,7 +52,6 @@ class ErrorTracker:
             release=f"service@{__version__}",
             default_integrations=False,
             auto_enabling_integrations=False,
-            send_default_pii=False,
             include_local_variables=False,
             max_breadcrumbs=0,
             before_send=_scrubbed,
