@@ -60,6 +60,16 @@ def _accepts_gzip(header: str) -> bool:
     return wildcard
 
 
+def _with_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with Accept-Encoding added to Vary (CORS may have put Origin there)."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            headers[index] = (name, value + b", " + _VARY[1])
+            return headers
+    headers.append(_VARY)
+    return headers
+
+
 def _tagged_compressed(value: bytes) -> bytes:
     if value.endswith(b'"'):
         return value[:-1] + COMPRESSED_SUFFIX.encode() + b'"'
@@ -93,8 +103,7 @@ class CompressionMiddleware:
                 if not textual or encoded:
                     await send(message)
                     return
-                headers.append(_VARY)
-                message["headers"] = headers
+                message["headers"] = _with_vary(headers)
                 if not accepted:
                     await send(message)
                     return
