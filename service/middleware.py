@@ -102,7 +102,8 @@ class RequestContextMiddleware:
                     *extra_headers,
                     *scope.get(RESPONSE_HEADERS_KEY, ()),  # type: ignore[misc]
                 ]
-                if api and not any(name.lower() == b"cache-control" for name, _ in headers):
+                # Header names arrive lowercased (Litestar encodes them so; so do our layers).
+                if api and not any(name == b"cache-control" for name, _ in headers):
                     headers.append(_API_CACHE_CONTROL)
                 message["headers"] = headers
             await send(message)

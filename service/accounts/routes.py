@@ -28,8 +28,8 @@ from service.audit.events import RequestOrigin
 from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED_RESPONSE,
+    ConditionalGet,
     IfMatch,
-    IfNoneMatch,
     required_versions,
     row_tag,
     with_tag,
@@ -232,13 +232,14 @@ class AuthController(Controller):
         summary="The caller",
         security=BEARER_SECURITY,
         response_headers=[ETAG_HEADER],
-        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401)},
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
+        operation_class=ConditionalGet,
     )
     async def me(
-        self, state: State, caller: NamedDependency[Caller], if_none_match: IfNoneMatch = None
+        self, request: Request[Any, Any, Any], state: State, caller: NamedDependency[Caller]
     ) -> Response[User]:
         me = await credentials.get_me(state.pool, caller.id)
-        return with_tag(if_none_match, row_tag(me.version), me.user)
+        return with_tag(request, row_tag(me.version), me.user)
 
     @patch(
         "/me",

@@ -16,7 +16,7 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.utils.scope.state import ScopeState
 
 from service.audit.events import RequestOrigin, record_event
-from service.conditional import ETAG_HEADER, NOT_MODIFIED_RESPONSE, IfNoneMatch, digest_tag, with_tag
+from service.conditional import ETAG_HEADER, NOT_MODIFIED_RESPONSE, ConditionalGet, digest_tag, with_tag
 from service.db import load_sql
 from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
 from service.forms import read_form
@@ -118,6 +118,7 @@ class ScanController(Controller):
         operation_id="listScans",
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401)},
+        operation_class=ConditionalGet,
     )
     async def list_scans(
         self,
@@ -128,7 +129,6 @@ class ScanController(Controller):
             str | None,
             QueryParameter(max_length=MAX_CURSOR_CHARS, description="The previous page's `next_cursor`"),
         ] = None,
-        if_none_match: IfNoneMatch = None,
     ) -> Response[ScanPage]:
         """The caller's scans, newest first."""
         pool = request.app.state.pool
@@ -140,26 +140,26 @@ class ScanController(Controller):
         items = [_scan(record) for record in records[:limit]]
         has_more = len(records) > limit
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
-        return _tagged(if_none_match, ScanPage(items=items, next_cursor=next_cursor))
+        return _tagged(request, ScanPage(items=items, next_cursor=next_cursor))
 
     @get(
         "/scans/{scan_id:uuid}",
         operation_id="getScan",
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 404)},
+        operation_class=ConditionalGet,
     )
     async def get_scan(
         self,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
         scan_id: FromPath[uuid.UUID],
-        if_none_match: IfNoneMatch = None,
     ) -> Response[Scan]:
         """One of the caller's scans; another user's scan is 404."""
         row = await request.app.state.pool.fetchrow(GET_SCAN, scan_id, caller.id)
         if row is None:
             raise _scan_not_found(scan_id)
-        return _tagged(if_none_match, _scan(row))
+        return _tagged(request, _scan(row))
 
     @delete(
         "/scans/{scan_id:uuid}",
@@ -193,10 +193,10 @@ def _scan(record: asyncpg.Record) -> Scan:
     return msgspec.convert(dict(record), Scan)
 
 
-def _tagged(if_none_match: str | None, answer: Scan | ScanPage) -> Response[Any]:
+def _tagged(request: Request[Any, Any, Any], answer: Scan | ScanPage) -> Response[Any]:
     # Encoded here so the tag is a digest of the very bytes sent; a saved scan never changes.
     body = _encode(answer)
-    return with_tag(if_none_match, digest_tag(body), body, media_type=MediaType.JSON)
+    return with_tag(request, digest_tag(body), body, media_type=MediaType.JSON)
 
 
 def _scan_not_found(scan_id: uuid.UUID) -> NotFoundException:

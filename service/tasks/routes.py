@@ -14,8 +14,8 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED_RESPONSE,
+    ConditionalGet,
     IfMatch,
-    IfNoneMatch,
     digest_tag,
     required_versions,
     row_tag,
@@ -110,6 +110,7 @@ class TaskController(Controller):
             ETAG_HEADER,
         ],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 403)},
+        operation_class=ConditionalGet,
     )
     async def list_tasks(
         self,
@@ -119,7 +120,6 @@ class TaskController(Controller):
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
-        if_none_match: IfNoneMatch = None,
     ) -> Response[list[Task]]:
         caller = authenticated_caller(request)
         pool = request.app.state.pool
@@ -132,7 +132,7 @@ class TaskController(Controller):
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
         tag = digest_tag(body, headers["X-Total-Count"].encode())
-        return with_tag(if_none_match, tag, body, headers=headers, media_type=MediaType.JSON)
+        return with_tag(request, tag, body, headers=headers, media_type=MediaType.JSON)
 
     @post(
         "/",
@@ -163,15 +163,14 @@ class TaskController(Controller):
         summary="Get one of the caller's tasks",
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 403, 404)},
+        operation_class=ConditionalGet,
     )
-    async def get_task(
-        self, request: Request[Any, Any, Any], task_id: TaskId, if_none_match: IfNoneMatch = None
-    ) -> Response[Task]:
+    async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Response[Task]:
         caller = authenticated_caller(request)
         record = await request.app.state.pool.fetchrow(GET_TASK, task_id, caller.id)
         if record is None:
             raise NotFoundException("task not found")
-        return with_tag(if_none_match, row_tag(record["version"]), Task.of(record, caller.subject))
+        return with_tag(request, row_tag(record["version"]), Task.of(record, caller.subject))
 
     @patch(
         "/{task_id:int}",
