@@ -11,9 +11,9 @@ encoding is another representation), and compresses at level 9 by default.
   also reflects attacker-chosen input leaks secrets through its length (BREACH).
 - The ETag of a compressed answer gets COMPRESSED_SUFFIX inside its quotes; service.conditional
   treats a tag with that suffix as the same version of the resource.
-- Level 1 (GZIP_LEVEL): on a 200-task page (62 KB) it gives 5.1 KB in 64 us; level 5 gives 4.8 KB
-  in 176 us, level 9 4.7 KB in 618 us, brotli 3.9 KB in 194 us (quality 1) to 3.5 KB in 831 us
-  (quality 5): a few hundred bytes more were not worth 3-13 times the CPU on the event loop
+- Level 1 (GZIP_LEVEL): a 200-task page (62 KB) becomes 5.1 KB in 65 us; level 5 gives 4.7 KB in
+  175 us, level 9 4.6 KB in 623 us, brotli 3.8 KB in 189 us (quality 1) to 3.4 KB in 929 us
+  (quality 5): a kilobyte or so less was not worth 3-14 times the CPU on the event loop
   (bench/run.py --only conventions; bench/README.md, "ETags and compression").
 """
 
