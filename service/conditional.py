@@ -27,7 +27,7 @@ from litestar import Request, Response
 from litestar.enums import ParamType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Parameter, Schema
 from litestar.params import HeaderParameter
 
 from service.openapi import DocumentedHeader
@@ -132,6 +132,15 @@ class ConditionalGet(Operation):
 
     def __post_init__(self) -> None:
         self.parameters = [*(self.parameters or []), _IF_NONE_MATCH]
+        not_modified = (self.responses or {}).get("304")
+        if isinstance(not_modified, OpenAPIResponse):
+            not_modified.headers = {
+                "ETag": OpenAPIHeader(
+                    schema=Schema(type=OpenAPIType.STRING),
+                    description="The ETag the client holds, still current.",
+                    required=True,
+                )
+            }
 
 
 _IF_NONE_MATCH = Parameter(

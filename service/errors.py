@@ -300,6 +300,7 @@ _RESPONSE_DESCRIPTIONS = {
     403: "Authenticated but not allowed",
     404: "Absent, or not yours",
     409: "Conflict with the current state",
+    412: "The resource changed since the ETag sent in If-Match; nothing was changed",
     413: "Body too large",
     415: "Unsupported media type",
     429: "Rate limited; see Retry-After",
