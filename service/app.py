@@ -25,9 +25,10 @@ from service.accounts.recovery_routes import AccountRecoveryController
 from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
+from service.compression import CompressionMiddleware
 from service.db import create_pool, resolve_database_url
 from service.docs import DocsController
-from service.errors import EXCEPTION_HANDLERS
+from service.errors import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
 from service.health.routes import HealthController
 from service.integrations.ai_service import ai_service
 from service.lifecycle import install_drain_handler, tune_garbage_collection
@@ -49,7 +50,7 @@ from service.security.jwks import STATE_KEY as JWKS_STATE_KEY
 from service.security.jwks import JwksCache
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
-from service.settings import Settings, load_settings
+from service.settings import Settings, SettingsError, load_settings
 from service.tasks.routes import TaskController
 from service.users.routes import UsersController
 
@@ -196,6 +197,19 @@ def _allow_every_method_on_options(app: Litestar) -> None:
                 handler._fn = _options_answer(", ".join(sorted(route.methods)))
 
 
+def _start_error_tracking(app: Litestar, settings: Settings) -> None:
+    try:
+        from service.error_tracking import ErrorTracker
+    except ImportError as exc:
+        raise SettingsError(
+            "SENTRY_DSN is set but sentry-sdk is not installed: install the `sentry` extra "
+            "(pip install 'service[sentry]', or uv sync --extra sentry)"
+        ) from exc
+    tracker = ErrorTracker(settings)
+    app.state[ERROR_TRACKER_KEY] = tracker
+    app.on_shutdown.append(tracker.close)
+
+
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app, plus SIGTERM draining and a tuned
     garbage collector in each worker (service.lifecycle)."""
@@ -241,6 +255,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
             allow_headers=list(settings.browser_request_headers),
             expose_headers=[
                 "X-Request-ID",
+                "ETag",
                 "Retry-After",
                 "WWW-Authenticate",
                 "Location",
@@ -260,6 +275,8 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         debug=False,
     )
     _allow_every_method_on_options(app)
+    if settings.sentry_dsn:
+        _start_error_tracking(app, settings)
     # The router's 404s and 405s count against the rate limit too (service.security.rate_limit).
     handler = rate_limiting.count_unrouted(app.asgi_handler)
     if tracer_provider is not None:
@@ -268,8 +285,11 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         handler = tracing.traced_asgi(handler, tracer_provider)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
+    handler = ReadYourWrites(handler, caller_listener)
+    if settings.compression_min_bytes:
+        handler = CompressionMiddleware(handler, min_bytes=settings.compression_min_bytes)
     app.asgi_handler = RequestContextMiddleware(
-        ReadYourWrites(handler, caller_listener),
+        handler,
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,

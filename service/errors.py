@@ -20,6 +20,8 @@ from service.db import outage, raised_by_database
 log = logging.getLogger("service.errors")
 
 PROBLEM_JSON = "application/problem+json"
+TRACE_ID_KEY = "trace_id"  # service.tracing.TRACE_ID_KEY, without importing OpenTelemetry
+ERROR_TRACKER_KEY = "error_tracker"  # service.error_tracking's, without importing sentry-sdk
 DEPENDENCY_RETRY_AFTER_SECONDS = 5
 
 
@@ -281,6 +283,13 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if is_database_unavailable(exc):
         return handle_database_unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if TRACE_ID_KEY in request.scope:  # traced: tracing is on, and so imported already
+        from service.tracing import record_exception
+
+        record_exception(exc)
+    tracker = request.app.state.get(ERROR_TRACKER_KEY)
+    if tracker is not None:
+        tracker.capture(exc, request.scope)
     return problem_response(request, 500, "internal error; it has been logged")
 
 
@@ -300,6 +309,7 @@ _RESPONSE_DESCRIPTIONS = {
     403: "Authenticated but not allowed",
     404: "Absent, or not yours",
     409: "Conflict with the current state",
+    412: "The resource changed since the ETag sent in If-Match; nothing was changed",
     413: "Body too large",
     415: "Unsupported media type",
     429: "Rate limited; see Retry-After",

@@ -8,6 +8,8 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -29,6 +31,26 @@ def _escape_separators(line: bytes) -> bytes:
     if b"\xe2" not in line:
         return line
     return line.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
+
+
+# The ASGI scope of the request being handled, set by the outermost layer (service.middleware):
+# its request_id, and trace_id once the tracing layer has started the server span.
+request_context: ContextVar[Mapping[str, Any] | None] = ContextVar("request_context", default=None)
+
+
+class RequestContextFilter(logging.Filter):
+    """Gives every record written while a request is handled that request's `request_id` and,
+    when traced, `trace_id`: the line with a 500's stack trace names the request and trace its
+    problem body names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scope = request_context.get()
+        if scope is not None:
+            record.request_id = scope.get("request_id")
+            trace_id = scope.get("trace_id")
+            if trace_id is not None:
+                record.trace_id = trace_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,6 +95,16 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            line += f" request_id={request_id}"
+            trace_id = getattr(record, "trace_id", None)
+            if trace_id is not None:
+                line += f" trace_id={trace_id}"
+        return line
 
     def format(self, record: logging.LogRecord) -> str:
         return escape_for_text(super().format(record))
@@ -232,6 +264,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter())
+    handler.addFilter(RequestContextFilter())
     access_log.configure(handler.stream, json=fmt == "json")
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -16,7 +16,7 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import access_log
+from service.logs import access_log, request_context
 from service.metrics import RequestMetrics
 from service.security.client_ip import ClientAddressResolver
 
@@ -37,6 +37,11 @@ _DOCS_CSP = (
     b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+# Every /api answer is about one caller: no shared cache may keep it, and a browser revalidates
+# it (with the ETag, where there is one) before reusing it. A route that says otherwise (the
+# token routes' `no-store`) keeps its own.
+_API_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
+_API_PREFIX = "/api/"
 _DOCS_PREFIXES = ("/docs", "/redoc", "/static/")
 
 
@@ -85,22 +90,29 @@ class RequestContextMiddleware:
             (b"x-request-id", request_id.encode("ascii")),
             *(self.docs_headers if path.startswith(_DOCS_PREFIXES) else self.api_headers),
         ]
+        api = path.startswith(_API_PREFIX)
         status = 500
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
+                headers = [
                     *message.get("headers", ()),
                     *extra_headers,
                     *scope.get(RESPONSE_HEADERS_KEY, ()),  # type: ignore[misc]
                 ]
+                # Header names arrive lowercased (Litestar encodes them so; so do our layers).
+                if api and not any(name == b"cache-control" for name, _ in headers):
+                    headers.append(_API_CACHE_CONTROL)
+                message["headers"] = headers
             await send(message)
 
+        context = request_context.set(scope)
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            request_context.reset(context)
             finished = time.perf_counter()
             if self.metrics is not None:
                 self.metrics.observe(scope, status, started, finished)

@@ -35,11 +35,23 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=whole(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"))]
 # Request headers every frontend needs; CORS_ALLOW_HEADERS adds to them, never removes.
 # traceparent and tracestate: a traced frontend's context continues here (W3C Trace Context).
-BROWSER_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "traceparent", "tracestate")
+BROWSER_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-Request-ID",
+    "traceparent",
+    "tracestate",
+    "If-Match",
+    "If-None-Match",
+)
 _LOCALHOST_ORIGIN = re.compile(r"^(https?://)localhost(:\d+)?$")
 # A host name (optionally with the leading dot browsers ignore): no scheme, port or path.
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 COOKIE_DOMAIN_PATTERN = whole(rf"\.?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+# A Sentry DSN: https://PUBLIC_KEY@HOST[:PORT][/PATH]/PROJECT_ID
+SENTRY_DSN_PATTERN = whole(
+    r"https?://[A-Za-z0-9]+(?::[A-Za-z0-9]+)?@[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._\-]+)*/[0-9]+"
+)
 OtlpProtocol = Literal["http/protobuf", "grpc"]
 TraceSampler = Literal[
     "always_on",
@@ -154,6 +166,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         """FRONTEND_URL, else the first CORS_ORIGINS entry, without a trailing slash."""
         base = self.frontend_url or next((o for o in self.cors_origins if o != "*"), "http://localhost:3000")
         return base.rstrip("/")
+
+    # service.compression: answers of at least this many bytes are gzipped; 0 never (a proxy does it).
+    compression_min_bytes: NonNegativeInt = 1024
+    # Error tracking (service.error_tracking): unset, no Sentry code is even imported.
+    sentry_dsn: Annotated[str, msgspec.Meta(pattern=SENTRY_DSN_PATTERN)] | None = None
 
     @property
     def tracing_enabled(self) -> bool:

@@ -48,7 +48,15 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceState, format_trace_id
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceState,
+    format_trace_id,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from service import __version__
@@ -194,6 +202,15 @@ class OwnTraceContext(TraceContextTextMapPropagator):
     @property
     def fields(self) -> set[str]:
         return {self._TRACEPARENT}
+
+
+def record_exception(exc: BaseException) -> None:
+    """An unexpected error on the request's server span: an `exception` event with its type,
+    message and stack trace, and the span's status ERROR. Litestar's exception handling turns
+    the error into a 500 before the tracing layer could see it, so the handler records it here."""
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def traced_asgi(app: ASGIApp, provider: TracerProvider) -> ASGIApp:

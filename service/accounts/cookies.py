@@ -31,6 +31,8 @@ from service.settings import Settings
 GET_REFRESH_EXPIRY = load_sql("accounts/get_refresh_expiry")
 
 REFRESH_COOKIE = "refresh_token"
+# RFC 6749 section 5.1: a token answer is stored by no cache (Pragma for HTTP/1.0 ones).
+TOKEN_CACHE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -72,15 +74,15 @@ async def token_response(
     pool: asyncpg.Pool, settings: Settings, request: Request[Any, Any, Any], token: Token
 ) -> Response[Token]:
     """The token pair as JSON, and with AUTH_COOKIES=on the refresh token as a cookie that
-    lives as long as its family has left."""
+    lives as long as its family has left. Never stored by any cache (RFC 6749 section 5.1)."""
     if not cookies_on(settings):
-        return Response(token)
+        return Response(token, headers=TOKEN_CACHE_HEADERS)
     expires_at: datetime.datetime | None = await pool.fetchval(
         GET_REFRESH_EXPIRY, refresh_token_digest(token.refresh_token)
     )
     remaining = (expires_at - datetime.datetime.now(datetime.UTC)).total_seconds() if expires_at else 0
     cookie = _refresh_cookie(settings, request, token.refresh_token, max(0, int(remaining)))
-    return Response(token, cookies=[cookie])
+    return Response(token, cookies=[cookie], headers=TOKEN_CACHE_HEADERS)
 
 
 def _request_origin(request: Request[Any, Any, Any]) -> str | None:

@@ -15,6 +15,7 @@ from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
 from service.accounts.verification import request_email_change, send_verification
 from service.audit.events import RequestOrigin, record_event
+from service.conditional import stale
 from service.db import in_transaction, load_sql, row_to
 from service.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
@@ -25,12 +26,13 @@ from service.settings import Settings
 from service.users.models import User
 
 INSERT_USER = load_sql("accounts/insert_user")
-GET_USER = load_sql("users/get_user")
 GET_LOGIN_USER = load_sql("accounts/get_login_user")
 GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
 CHANGE_PASSWORD = load_sql("accounts/change_password")
 UPDATE_PROFILE = load_sql("accounts/update_profile")
+GET_ME = load_sql("accounts/get_me")
+LOCK_ME = load_sql("accounts/lock_me")
 COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
@@ -189,19 +191,32 @@ async def log_in(
     return await in_transaction(pool, start)
 
 
-async def get_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> User:
-    row = await pool.fetchrow(GET_USER, user_id)
+class VersionedUser(NamedTuple):
+    user: User
+    version: str  # the users row's xmin: the ETag of /api/auth/me
+
+
+def _versioned_user(row: asyncpg.Record) -> VersionedUser:
+    return VersionedUser(User(**{name: row[name] for name in User.__struct_fields__}), row["version"])
+
+
+async def get_me(pool: asyncpg.Pool, user_id: uuid.UUID) -> VersionedUser:
+    row = await pool.fetchrow(GET_ME, user_id)
     if row is None:  # deleted between authentication and this query
         raise NotAuthorizedException("account is not active")
-    return row_to(User, row)
+    return _versioned_user(row)
 
 
 async def update_me(
-    pool: asyncpg.Pool, settings: Settings, caller: Caller, changes: UpdateMeRequest, origin: RequestOrigin
-) -> User:
-    """Apply a profile change and, when asked, a password change, in one transaction."""
-    if changes.password is UNSET and changes.full_name is UNSET and changes.email is UNSET:
-        return await get_user(pool, caller.id)
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    changes: UpdateMeRequest,
+    origin: RequestOrigin,
+    versions: list[str] | None = None,
+) -> VersionedUser:
+    """Apply a profile change and, when asked, a password change, in one transaction; with
+    `versions` (If-Match), only while the account is at one of them, else PreconditionFailed."""
     new_password: _PasswordChange | None = None
     if changes.password is not UNSET:
         if changes.email is not UNSET:
@@ -210,8 +225,17 @@ async def update_me(
     new_email: tuple[str, str] | None = None
     if changes.email is not UNSET:
         new_email = await _verified_email_change(pool, settings, caller, changes, origin)
+    nothing_to_change = changes.password is UNSET and changes.full_name is UNSET and changes.email is UNSET
+    if nothing_to_change and versions is None:
+        return await get_me(pool, caller.id)
 
     async def apply(connection: asyncpg.Connection) -> asyncpg.Record | None:
+        if versions is not None:
+            current = await connection.fetchval(LOCK_ME, caller.id)
+            if current is not None and current not in versions:
+                raise stale()
+        if nothing_to_change:
+            return await connection.fetchrow(GET_ME, caller.id)
         if new_password is not None:
             await _change_password(connection, caller, new_password, origin)
         if new_email is not None:
@@ -224,7 +248,7 @@ async def update_me(
     row = await in_transaction(pool, apply)
     if row is None:
         raise NotAuthorizedException("account is not active")
-    return row_to(User, row)
+    return _versioned_user(row)
 
 
 class _PasswordChange(NamedTuple):

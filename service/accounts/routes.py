@@ -25,6 +25,15 @@ from service.accounts.models import (
     UpdateMeRequest,
 )
 from service.audit.events import RequestOrigin
+from service.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED_RESPONSE,
+    ConditionalGet,
+    IfMatch,
+    required_versions,
+    row_tag,
+    with_tag,
+)
 from service.errors import (
     TooManyRequests,
     UnsupportedMediaType,
@@ -225,10 +234,15 @@ class AuthController(Controller):
         operation_id="getMe",
         summary="The caller",
         security=BEARER_SECURITY,
-        responses=problem_responses(401),
+        response_headers=[ETAG_HEADER],
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
+        operation_class=ConditionalGet,
     )
-    async def me(self, state: State, caller: NamedDependency[Caller]) -> User:
-        return await credentials.get_user(state.pool, caller.id)
+    async def me(
+        self, request: Request[Any, Any, Any], state: State, caller: NamedDependency[Caller]
+    ) -> Response[User]:
+        me = await credentials.get_me(state.pool, caller.id)
+        return with_tag(request, row_tag(me.version), me.user)
 
     @patch(
         "/me",
@@ -236,7 +250,8 @@ class AuthController(Controller):
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,
-        responses=problem_responses(400, 401, 409, 413, 415),
+        response_headers=[ETAG_HEADER],
+        responses=problem_responses(400, 401, 409, 412, 413, 415),
     )
     async def update_me(
         self,
@@ -244,9 +259,12 @@ class AuthController(Controller):
         state: State,
         caller: NamedDependency[Caller],
         data: JSONBody[UpdateMeRequest],
-    ) -> User:
+        if_match: IfMatch = None,
+    ) -> Response[User]:
         """A password change needs `current_password`; it ends every other session, and access
-        tokens issued before it stop working, including the one used here: refresh to continue."""
-        return await credentials.update_me(
-            state.pool, state.settings, caller, data, RequestOrigin.of(request)
+        tokens issued before it stop working, including the one used here: refresh to continue.
+        With If-Match, only if the account is still at that ETag (else 412, nothing changed)."""
+        me = await credentials.update_me(
+            state.pool, state.settings, caller, data, RequestOrigin.of(request), required_versions(if_match)
         )
+        return Response(me.user, headers={"ETag": row_tag(me.version)})

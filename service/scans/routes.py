@@ -8,16 +8,17 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Router, delete, get, post
+from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.utils.scope.state import ScopeState
 
 from service.audit.events import RequestOrigin, record_event
+from service.conditional import ETAG_HEADER, NOT_MODIFIED_RESPONSE, ConditionalGet, digest_tag, with_tag
 from service.db import load_sql
 from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
 from service.forms import read_bounded_form
@@ -38,6 +39,7 @@ DELETE_SCAN = load_sql("scans/delete_scan")
 
 # Room for the multipart boundaries, part headers and the text and force_llm fields.
 FORM_OVERHEAD_BYTES = 64 * 1024
+_encode = msgspec.json.Encoder().encode
 
 
 _FORM_TYPES = frozenset({RequestEncodingType.MULTI_PART.value, RequestEncodingType.URL_ENCODED.value})
@@ -134,7 +136,9 @@ class ScanController(Controller):
         "/scans",
         operation_id="listScans",
         summary="List the caller's scans, newest first",
-        responses=problem_responses(400, 401),
+        response_headers=[ETAG_HEADER],
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401)},
+        operation_class=ConditionalGet,
     )
     async def list_scans(
         self,
@@ -145,7 +149,7 @@ class ScanController(Controller):
             str | None,
             QueryParameter(max_length=MAX_CURSOR_CHARS, description="The previous page's `next_cursor`"),
         ] = None,
-    ) -> ScanPage:
+    ) -> Response[ScanPage]:
         """The caller's scans, newest first."""
         pool = request.app.state.pool
         if cursor is None:
@@ -156,22 +160,27 @@ class ScanController(Controller):
         items = [_scan(record) for record in records[:limit]]
         has_more = len(records) > limit
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
-        return ScanPage(items=items, next_cursor=next_cursor)
+        return _tagged(request, ScanPage(items=items, next_cursor=next_cursor))
 
     @get(
         "/scans/{scan_id:uuid}",
         operation_id="getScan",
         summary="Get one of the caller's scans",
-        responses=problem_responses(400, 401, 404),
+        response_headers=[ETAG_HEADER],
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 404)},
+        operation_class=ConditionalGet,
     )
     async def get_scan(
-        self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
-    ) -> Scan:
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        scan_id: FromPath[uuid.UUID],
+    ) -> Response[Scan]:
         """One of the caller's scans; another user's scan is 404."""
         row = await request.app.state.pool.fetchrow(GET_SCAN, scan_id, caller.id)
         if row is None:
             raise _scan_not_found(scan_id)
-        return _scan(row)
+        return _tagged(request, _scan(row))
 
     @delete(
         "/scans/{scan_id:uuid}",
@@ -204,6 +213,12 @@ def _scan(record: asyncpg.Record) -> Scan:
     # Converted, not just constructed, so `data` leaves as Risk objects in the contract's key order
     # rather than in the order jsonb happens to store keys.
     return msgspec.convert(dict(record), Scan)
+
+
+def _tagged(request: Request[Any, Any, Any], answer: Scan | ScanPage) -> Response[Any]:
+    # Encoded here so the tag is a digest of the very bytes sent; a saved scan never changes.
+    body = _encode(answer)
+    return with_tag(request, digest_tag(body), body, media_type=MediaType.JSON)
 
 
 def _scan_not_found(scan_id: uuid.UUID) -> NotFoundException:

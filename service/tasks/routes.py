@@ -7,9 +7,21 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from service.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED_RESPONSE,
+    ConditionalGet,
+    IfMatch,
+    digest_tag,
+    required_versions,
+    row_tag,
+    stale,
+    with_tag,
+)
 from service.db import BIGINT_MAX, load_sql
 from service.errors import problem_responses, require_json_body
 from service.openapi import DocumentedHeader
@@ -24,6 +36,7 @@ UPDATE_TASK = load_sql("tasks/update_task")
 DELETE_TASK = load_sql("tasks/delete_task")
 
 MAX_OFFSET = 100_000
+_encode = msgspec.json.Encoder().encode
 
 T = TypeVar("T")
 
@@ -94,8 +107,10 @@ class TaskController(Controller):
                 name="Link",
                 description='`<url>; rel="next"` when another page follows.',
             ),
+            ETAG_HEADER,
         ],
-        responses=problem_responses(400, 401, 403),
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 403)},
+        operation_class=ConditionalGet,
     )
     async def list_tasks(
         self,
@@ -113,15 +128,18 @@ class TaskController(Controller):
             total = records[0]["total"]
         else:
             total = await pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
-        tasks = [Task.of(record, caller.subject) for record in records]
+        body = _encode([Task.of(record, caller.subject) for record in records])
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
-        return Response(tasks, headers=headers)
+        # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
+        tag = digest_tag(body, headers["X-Total-Count"].encode())
+        return with_tag(request, tag, body, headers=headers, media_type=MediaType.JSON)
 
     @post(
         "/",
         operation_id="createTask",
         summary="Create a task",
         before_request=requires_own_user_id_and_json_body,
+        response_headers=[ETAG_HEADER],
         responses=problem_responses(400, 401, 403, 413, 415),
     )
     async def create_task(
@@ -135,34 +153,48 @@ class TaskController(Controller):
         )
         task = Task.of(record, caller.subject)
         location = f"{request.url.path.rstrip('/')}/{task.id}"
-        return Response(task, status_code=201, headers={"Location": location})
+        return Response(
+            task, status_code=201, headers={"Location": location, "ETag": row_tag(record["version"])}
+        )
 
     @get(
         "/{task_id:int}",
         operation_id="getTask",
         summary="Get one of the caller's tasks",
-        responses=problem_responses(400, 401, 403, 404),
+        response_headers=[ETAG_HEADER],
+        responses={**NOT_MODIFIED_RESPONSE, **problem_responses(400, 401, 403, 404)},
+        operation_class=ConditionalGet,
     )
-    async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Task:
+    async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Response[Task]:
         caller = authenticated_caller(request)
         record = await request.app.state.pool.fetchrow(GET_TASK, task_id, caller.id)
         if record is None:
             raise NotFoundException("task not found")
-        return Task.of(record, caller.subject)
+        return with_tag(request, row_tag(record["version"]), Task.of(record, caller.subject))
 
     @patch(
         "/{task_id:int}",
         operation_id="updateTask",
         summary="Change some fields of a task",
-        description="Fields left out keep their value; `description: null` clears the description.",
+        description=(
+            "Fields left out keep their value; `description: null` clears the description. "
+            "With If-Match, only if the task is still at that ETag (else 412)."
+        ),
         before_request=requires_own_user_id_and_json_body,
-        responses=problem_responses(400, 401, 403, 404, 413, 415),
+        response_headers=[ETAG_HEADER],
+        responses=problem_responses(400, 401, 403, 404, 412, 413, 415),
     )
     async def update_task(
-        self, request: Request[Any, Any, Any], task_id: TaskId, data: JSONBody[UpdateTask]
-    ) -> Task:
+        self,
+        request: Request[Any, Any, Any],
+        task_id: TaskId,
+        data: JSONBody[UpdateTask],
+        if_match: IfMatch = None,
+    ) -> Response[Task]:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(
+        versions = required_versions(if_match)
+        pool = request.app.state.pool
+        record = await pool.fetchrow(
             UPDATE_TASK,
             task_id,
             caller.id,
@@ -170,18 +202,33 @@ class TaskController(Controller):
             data.description is not msgspec.UNSET,
             _unless_unset(data.description),
             _unless_unset(data.is_completed),
+            versions,
         )
         if record is None:
-            raise NotFoundException("task not found")
-        return Task.of(record, caller.subject)
+            raise await _missing_or_stale(pool, task_id, caller.id, if_match)
+        return Response(Task.of(record, caller.subject), headers={"ETag": row_tag(record["version"])})
 
     @delete(
         "/{task_id:int}",
         operation_id="deleteTask",
         summary="Delete a task",
-        responses=problem_responses(400, 401, 403, 404),
+        description="With If-Match, only if the task is still at that ETag (else 412).",
+        responses=problem_responses(400, 401, 403, 404, 412),
     )
-    async def delete_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> None:
+    async def delete_task(
+        self, request: Request[Any, Any, Any], task_id: TaskId, if_match: IfMatch = None
+    ) -> None:
         caller = authenticated_caller(request)
-        if await request.app.state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
-            raise NotFoundException("task not found")
+        versions = required_versions(if_match)
+        pool = request.app.state.pool
+        if await pool.fetchval(DELETE_TASK, task_id, caller.id, versions) is None:
+            raise await _missing_or_stale(pool, task_id, caller.id, if_match)
+
+
+async def _missing_or_stale(pool: Any, task_id: int, user_id: Any, if_match: str | None) -> Exception:
+    """Why a conditional write changed nothing: the task is gone (404; with `If-Match: *`, 412),
+    or it is at another version than If-Match named (412)."""
+    exists = await pool.fetchval(GET_TASK, task_id, user_id) is not None
+    if exists or (if_match is not None and if_match.strip() == "*"):
+        return stale()
+    return NotFoundException("task not found")
