@@ -10,6 +10,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -29,6 +30,8 @@ R = TypeVar("R")
 # it was committed, so it can run again from the start.
 RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 TRANSACTION_ATTEMPTS = 3
+# Establishing one connection (TCP, TLS, authentication), for the pool and for start-up checks.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 # The file each loaded statement came from, by its text: how a traced statement is named.
@@ -224,6 +227,28 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection]
             await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
     async with pool.acquire() as connection, connection.transaction():
         return await work(connection)
+
+
+class DatabaseUnreachable(Exception):
+    """The configured database cannot be reached; the message names the variable and why."""
+
+
+def check_reachable(url: str, variable: str, timeout_seconds: int = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Connect once, so that a command started against a database it cannot reach says so in one
+    line instead of a driver traceback; raise DatabaseUnreachable."""
+    import psycopg
+
+    parts = urlsplit(url)
+    try:
+        where = f"{parts.hostname or 'local socket'}:{parts.port or 5432}"
+    except ValueError:
+        where = "an unreadable address"
+    try:
+        psycopg.connect(url, connect_timeout=timeout_seconds).close()
+    except psycopg.Error as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line.rpartition(" failed: ")[2].strip() or first_line
+        raise DatabaseUnreachable(f"cannot connect to {variable} ({where}): {reason}") from None
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
