@@ -218,7 +218,9 @@ class AuthController(Controller):
         """This access token and its refresh-token family stop working at once; the body may name
         the session's refresh token as well. With AUTH_COOKIES=on the refresh cookie is cleared."""
         refresh_token = data.refresh_token if data is not None else None
-        await sessions.end_session(state.pool, state.settings, caller, refresh_token, RequestOrigin.of(request))
+        await sessions.end_session(
+            state.pool, state.settings, caller, refresh_token, RequestOrigin.of(request)
+        )
         settings = state.settings
         cleared = [cookies.clearing_cookie(settings, request)] if cookies.cookies_on(settings) else []
         return Response(None, status_code=204, cookies=cleared)

@@ -33,7 +33,9 @@ TEST_DEADLINE_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
-def hosts(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+def hosts(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     with ExitStack() as stack:
         a = stack.enter_context(serve(database_url, tmp_path_factory.mktemp("end-a")))
         b = stack.enter_context(serve(database_url, tmp_path_factory.mktemp("end-b"), "--workers", "2"))
@@ -41,7 +43,9 @@ def hosts(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
-async def clients(hosts: tuple[ServiceProcess, ServiceProcess]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+async def clients(
+    hosts: tuple[ServiceProcess, ServiceProcess],
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     a, b = (httpx.AsyncClient(base_url=host.url, timeout=30) for host in hosts)
     try:
         yield a, b
@@ -128,7 +132,11 @@ class Probes:
         await asyncio.wait_for(self._task, TEST_DEADLINE_SECONDS)
 
     def accepted_after(self, host: int, moment: float) -> list[tuple[int, str, float, int]]:
-        return [answer for answer in self.answers if answer[0] == host and answer[2] >= moment and answer[3] == 200]
+        return [
+            answer
+            for answer in self.answers
+            if answer[0] == host and answer[2] >= moment and answer[3] == 200
+        ]
 
 
 async def _refused_everywhere(
@@ -138,11 +146,17 @@ async def _refused_everywhere(
     propagation deadline, and then consistently."""
     here, there = clients[ended_on], clients[1 - ended_on]
     for token in session.access_tokens:
-        assert [await _status(here, session, token) for _ in range(AGREEING_PROBES)] == [401] * AGREEING_PROBES
+        assert [await _status(here, session, token) for _ in range(AGREEING_PROBES)] == [
+            401
+        ] * AGREEING_PROBES
     for token in session.access_tokens:
         while await _status(there, session, token) != 401:
-            assert time.monotonic() - ended_at < PROPAGATION_DEADLINE_SECONDS, "the other host still accepts it"
-        assert [await _status(there, session, token) for _ in range(AGREEING_PROBES)] == [401] * AGREEING_PROBES
+            assert time.monotonic() - ended_at < PROPAGATION_DEADLINE_SECONDS, (
+                "the other host still accepts it"
+            )
+        assert [await _status(there, session, token) for _ in range(AGREEING_PROBES)] == [
+            401
+        ] * AGREEING_PROBES
 
 
 async def test_logout_ends_every_access_token_of_the_session_on_both_hosts(
@@ -157,7 +171,9 @@ async def test_logout_ends_every_access_token_of_the_session_on_both_hosts(
     await asyncio.sleep(0.3)
 
     logout = await a.post(
-        "/api/auth/logout", json={"refresh_token": session.refresh_token}, headers=_bearer(session.access_tokens[-1])
+        "/api/auth/logout",
+        json={"refresh_token": session.refresh_token},
+        headers=_bearer(session.access_tokens[-1]),
     )
     assert logout.status_code == 204, logout.text
     ended_at = time.monotonic()

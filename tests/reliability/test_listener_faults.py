@@ -50,13 +50,17 @@ def _listener(app: Litestar) -> CallerListener:
     return listener
 
 
-async def _timed_writes(app: Litestar, headers: dict[str, str], user_id: uuid.UUID) -> list[tuple[int, float]]:
+async def _timed_writes(
+    app: Litestar, headers: dict[str, str], user_id: uuid.UUID
+) -> list[tuple[int, float]]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
 
         async def write(number: int) -> tuple[int, float]:
             started = time.monotonic()
-            response = await http.post(f"/api/{user_id}/tasks", json={"title": f"write {number}"}, headers=headers)
+            response = await http.post(
+                f"/api/{user_id}/tasks", json={"title": f"write {number}"}, headers=headers
+            )
             return response.status_code, time.monotonic() - started
 
         return await asyncio.gather(*(write(number) for number in range(WRITERS)))
@@ -67,7 +71,9 @@ async def _trusted_again(listener: CallerListener) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _run_fault(app: Litestar, proxy: ListenerProxy, db: asyncpg.Connection, *, cut_after: float | None) -> None:
+async def _run_fault(
+    app: Litestar, proxy: ListenerProxy, db: asyncpg.Connection, *, cut_after: float | None
+) -> None:
     listener = _listener(app)
     settings = app.state["settings"]
     user_id = await make_user(db)
