@@ -24,7 +24,7 @@ from service import __version__, metrics
 from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
-from service.db import create_pool, resolve_database_url
+from service.db import close_pool, create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import EXCEPTION_HANDLERS
 from service.health.routes import HealthController
@@ -123,7 +123,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             metrics.worker_stopped()
             await listener.stop()
             await http.aclose()
-            await pool.close()
+            await close_pool(pool)
             access_log.flush()
             if owns_provider and tracer_provider is not None:
                 from service import tracing

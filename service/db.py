@@ -32,6 +32,11 @@ RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions
 TRANSACTION_ATTEMPTS = 3
 # Establishing one connection (TCP, TLS, authentication), for the pool and for start-up checks.
 CONNECT_TIMEOUT_SECONDS = 10
+# The longest a request waits for a pooled connection (queueing behind others, and opening one):
+# then PoolTimeout, which the API answers with 503 and Retry-After (service/errors.py).
+POOL_ACQUIRE_TIMEOUT_SECONDS = 10
+# At shutdown, after the requests in flight: connections still not returned are then cut.
+POOL_CLOSE_TIMEOUT_SECONDS = 5
 
 
 # The file each loaded statement came from, by its text: how a traced statement is named.
@@ -137,6 +142,10 @@ class FifoGate:
         self._free += 1
 
 
+class PoolTimeout(TimeoutError):
+    """No pooled connection could be had within the acquisition deadline."""
+
+
 class FairPool(asyncpg.Pool):
     """asyncpg's pool, with connections handed out in the order they were asked for.
 
@@ -162,17 +171,23 @@ class FairPool(asyncpg.Pool):
         self._slots: dict[int, Any] = {}
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+        # Every wait has a deadline: without one, a request would queue for as long as the pool
+        # stays busy or the database does not answer a connection attempt.
         if timeout is None:
-            await self._gate.acquire()
-        else:
-            # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
-            started = asyncio.get_running_loop().time()
+            timeout = POOL_ACQUIRE_TIMEOUT_SECONDS
+        # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
+        started = asyncio.get_running_loop().time()
+        try:
             await asyncio.wait_for(self._gate.acquire(), timeout)
-            timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection was free within {timeout:g} s") from None
+        timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
         try:
             connection = await super()._acquire(timeout)
-        except BaseException:
+        except BaseException as exc:
             self._gate.release()
+            if isinstance(exc, TimeoutError) and not isinstance(exc, PoolTimeout):
+                raise PoolTimeout(f"no database connection could be had within {timeout:g} s") from exc
             raise
         self._slots[id(connection)] = connection
         return connection
@@ -207,10 +222,21 @@ async def create_pool(
         record_class=asyncpg.Record,
         statement_cache_size=0 if transaction_pooler else 256,
         command_timeout=30,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         server_settings={"application_name": "service"},
     )
     await pool
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close gracefully, but for POOL_CLOSE_TIMEOUT_SECONDS at most (a connection stuck on a
+    database that stopped answering would otherwise hold the shutdown forever); then cut."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("the pool did not close within %s s; cutting its connections", POOL_CLOSE_TIMEOUT_SECONDS)
+        pool.terminate()
 
 
 async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
