@@ -114,7 +114,15 @@ class CallerListener:
         while True:
             try:
                 await self._listen()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # What asyncpg raises when the server ends the session mid-query (a restart): a
+                # lost connection like the others, not a bug to log with its traceback.
+                asyncpg.exceptions.InternalClientError,
+            ) as exc:
                 if self._listening.is_set():
                     log.warning("caller cache off: listener connection lost (%s); reconnecting", exc)
             except Exception:  # whatever broke, the cache stays off until the listener is back
