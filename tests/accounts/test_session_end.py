@@ -108,7 +108,7 @@ class Probes:
         self.session = session
         self.answers: list[tuple[int, str, float, int]] = []  # (host, token, sent at, status)
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[list[None]] | None = None
+        self._task: asyncio.Future[list[None]] | None = None
 
     async def _probe(self, host: int, token: str) -> None:
         while not self._stop.is_set():
