@@ -131,7 +131,7 @@ async def measure(a: str, b: str, samples: int, load: int, probes: int) -> None:
         # One connection each: keep-alive pins a connection to one of B's workers.
         probe_clients = [httpx.AsyncClient(base_url=b, timeout=30) for _ in range(probes)]
         windows: list[float] = []
-        followed = 0
+        followed = done = 0
         try:
             for _ in range(samples):
                 token = await _login(on_a, email)
@@ -149,13 +149,22 @@ async def measure(a: str, b: str, samples: int, load: int, probes: int) -> None:
                 if accepted:
                     followed += 1
                     windows.append(max(accepted) * 1000)
+                done += 1
+                if done % 50 == 0:
+                    print(f"{done} logouts, {followed} followed by a 200 on B", flush=True)
         finally:
             stop.set()
             await asyncio.gather(*loaders)
             for http in probe_clients:
                 await http.aclose()
-    print(f"{samples} logouts on A, B busy with {load} clients, {probes} probe connections to B")
-    print(f"followed by a 200 on B for a request sent after the 204: {followed} ({followed / samples:.1%})")
+            _report(done, followed, windows, load, probes)
+
+
+def _report(done: int, followed: int, windows: list[float], load: int, probes: int) -> None:
+    print(f"{done} logouts on A, B busy with {load} clients, {probes} probe connections to B")
+    print(
+        f"followed by a 200 on B for a request sent after the 204: {followed} ({followed / max(done, 1):.1%})"
+    )
     if windows:
         windows.sort()
         print(
