@@ -26,7 +26,7 @@ from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
 from service.compression import CompressionMiddleware
-from service.db import create_pool, resolve_database_url
+from service.db import close_pool, create_pool, resolve_database_url
 from service.docs import DocsController
 from service.errors import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
 from service.health.routes import HealthController
@@ -167,7 +167,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             await listener.stop()
             await http.aclose()
             await provider_keys.aclose()
-            await pool.close()
+            await close_pool(pool)
             access_log.flush()
             if owns_provider and tracer_provider is not None:
                 from service import tracing

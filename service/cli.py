@@ -29,13 +29,27 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _database_url(settings: Settings) -> tuple[str, Any]:
+    """The database to use (DATABASE_URL, or the embedded server), checked to answer: when
+    DATABASE_URL cannot be reached, one line naming it and why, and exit 1."""
+    from service.db import DatabaseUnreachable, check_reachable, resolve_database_url
+
+    url, embedded = resolve_database_url(settings)
+    if embedded is None:
+        try:
+            check_reachable(url, "DATABASE_URL")
+        except DatabaseUnreachable as exc:
+            print(f"database error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+    return url, embedded
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from service import migrations
-    from service.db import resolve_database_url
     from service.logs import configure_logging
 
     if args.reload and args.workers > 1:
@@ -47,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    url, embedded = resolve_database_url(settings)
+    url, embedded = _database_url(settings)
     try:
         migrate = args.migrate if args.migrate is not None else not settings.is_production
         if migrate:
@@ -126,10 +140,9 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from service import migrations
-    from service.db import resolve_database_url
 
     settings = _settings()
-    url, embedded = resolve_database_url(settings)
+    url, embedded = _database_url(settings)
     try:
         if args.list:
             for migration_id, applied in migrations.status(url):

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -32,6 +33,13 @@ R = TypeVar("R")
 # it was committed, so it can run again from the start.
 RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 TRANSACTION_ATTEMPTS = 3
+# Establishing one connection (TCP, TLS, authentication), for the pool and for start-up checks.
+CONNECT_TIMEOUT_SECONDS = 10
+# The longest a request waits for a pooled connection (queueing behind others, and opening one):
+# then PoolTimeout, which the API answers with 503 and Retry-After (service/errors.py).
+POOL_ACQUIRE_TIMEOUT_SECONDS = 10
+# At shutdown, after the requests in flight: connections still not returned are then cut.
+POOL_CLOSE_TIMEOUT_SECONDS = 5
 
 
 # The file each loaded statement came from, by its text: how a traced statement is named.
@@ -205,6 +213,10 @@ class FifoGate:
         self._free += 1
 
 
+class PoolTimeout(TimeoutError):
+    """No pooled connection could be had within the acquisition deadline."""
+
+
 class FairPool(asyncpg.Pool):
     """asyncpg's pool, with connections handed out in the order they were asked for.
 
@@ -230,17 +242,23 @@ class FairPool(asyncpg.Pool):
         self._slots: dict[int, Any] = {}
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+        # Every wait has a deadline: without one, a request would queue for as long as the pool
+        # stays busy or the database does not answer a connection attempt.
         if timeout is None:
-            await self._gate.acquire()
-        else:
-            # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
-            started = asyncio.get_running_loop().time()
+            timeout = POOL_ACQUIRE_TIMEOUT_SECONDS
+        # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
+        started = asyncio.get_running_loop().time()
+        try:
             await asyncio.wait_for(self._gate.acquire(), timeout)
-            timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection was free within {timeout:g} s") from None
+        timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
         try:
             connection = await super()._acquire(timeout)
-        except BaseException:
+        except BaseException as exc:
             self._gate.release()
+            if isinstance(exc, TimeoutError) and not isinstance(exc, PoolTimeout):
+                raise PoolTimeout(f"no database connection could be had within {timeout:g} s") from exc
             raise
         self._slots[id(connection)] = connection
         return connection
@@ -281,10 +299,21 @@ async def create_pool(
         record_class=asyncpg.Record,
         statement_cache_size=0 if transaction_pooler else 256,
         command_timeout=30,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         server_settings={"application_name": "service"},
     )
     await pool
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close gracefully, but for POOL_CLOSE_TIMEOUT_SECONDS at most (a connection stuck on a
+    database that stopped answering would otherwise hold the shutdown forever); then cut."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("the pool did not close within %s s; cutting its connections", POOL_CLOSE_TIMEOUT_SECONDS)
+        pool.terminate()
 
 
 async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
@@ -301,6 +330,28 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection]
             await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
     async with pool.acquire() as connection, connection.transaction():
         return await work(connection)
+
+
+class DatabaseUnreachable(Exception):
+    """The configured database cannot be reached; the message names the variable and why."""
+
+
+def check_reachable(url: str, variable: str, timeout_seconds: int = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Connect once, so that a command started against a database it cannot reach says so in one
+    line instead of a driver traceback; raise DatabaseUnreachable."""
+    import psycopg
+
+    parts = urlsplit(url)
+    try:
+        where = f"{parts.hostname or 'local socket'}:{parts.port or 5432}"
+    except ValueError:
+        where = "an unreadable address"
+    try:
+        psycopg.connect(url, connect_timeout=timeout_seconds).close()
+    except psycopg.Error as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line.rpartition(" failed: ")[2].strip() or first_line
+        raise DatabaseUnreachable(f"cannot connect to {variable} ({where}): {reason}") from None
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -430,6 +430,14 @@ def _transaction_pooler(host: str, port: int | None) -> str | None:
 
 def _check_database_url(settings: Settings) -> None:
     """Refuse, at start-up, DSNs that would otherwise fail later, under load or on first connect."""
+    for variable, url in (
+        ("DATABASE_URL", settings.database_url),
+        ("DATABASE_LISTEN_URL", settings.database_listen_url),
+    ):
+        # asyncpg reads anything else as a bare database name on the local server
+        # (`notaurl` connected to the database `otaurl`).
+        if url and _scheme(url) not in ("postgres", "postgresql"):
+            raise SettingsError(f"invalid {variable}: not a postgresql:// or postgres:// URL")
     if settings.database_listen_url:
         listen_host, listen_port = _host_and_port("DATABASE_LISTEN_URL", settings.database_listen_url)
         listen_pooler = _transaction_pooler(listen_host, listen_port)
@@ -445,6 +453,13 @@ def _check_database_url(settings: Settings) -> None:
         raise SettingsError(
             f"invalid DATABASE_POOLER: DATABASE_URL points at {pooler}; set DATABASE_POOLER=transaction"
         )
+
+
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:
+        return ""
 
 
 def _host_and_port(variable: str, url: str) -> tuple[str, int | None]:

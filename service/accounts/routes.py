@@ -46,6 +46,7 @@ from service.forms import read_form
 from service.metrics import record_login
 from service.openapi import PublicOperation
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.users.models import User
 
 _FORM_TYPES = {RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value}
@@ -201,6 +202,11 @@ class AuthController(Controller):
         try:
             token = await sessions.rotate_session(state.pool, settings, presented, RequestOrigin.of(request))
         except NotAuthorizedException as exc:
+            if isinstance(exc, sessions.SessionEnded):
+                # As after a logout: this worker refuses the session's access tokens from the
+                # moment the 401 leaves (this request carries no Authorization header, so the
+                # read-your-writes layer does not hold it by itself).
+                await state[CALLER_LISTENER_KEY].caught_up()
             raise cookies.refused_cookie(settings, request, exc) if from_cookie else exc from None
         return await cookies.token_response(state.pool, settings, request, token)
 
@@ -224,7 +230,9 @@ class AuthController(Controller):
         """This access token and its refresh-token family stop working at once; the body may name
         the session's refresh token as well. With AUTH_COOKIES=on the refresh cookie is cleared."""
         refresh_token = data.refresh_token if data is not None else None
-        await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
+        await sessions.end_session(
+            state.pool, state.settings, caller, refresh_token, RequestOrigin.of(request)
+        )
         settings = state.settings
         cleared = [cookies.clearing_cookie(settings, request)] if cookies.cookies_on(settings) else []
         return Response(None, status_code=204, cookies=cleared)

@@ -37,6 +37,10 @@ LOCK_REFRESH_OWNER = load_sql("accounts/lock_refresh_owner")
 REFRESH_TOKEN_BYTES = 32
 
 
+class SessionEnded(NotAuthorizedException):
+    """401 for a spent refresh token presented again: its whole session has just been ended."""
+
+
 def refresh_token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -96,19 +100,24 @@ async def rotate_session(
     token = await in_transaction(pool, rotate)
     if token is not None:
         return token
-    raise NotAuthorizedException(await _refusal(pool, digest, origin))
+    raise await _refusal(pool, settings, digest, origin)
 
 
-async def _refusal(pool: asyncpg.Pool, digest: bytes, origin: RequestOrigin) -> str:
-    """Why the token could not be spent; a spent token presented again ends its family."""
+async def _refusal(
+    pool: asyncpg.Pool, settings: Settings, digest: bytes, origin: RequestOrigin
+) -> NotAuthorizedException:
+    """Why the token could not be spent; a spent token presented again ends its family, access
+    tokens included (SessionEnded)."""
     found = await pool.fetchrow(FIND_REFRESH_TOKEN, digest)
     if found is None:
-        return "invalid refresh token"
+        return NotAuthorizedException("invalid refresh token")
     if found["rotated"]:
 
         async def end_family(connection: asyncpg.Connection) -> None:
             await lock_user_sessions(connection, found["user_id"])
-            await connection.execute(REVOKE_REFRESH_FAMILY, found["family_id"])
+            await connection.execute(
+                REVOKE_REFRESH_FAMILY, found["family_id"], settings.access_token_expire_minutes * 60
+            )
             await record_event(
                 connection,
                 "auth.refresh_reuse_detected",
@@ -119,18 +128,19 @@ async def _refusal(pool: asyncpg.Pool, digest: bytes, origin: RequestOrigin) -> 
             )
 
         await in_transaction(pool, end_family)
-        return "refresh token was already used; the session has been ended, log in again"
+        return SessionEnded("refresh token was already used; the session has been ended, log in again")
     if found["revoked"]:
-        return "refresh token has been revoked"
+        return NotAuthorizedException("refresh token has been revoked")
     if found["expired"]:
-        return "refresh token expired; log in again"
-    return "account is not active"
+        return NotAuthorizedException("refresh token expired; log in again")
+    return NotAuthorizedException("account is not active")
 
 
 async def end_session(
-    pool: asyncpg.Pool, caller: Caller, refresh_token: str | None, origin: RequestOrigin
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, refresh_token: str | None, origin: RequestOrigin
 ) -> None:
-    """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end now."""
+    """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end
+    now, every access token issued in them included."""
     digest = refresh_token_digest(refresh_token) if refresh_token else None
 
     async def end(connection: asyncpg.Connection) -> None:
@@ -139,7 +149,9 @@ async def end_session(
             await connection.execute(
                 REVOKE_ACCESS_TOKEN, caller.token_jti, caller.id, caller.token_expires_at
             )
-        await connection.execute(REVOKE_SESSION, caller.id, caller.token_jti, digest)
+        await connection.execute(
+            REVOKE_SESSION, caller.id, caller.token_jti, digest, settings.access_token_expire_minutes * 60
+        )
         await record_event(
             connection,
             "auth.logout",

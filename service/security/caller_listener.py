@@ -10,6 +10,9 @@ worker runs, and the cache comes back (empty) once a heartbeat is answered again
 `caught_up()` waits until every announcement committed before the call has been applied: a
 request that changed something (a logout) awaits it before its response leaves, so the same
 worker never serves the caller it just revoked, even for the milliseconds a notification takes.
+No such wait is ever left behind: the requests a heartbeat carries are released whether it is
+answered, raises or runs past TRUST_SECONDS (the cache is distrusted first, so they then read the
+database), and `caught_up()` itself gives up after CATCH_UP_SECONDS, distrusting the cache too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from service.settings import Settings
 HEARTBEAT = load_sql("caller_cache/heartbeat")
 HEARTBEAT_SECONDS = 1.0
 TRUST_SECONDS = 2.0
+# The longest a request waits in `caught_up()`. At the deadline the cache is distrusted (every
+# request of this worker reads the database until a heartbeat is answered in time again) and the
+# response leaves: the same criterion as a heartbeat slower than TRUST_SECONDS.
+CATCH_UP_SECONDS = TRUST_SECONDS
 CONNECT_TIMEOUT_SECONDS = 5.0
 RECONNECT_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
 APPLICATION_NAME = "service-caller-listener"
@@ -84,20 +91,38 @@ class CallerListener:
     async def caught_up(self) -> None:
         """Return once every announcement committed before this call is in the cache (one
         heartbeat round trip, shared by every request waiting at the time), or at once when
-        the cache is not trusted, since nothing is then served from it."""
+        the cache is not trusted, since nothing is then served from it. At most
+        CATCH_UP_SECONDS: then the cache is distrusted, which serves the same purpose."""
         if not self.cache.trusted():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         self._wake.set()
-        await waiter
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                await waiter
+        except TimeoutError:
+            log.warning(
+                "caller cache off: the listener did not catch up within %.0f s; reading callers "
+                "from the database until a heartbeat is answered in time",
+                CATCH_UP_SECONDS,
+            )
+            self.cache.distrust()
 
     async def _run(self) -> None:
         attempt = 0
         while True:
             try:
                 await self._listen()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # What asyncpg raises when the server ends the session mid-query (a restart): a
+                # lost connection like the others, not a bug to log with its traceback.
+                asyncpg.exceptions.InternalClientError,
+            ) as exc:
                 if self._listening.is_set():
                     log.warning("caller cache off: listener connection lost (%s); reconnecting", exc)
             except Exception:  # whatever broke, the cache stays off until the listener is back
@@ -130,19 +155,26 @@ class CallerListener:
         connection.add_termination_listener(on_termination)
         await connection.add_listener(CHANNEL, self._on_notification)
         while not lost.is_set():
+            # The requests waiting now are answered by this heartbeat, however it ends: on any
+            # failure (an error, the timeout, cancellation) the cache is distrusted first, so a
+            # released request's next read goes to the database.
             waiting, self._waiting = self._waiting, []
+            answered = False
             sent = time.monotonic()
-            await asyncio.wait_for(connection.fetchval(HEARTBEAT), TRUST_SECONDS)
+            try:
+                await asyncio.wait_for(connection.fetchval(HEARTBEAT), TRUST_SECONDS)
+                answered = not lost.is_set()
+            finally:
+                if answered:
+                    self.cache.trust_until(sent + TRUST_SECONDS)
+                else:
+                    self.cache.distrust()
+                _release(waiting)
             if lost.is_set():
-                self._waiting.extend(waiting)
                 break
-            self.cache.trust_until(sent + TRUST_SECONDS)
             if not self._listening.is_set():
                 self._listening.set()
                 log.info("caller cache on: listening on %r", CHANNEL)
-            for waiter in waiting:
-                if not waiter.done():
-                    waiter.set_result(None)
             self._wake.clear()
             if not self._waiting:
                 with contextlib.suppress(TimeoutError):
@@ -154,14 +186,18 @@ class CallerListener:
 
     def _release_waiters(self) -> None:
         waiting, self._waiting = self._waiting, []
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        _release(waiting)
 
     async def _close(self) -> None:
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed():
             connection.terminate()
+
+
+def _release(waiting: list[asyncio.Future[None]]) -> None:
+    for waiter in waiting:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -17,8 +17,10 @@ O(limit) work per request, serialises all requests of a worker, and is not atomi
 sharing Redis (two hosts can read the same history and both write it back). A counter per
 client and window is one atomic `INCR` in Redis (one round trip) or one dict update in memory.
 
-If Redis cannot be reached the limiter lets requests through and logs one warning: an outage
-of the limiter's store must not become an outage of the API.
+If Redis cannot be reached, or has not answered within REDIS_DEADLINE_SECONDS, the limiter lets
+requests through and logs one warning: an outage of the limiter's store must not become an
+outage of the API. What the limit guards most, password guessing, is also bounded per account by
+the login attempt counter in PostgreSQL, which does not depend on Redis.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ REDIS_TIMEOUT_SECONDS = 0.5
 # next window).
 CLOCK_KEY = "rate_limit_clock"
 Clock = Callable[[], float]
+# The whole of a request's counting, whatever redis-py's own retries would add to each socket
+# operation's REDIS_TIMEOUT_SECONDS.
+REDIS_DEADLINE_SECONDS = 1.0
 # INCR and, for a new window's key, its expiry: atomic, one round trip.
 _REDIS_HIT = """
 local count = redis.call('INCR', KEYS[1])
@@ -210,8 +215,9 @@ class RateLimitMiddleware:
         if (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
             limits.insert(0, limiting.sign_in)
         try:
-            counts = [await self._hit(limit, address, window, reset) for limit in limits]
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(REDIS_DEADLINE_SECONDS):
+                counts = [await self._hit(limit, address, window, reset) for limit in limits]
+        except (RedisError, OSError, TimeoutError) as exc:
             limiting.outage.failed(exc)
             await self.app(scope, receive, send)
             return
