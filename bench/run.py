@@ -512,7 +512,7 @@ def external_tokens(subject: str) -> dict[str, str]:
 
 
 async def _commits(connection: asyncpg.Connection) -> int:
-    from service.db import load_sql
+    from service.db.pool import load_sql
 
     count: int = await connection.fetchval(load_sql("bench/count_commits"))
     return count
@@ -866,8 +866,8 @@ def main() -> int:
     args = parser.parse_args()
     wrk = ensure_wrk()
 
-    from service import migrations
-    from service.embedded import EmbeddedPostgres
+    from service.db import migrations
+    from service.db.embedded import EmbeddedPostgres
 
     results: list[Result] = []
     with ExitStack() as stack:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINERFILE = REPO / "Containerfile"

@@ -20,18 +20,18 @@ from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, Scope
 
-from service import __version__, metrics
+from service import __version__
 from service.accounts.routes import AuthController
 from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
-from service.db import create_pool, resolve_database_url
-from service.docs import DocsController
-from service.errors import EXCEPTION_HANDLERS
+from service.db.pool import create_pool, resolve_database_url
 from service.health.routes import HealthController
-from service.lifecycle import install_drain_handler, tune_garbage_collection
-from service.logs import access_log, configure_logging
-from service.middleware import RequestContextMiddleware
-from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
+from service.http.docs import DocsController
+from service.http.errors import EXCEPTION_HANDLERS
+from service.http.middleware import RequestContextMiddleware
+from service.http.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
+from service.observability import metrics
+from service.observability.logs import access_log, configure_logging
 from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
 from service.security.auth import CALLER_CACHE_KEY
@@ -40,6 +40,7 @@ from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener
 from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
+from service.server.lifecycle import install_drain_handler, tune_garbage_collection
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
 from service.users.routes import UsersController
@@ -97,7 +98,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
         connection_class = asyncpg.Connection
         http = httpx.AsyncClient(follow_redirects=False, timeout=settings.ai_service_timeout_seconds)
         if tracer_provider is not None:
-            from service import tracing
+            from service.observability import tracing
 
             connection_class = tracing.traced_connection_class(tracer_provider)
             tracing.trace_http_client(http, tracer_provider, settings)
@@ -126,7 +127,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             await pool.close()
             access_log.flush()
             if owns_provider and tracer_provider is not None:
-                from service import tracing
+                from service.observability import tracing
 
                 tracing.stop_tracer_provider(tracer_provider)
             if embedded is not None:
@@ -155,7 +156,7 @@ def _allow_every_method_on_options(app: Litestar) -> None:
 
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app, plus SIGTERM draining and a tuned
-    garbage collector in each worker (service.lifecycle)."""
+    garbage collector in each worker (service.server.lifecycle)."""
     settings = load_settings()
     app = create_app(settings)
     app.on_startup.append(lambda: install_drain_handler(settings.drain_seconds))
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     configure_logging(settings.log_level, settings.log_format)
     owns_provider = tracer_provider is None and settings.tracing_enabled
     if owns_provider:
-        from service import tracing
+        from service.observability import tracing
 
         tracer_provider = tracing.create_tracer_provider(settings)
     handlers = api_handlers(settings)
@@ -219,7 +220,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     _allow_every_method_on_options(app)
     handler = app.asgi_handler
     if tracer_provider is not None:
-        from service import tracing
+        from service.observability import tracing
 
         handler = tracing.traced_asgi(handler, tracer_provider)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are

@@ -34,9 +34,9 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.db import resolve_database_url
-    from service.logs import configure_logging
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
+    from service.observability.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -83,7 +83,7 @@ def _metrics_shared_by_workers(settings: Settings, workers: int) -> Iterator[Non
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from service.http_protocol import guarded_protocol
+    from service.http.protocol import guarded_protocol
 
     uvicorn.run(
         "service.app:create_served_app",
@@ -92,7 +92,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        # httptools, with limits on request heads and connections (service/http_protocol.py).
+        # httptools, with limits on request heads and connections (service/http/protocol.py).
         http=cast(Any, guarded_protocol(settings)),
         log_config=None,
         access_log=False,
@@ -103,8 +103,8 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.db import resolve_database_url
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
 
     settings = _settings()
     url, embedded = resolve_database_url(settings)
@@ -125,8 +125,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.db import resolve_database_url
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.users.create_admin import AdminSetupError, create_or_promote, read_password
 
     settings = _settings()
@@ -158,8 +158,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import asyncpg
     import psycopg
 
-    from service import migrations
-    from service.db import resolve_database_url
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.retention.prune import run_once
 
     settings = _settings()
@@ -195,7 +195,7 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    from service.db import resolve_database_url
+    from service.db.pool import resolve_database_url
 
     url, embedded = resolve_database_url(_settings())
     if embedded is not None and embedded.started_here:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from service.patterns import whole
+from service.http.patterns import whole
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
@@ -99,7 +99,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
-    # Per worker, enforced by service.http_protocol before a request reaches the app.
+    # Per worker, enforced by service.http.protocol before a request reaches the app.
     http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
     http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     http_max_connections: PositiveInt = 2048
@@ -110,7 +110,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
     scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
-    # OpenTelemetry's standard variables (service.tracing): traces are exported only when an
+    # OpenTelemetry's standard variables (service.observability.tracing): traces are exported only when an
     # endpoint is set.
     otel_exporter_otlp_endpoint: str | None = None
     otel_exporter_otlp_traces_endpoint: str | None = None

@@ -19,8 +19,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 
 from service.accounts.models import Token
 from service.accounts.sessions import refresh_token_digest
-from service.db import load_sql
-from service.errors import invalid_field
+from service.db.pool import load_sql
+from service.http.errors import invalid_field
 from service.settings import Settings
 
 GET_REFRESH_EXPIRY = load_sql("accounts/get_refresh_expiry")

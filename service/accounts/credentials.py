@@ -13,8 +13,8 @@ from msgspec import UNSET
 from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
 from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
 from service.audit.events import RequestOrigin, record_event
-from service.db import in_transaction, load_sql, row_to
-from service.errors import Conflict, TooManyRequests, invalid_field
+from service.db.pool import in_transaction, load_sql, row_to
+from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds

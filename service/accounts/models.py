@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.patterns import NO_CONTROL_CHARACTERS, NO_NUL, whole
+from service.http.patterns import NO_CONTROL_CHARACTERS, NO_NUL, whole
 from service.security.passwords import MAX_PASSWORD_LENGTH
 
 # The WHATWG HTML form rule for an email address, with at least one dot in the domain.

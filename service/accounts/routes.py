@@ -25,7 +25,7 @@ from service.accounts.models import (
     UpdateMeRequest,
 )
 from service.audit.events import RequestOrigin
-from service.errors import (
+from service.http.errors import (
     TooManyRequests,
     UnsupportedMediaType,
     invalid_body,
@@ -33,9 +33,9 @@ from service.errors import (
     problem_responses,
     require_json_body,
 )
-from service.forms import read_form
-from service.metrics import record_login
-from service.openapi import PublicOperation
+from service.http.forms import read_form
+from service.http.openapi import PublicOperation
+from service.observability.metrics import record_login
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.users.models import User
 

@@ -16,7 +16,7 @@ from litestar.exceptions import NotFoundException
 from service.accounts.models import Session
 from service.accounts.sessions import lock_user_sessions
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql, rows_to
+from service.db.pool import load_sql, rows_to
 from service.security.auth import Caller
 from service.settings import Settings
 

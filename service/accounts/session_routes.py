@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from service.accounts import session_management
 from service.accounts.models import Session
 from service.audit.events import RequestOrigin
-from service.errors import problem_responses
+from service.http.errors import problem_responses
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin
 

@@ -17,7 +17,7 @@ from litestar.exceptions import NotAuthorizedException
 
 from service.accounts.models import Token
 from service.audit.events import RequestOrigin, record_event
-from service.db import in_transaction, load_sql
+from service.db.pool import in_transaction, load_sql
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token
 from service.settings import Settings

@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 from litestar.connection import ASGIConnection
 
-from service.db import load_sql
+from service.db.pool import load_sql
 
 INSERT_EVENT = load_sql("audit/insert_event")
 

@@ -12,9 +12,9 @@ from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
 from service.audit.models import AuditEvent, AuditEventPage
-from service.db import load_sql, rows_to
-from service.errors import invalid_field, problem_responses
-from service.patterns import whole
+from service.db.pool import load_sql, rows_to
+from service.http.errors import invalid_field, problem_responses
+from service.http.patterns import whole
 from service.security.auth import BEARER_SECURITY
 from service.security.guards import requires_admin
 

@@ -8,11 +8,11 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.response import Response
 
-from service.db import load_sql
-from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
-from service.lifecycle import SHUTTING_DOWN
-from service.migrations import migration_ids
-from service.openapi import PublicOperation
+from service.db.migrations import migration_ids
+from service.db.pool import load_sql
+from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
+from service.http.openapi import PublicOperation
+from service.server.lifecycle import SHUTTING_DOWN
 
 APPLIED_MIGRATIONS = load_sql("health/applied_migrations")
 READY_TIMEOUT_SECONDS = 2.0

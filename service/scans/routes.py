@@ -16,9 +16,9 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.utils.scope.state import ScopeState
 
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql
-from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
-from service.forms import read_form
+from service.db.pool import load_sql
+from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
+from service.http.forms import read_form
 from service.integrations.ai_service import ai_service
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage

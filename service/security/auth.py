@@ -19,8 +19,8 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin
-from service.db import load_sql
-from service.openapi import BEARER_SCHEME, PASSWORD_SCHEME
+from service.db.pool import load_sql
+from service.http.openapi import BEARER_SCHEME, PASSWORD_SCHEME
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, user_for_identity, verify_provider_token

@@ -24,8 +24,8 @@ from litestar import Litestar
 from litestar.exceptions import NotAuthorizedException
 
 from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql
-from service.errors import ServiceUnavailable
+from service.db.pool import load_sql
+from service.http.errors import ServiceUnavailable
 from service.security.jwks import NO_USABLE_KEY, JwksCache, JwksUnavailable, KeySetProblem, jwks_cache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.settings import Settings

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from asyncpg import Record
 
-from service.patterns import NO_NUL, whole
+from service.http.patterns import NO_NUL, whole
 
 # PostgreSQL text cannot hold NUL, so no string reaches it with one. The patterns use only
 # syntax that Python and ECMAScript read alike, because OpenAPI publishes them to clients.

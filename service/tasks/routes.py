@@ -10,9 +10,9 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from service.db import BIGINT_MAX, load_sql
-from service.errors import problem_responses, require_json_body
-from service.openapi import DocumentedHeader
+from service.db.pool import BIGINT_MAX, load_sql
+from service.http.errors import problem_responses, require_json_body
+from service.http.openapi import DocumentedHeader
 from service.security.auth import BEARER_SECURITY, authenticate, authenticated_caller
 from service.tasks.models import CreateTask, Task, UpdateTask
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from service.audit.events import RequestOrigin, record_event
-from service.db import create_pool, load_sql, row_to
+from service.db.pool import create_pool, load_sql, row_to
 from service.security.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,

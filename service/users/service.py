@@ -12,8 +12,8 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
 from service.audit.events import RequestOrigin, record_event
-from service.db import in_transaction, load_sql, row_to
-from service.errors import Conflict
+from service.db.pool import in_transaction, load_sql, row_to
+from service.http.errors import Conflict
 from service.security.auth import Caller
 from service.users.models import User, UserUpdate
 

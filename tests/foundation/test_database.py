@@ -14,9 +14,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from service import migrations
-from service.db import all_sql_files, in_transaction, load_sql
-from service.embedded import SYSTEM_USER, EmbeddedPostgres, _bin_dir
+from service.db import migrations
+from service.db.embedded import SYSTEM_USER, EmbeddedPostgres, _bin_dir
+from service.db.pool import all_sql_files, in_transaction, load_sql
 from tests.system_tools import require_tool
 
 MIGRATIONS = sorted(

@@ -18,9 +18,9 @@ import httpx
 import msgspec
 from litestar.exceptions import HTTPException
 
-from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
-from service.metrics import AiCallOutcome, record_ai_call
-from service.patterns import NO_NUL
+from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
+from service.http.patterns import NO_NUL
+from service.observability.metrics import AiCallOutcome, record_ai_call
 from service.settings import Settings
 
 log = logging.getLogger("service.ai_service")

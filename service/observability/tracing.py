@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanKind, format_trace_id
 
 from service import __version__
-from service.db import statement_name
+from service.db.pool import statement_name
 from service.settings import Settings
 
 DEFAULT_SERVICE_NAME = "service"
@@ -51,7 +51,7 @@ SHUTDOWN_EXPORT_SECONDS = 3.0
 TRACE_ID_KEY = "trace_id"
 # Requests not worth a trace: probes and scrapes, many a minute, all alike.
 UNTRACED_PATHS = ["^/health", "^/metrics$"]
-# Metrics are Prometheus' job (service.metrics): the instrumentations' own are not recorded.
+# Metrics are Prometheus' job (service.observability.metrics): the instrumentations' own are not recorded.
 _NO_METRICS = NoOpMeterProvider()
 _HTTP_ROUTE = "http.route"
 _REQUEST_ID = "request.id"

@@ -34,8 +34,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-from service.errors import problem_responses
-from service.openapi import METRICS_SCHEME
+from service.http.errors import problem_responses
+from service.http.openapi import METRICS_SCHEME
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 # A *_created series per labelled series doubles what Prometheus stores and nobody reads it.
@@ -137,7 +137,7 @@ def refresh_pool_gauges(state: State) -> None:
 class RequestMetrics:
     """Counts every HTTP response, including 404s, 405s and 429s raised before a handler runs.
 
-    Called by the outermost layer (service.middleware) once a response is done: by then
+    Called by the outermost layer (service.http.middleware) once a response is done: by then
     Litestar's router has written the matched route's template into the scope, which is the
     only path this records.
     """

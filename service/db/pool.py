@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 from service.settings import PROJECT_ROOT, Settings
 
 SQL_ROOT = PROJECT_ROOT / "sql"
@@ -189,7 +189,7 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction.
 
-    `connection_class` is service.tracing's traced connection when traces are on."""
+    `connection_class` is service.observability.tracing's traced connection when traces are on."""
     transaction_pooler = settings.database_pooler == "transaction"
     pool = FairPool(
         url,

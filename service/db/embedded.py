@@ -40,7 +40,7 @@ log = logging.getLogger("service.embedded")
 SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_SECONDS = 60
 # Only TCP on loopback, and only with the password, whatever a data dir's older pg_hba.conf said.
-PG_HBA = """# Written by service/embedded.py: loopback TCP only, always with the password.
+PG_HBA = """# Written by service/db/embedded.py: loopback TCP only, always with the password.
 host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 """
