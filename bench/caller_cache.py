@@ -37,7 +37,7 @@ from service.security.caller_cache import DEFAULT_CAPACITY, CachedUser, CallerCa
 from service.security.caller_listener import CallerListener  # noqa: E402
 
 INSERT_USER = load_sql("accounts/insert_user")
-REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
+REVOKE_ACCESS_TOKEN = load_sql("sessions/revoke_access_token")
 LIST_TASKS = load_sql("tasks/list_tasks")
 
 

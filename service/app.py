@@ -22,7 +22,6 @@ from litestar.types import ControllerRouterHandler, Scope
 
 from service import __version__
 from service.accounts.routes import AuthController
-from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
 from service.db.pool import create_pool, resolve_database_url
 from service.health.routes import HealthController
@@ -41,9 +40,10 @@ from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
 from service.server.lifecycle import install_drain_handler, tune_garbage_collection
+from service.sessions.routes import SessionsController
 from service.settings import Settings, load_settings
 from service.tasks.routes import TaskController
-from service.users.routes import UsersController
+from service.users.routes import UsersController, UserSessionsController
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

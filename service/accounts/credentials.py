@@ -10,14 +10,15 @@ import asyncpg
 from litestar.exceptions import NotAuthorizedException, ValidationException
 from msgspec import UNSET
 
-from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
-from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
+from service.accounts.models import RegisterRequest, UpdateMeRequest
 from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql, row_to
 from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
+from service.sessions.models import Token
+from service.sessions.refresh_tokens import lock_user_sessions, revoke_other_refresh_families, start_session
 from service.settings import Settings
 from service.users.models import User
 
@@ -223,7 +224,7 @@ async def _change_password(
     if changed != "UPDATE 1":
         raise Conflict("the password was changed meanwhile; log in again")
     await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
-    await end_other_sessions(connection, caller)
+    await revoke_other_refresh_families(connection, caller)
     await record_event(
         connection,
         "auth.password_changed",

@@ -14,14 +14,13 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
-from service.accounts import cookies, credentials, sessions
+from service.accounts import cookies, credentials
 from service.accounts.models import (
     LoginForm,
     LoginJSON,
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
-    Token,
     UpdateMeRequest,
 )
 from service.audit.events import RequestOrigin
@@ -37,6 +36,8 @@ from service.http.forms import read_form
 from service.http.openapi import PublicOperation
 from service.observability.metrics import record_login
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.sessions import refresh_tokens
+from service.sessions.models import Token
 from service.users.models import User
 
 _FORM_TYPES = {RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value}
@@ -187,7 +188,9 @@ class AuthController(Controller):
             cookies.refresh_token_from_cookie(settings, request) if data is None else data.refresh_token
         )
         try:
-            token = await sessions.rotate_session(state.pool, settings, presented, RequestOrigin.of(request))
+            token = await refresh_tokens.rotate_session(
+                state.pool, settings, presented, RequestOrigin.of(request)
+            )
         except NotAuthorizedException as exc:
             raise cookies.refused_cookie(settings, request, exc) if from_cookie else exc from None
         return await cookies.token_response(state.pool, settings, request, token)
@@ -212,7 +215,7 @@ class AuthController(Controller):
         """This access token and its refresh-token family stop working at once; the body may name
         the session's refresh token as well. With AUTH_COOKIES=on the refresh cookie is cleared."""
         refresh_token = data.refresh_token if data is not None else None
-        await sessions.end_session(state.pool, caller, refresh_token, RequestOrigin.of(request))
+        await refresh_tokens.log_out(state.pool, caller, refresh_token, RequestOrigin.of(request))
         settings = state.settings
         cleared = [cookies.clearing_cookie(settings, request)] if cookies.cookies_on(settings) else []
         return Response(None, status_code=204, cookies=cleared)

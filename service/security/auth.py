@@ -21,9 +21,10 @@ from litestar.exceptions import NotAuthorizedException
 from service.audit.events import RequestOrigin
 from service.db.pool import load_sql
 from service.http.openapi import BEARER_SCHEME, PASSWORD_SCHEME
+from service.identities.provisioning import user_for_identity
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.jwks import JwksCache, jwks_cache
-from service.security.providers import choose_provider, user_for_identity, verify_provider_token
+from service.security.providers import choose_provider, verify_provider_token
 from service.security.tokens import (
     ISSUER,
     InvalidToken,

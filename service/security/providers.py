@@ -1,4 +1,5 @@
-"""Access tokens from external identity providers (Supabase Auth, Better Auth) and their users.
+"""Access tokens from external identity providers (Supabase Auth, Better Auth); their users are
+provisioned by service/identities/provisioning.py.
 
 Which verifier a token goes to is decided by our configuration and the token's unverified `iss`,
 never by its `alg` header (see `choose_provider`). Each verifier then accepts a fixed list of
@@ -17,21 +18,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import jwt
 import msgspec
 from litestar import Litestar
-from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin, record_event
-from service.db.pool import load_sql
 from service.http.errors import ServiceUnavailable
 from service.security.jwks import NO_USABLE_KEY, JwksCache, JwksUnavailable, KeySetProblem, jwks_cache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.settings import Settings
-
-FIND_IDENTITY_USER = load_sql("identities/find_identity_user")
-PROVISION_IDENTITY = load_sql("identities/provision_identity")
 
 log = logging.getLogger("service.security.providers")
 
@@ -257,33 +251,6 @@ def _email_or_none(value: Any) -> str | None:
     if not 3 <= len(email) <= 320 or "@" not in email or "\x00" in email:
         return None
     return email
-
-
-async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin: RequestOrigin) -> uuid.UUID:
-    """The user linked to (provider, subject), created just in time on the identity's first token."""
-    user_id: uuid.UUID | None = await pool.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
-    if user_id is not None:
-        return user_id
-    async with pool.acquire() as connection, connection.transaction():
-        user_id = await connection.fetchval(
-            PROVISION_IDENTITY, verified.provider, verified.subject, verified.email, verified.full_name
-        )
-        if user_id is None:  # a concurrent first request linked this identity; use its user
-            user_id = await connection.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
-        else:
-            await record_event(
-                connection,
-                "auth.register",
-                origin=origin,
-                actor_id=user_id,
-                actor_email=verified.email,
-                target_type="user",
-                target_id=str(user_id),
-                details={"provider": verified.provider, "subject": verified.subject},
-            )
-    if user_id is None:  # the identity's user was deleted between those two statements
-        raise NotAuthorizedException("account is not active")
-    return user_id
 
 
 def configured_key_sets(settings: Settings) -> list[tuple[Provider, str]]:

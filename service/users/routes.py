@@ -1,4 +1,5 @@
-"""/api/users: the admin list, and read, update and delete for the user themself or an admin."""
+"""/api/users: the admin list, read, update and delete for the user themself or an admin, and an
+admin's view of a user's sessions (/api/users/{id}/sessions)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from service.http.errors import problem_responses, require_json_body
 from service.http.patterns import NO_NUL
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
+from service.sessions.models import Session
 from service.users import service
 from service.users.models import Role, User, UserPage, UserUpdate
 
@@ -128,3 +130,40 @@ class UsersController(Controller):
         """Deletes the account with its sessions and data; their tokens stop working at once.
         The last active administrator cannot be deleted (409)."""
         await service.delete_user(state.pool, caller, user_id, RequestOrigin.of(request))
+
+
+class UserSessionsController(Controller):
+    path = "/users/{user_id:uuid}/sessions"
+    tags = ["users"]
+    dependencies = CALLER_DEPENDENCY
+    security = BEARER_SECURITY
+    guards = [requires_admin]
+
+    @get(
+        "/",
+        operation_id="listUserSessions",
+        summary="A user's sessions (admin)",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def list_user_sessions(self, state: State, user_id: FromPath[uuid.UUID]) -> list[Session]:
+        """The user's live sessions, newest first; `current` is always false here."""
+        return await service.list_user_sessions(state.pool, user_id)
+
+    @delete(
+        "/",
+        operation_id="endUserSessions",
+        summary="End every session of a user (admin)",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def end_user_sessions(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        user_id: FromPath[uuid.UUID],
+    ) -> None:
+        """Every refresh token and every access token issued in a session of this user stop
+        working at once (a compromised account); audited as `user.sessions_ended`."""
+        await service.end_user_sessions(
+            state.pool, state.settings, caller, user_id, RequestOrigin.of(request)
+        )

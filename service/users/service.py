@@ -15,6 +15,10 @@ from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql, row_to
 from service.http.errors import Conflict
 from service.security.auth import Caller
+from service.sessions.models import Session
+from service.sessions.refresh_tokens import lock_user_sessions
+from service.sessions.service import end_live_sessions, list_sessions
+from service.settings import Settings
 from service.users.models import User, UserUpdate
 
 LOCK_USER = load_sql("users/lock_user")
@@ -24,6 +28,7 @@ COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
 UPDATE_USER = load_sql("users/update_user")
 REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
 DELETE_USER = load_sql("users/delete_user")
+GET_USER = load_sql("users/get_user")
 
 
 async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID, lock: str = LOCK_USER) -> User:
@@ -115,3 +120,34 @@ async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, or
         await connection.execute(DELETE_USER, user_id)
 
     await in_transaction(pool, delete)
+
+
+async def list_user_sessions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[Session]:
+    """An admin's view of a user's sessions (none is `current`); 404 for an unknown user."""
+    async with (
+        pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        if await connection.fetchrow(GET_USER, user_id) is None:
+            raise NotFoundException(f"no user {user_id}")
+        return await list_sessions(connection, user_id, None)
+
+
+async def end_user_sessions(
+    pool: asyncpg.Pool, settings: Settings, admin: Caller, user_id: uuid.UUID, origin: RequestOrigin
+) -> None:
+    """An admin ends every live session of a user (a compromised account); 404 for an unknown user."""
+    async with pool.acquire() as connection, connection.transaction():
+        if not await lock_user_sessions(connection, user_id):
+            raise NotFoundException(f"no user {user_id}")
+        ended = await end_live_sessions(connection, settings, user_id)
+        await record_event(
+            connection,
+            "user.sessions_ended",
+            origin=origin,
+            actor_id=admin.id,
+            actor_email=admin.email,
+            target_type="user",
+            target_id=str(user_id),
+            details={"count": len(ended), "session_ids": ended},
+        )

@@ -1,4 +1,5 @@
-"""Listing and ending sessions: by the user themself (one, or every other) or by an admin (all).
+"""Listing and ending sessions: by the user themself (one, or every other), or all of a user's
+by an admin (service/users/service.py).
 
 Ending a session revokes its refresh-token family and records every access token issued in it
 in `revoked_access_tokens`, which every worker and host checks on each request, so the session
@@ -13,36 +14,24 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotFoundException
 
-from service.accounts.models import Session
-from service.accounts.sessions import lock_user_sessions
 from service.audit.events import RequestOrigin, record_event
 from service.db.pool import load_sql, rows_to
 from service.security.auth import Caller
+from service.sessions.models import Session
+from service.sessions.refresh_tokens import lock_user_sessions
 from service.settings import Settings
 
-LIST_SESSIONS = load_sql("accounts/list_sessions")
-END_SESSIONS = load_sql("accounts/end_sessions")
-GET_USER = load_sql("users/get_user")
+LIST_SESSIONS = load_sql("sessions/list_sessions")
+END_SESSIONS = load_sql("sessions/end_sessions")
 
 
 async def list_sessions(
-    pool: asyncpg.Pool, user_id: uuid.UUID, current_jti: uuid.UUID | None
+    db: asyncpg.Pool | asyncpg.Connection, user_id: uuid.UUID, current_jti: uuid.UUID | None
 ) -> list[Session]:
-    return rows_to(Session, await pool.fetch(LIST_SESSIONS, user_id, current_jti))
+    return rows_to(Session, await db.fetch(LIST_SESSIONS, user_id, current_jti))
 
 
-async def list_user_sessions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[Session]:
-    """An admin's view of a user's sessions (none is `current`); 404 for an unknown user."""
-    async with (
-        pool.acquire() as connection,
-        connection.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        if await connection.fetchrow(GET_USER, user_id) is None:
-            raise NotFoundException(f"no user {user_id}")
-        return rows_to(Session, await connection.fetch(LIST_SESSIONS, user_id, None))
-
-
-async def _end(
+async def end_live_sessions(
     connection: asyncpg.Connection,
     settings: Settings,
     user_id: uuid.UUID,
@@ -50,6 +39,9 @@ async def _end(
     only: uuid.UUID | None = None,
     keep_access_jti: uuid.UUID | None = None,
 ) -> list[str]:
+    """End the user's live sessions (only `only`, or all but the one of `keep_access_jti`), with
+    every access token issued in them; the ended sessions' ids, sorted. Call after
+    `lock_user_sessions` in the same transaction."""
     lifetime_seconds = settings.access_token_expire_minutes * 60
     rows = await connection.fetch(END_SESSIONS, user_id, only, keep_access_jti, lifetime_seconds)
     return sorted(str(row["id"]) for row in rows)
@@ -61,7 +53,7 @@ async def end_session(
     """End one of the caller's live sessions (the current one too); 404 when it is not theirs or not live."""
     async with pool.acquire() as connection, connection.transaction():
         await lock_user_sessions(connection, caller.id)
-        if not await _end(connection, settings, caller.id, only=session_id):
+        if not await end_live_sessions(connection, settings, caller.id, only=session_id):
             raise NotFoundException(f"no live session {session_id}")
         await record_event(
             connection,
@@ -80,7 +72,7 @@ async def end_other_sessions(
     """End every live session of the caller except the one of this request's access token."""
     async with pool.acquire() as connection, connection.transaction():
         await lock_user_sessions(connection, caller.id)
-        ended = await _end(connection, settings, caller.id, keep_access_jti=caller.token_jti)
+        ended = await end_live_sessions(connection, settings, caller.id, keep_access_jti=caller.token_jti)
         await record_event(
             connection,
             "auth.other_sessions_ended",
@@ -89,25 +81,5 @@ async def end_other_sessions(
             actor_email=caller.email,
             target_type="user",
             target_id=str(caller.id),
-            details={"count": len(ended), "session_ids": ended},
-        )
-
-
-async def end_user_sessions(
-    pool: asyncpg.Pool, settings: Settings, admin: Caller, user_id: uuid.UUID, origin: RequestOrigin
-) -> None:
-    """An admin ends every live session of a user (a compromised account); 404 for an unknown user."""
-    async with pool.acquire() as connection, connection.transaction():
-        if not await lock_user_sessions(connection, user_id):
-            raise NotFoundException(f"no user {user_id}")
-        ended = await _end(connection, settings, user_id)
-        await record_event(
-            connection,
-            "user.sessions_ended",
-            origin=origin,
-            actor_id=admin.id,
-            actor_email=admin.email,
-            target_type="user",
-            target_id=str(user_id),
             details={"count": len(ended), "session_ids": ended},
         )

@@ -15,24 +15,24 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.accounts.models import Token
 from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token
+from service.sessions.models import Token
 from service.settings import Settings
 
-START_REFRESH_FAMILY = load_sql("accounts/start_refresh_family")
-SPEND_REFRESH_TOKEN = load_sql("accounts/spend_refresh_token")
-INSERT_REFRESH_SUCCESSOR = load_sql("accounts/insert_refresh_successor")
-MARK_REFRESH_TOKEN_REPLACED = load_sql("accounts/mark_refresh_token_replaced")
-FIND_REFRESH_TOKEN = load_sql("accounts/find_refresh_token")
-REVOKE_REFRESH_FAMILY = load_sql("accounts/revoke_refresh_family")
-REVOKE_SESSION = load_sql("accounts/revoke_session")
-REVOKE_OTHER_SESSIONS = load_sql("accounts/revoke_other_sessions")
-REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
-LOCK_USER_SESSIONS = load_sql("accounts/lock_user_sessions")
-LOCK_REFRESH_OWNER = load_sql("accounts/lock_refresh_owner")
+START_REFRESH_FAMILY = load_sql("sessions/start_refresh_family")
+SPEND_REFRESH_TOKEN = load_sql("sessions/spend_refresh_token")
+INSERT_REFRESH_SUCCESSOR = load_sql("sessions/insert_refresh_successor")
+MARK_REFRESH_TOKEN_REPLACED = load_sql("sessions/mark_refresh_token_replaced")
+FIND_REFRESH_TOKEN = load_sql("sessions/find_refresh_token")
+REVOKE_REFRESH_FAMILY = load_sql("sessions/revoke_refresh_family")
+REVOKE_SESSION = load_sql("sessions/revoke_session")
+REVOKE_OTHER_SESSIONS = load_sql("sessions/revoke_other_sessions")
+REVOKE_ACCESS_TOKEN = load_sql("sessions/revoke_access_token")
+LOCK_USER_SESSIONS = load_sql("sessions/lock_user_sessions")
+LOCK_REFRESH_OWNER = load_sql("sessions/lock_refresh_owner")
 
 REFRESH_TOKEN_BYTES = 32
 
@@ -66,7 +66,7 @@ async def start_session(
 
 async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID) -> bool:
     """Take the lock that serialises ending this user's sessions with their refreshes (see
-    sql/accounts/lock_user_sessions.sql); the first statement of every transaction that ends
+    sql/sessions/lock_user_sessions.sql); the first statement of every transaction that ends
     sessions. False when there is no such user."""
     return await connection.fetchval(LOCK_USER_SESSIONS, user_id) is not None
 
@@ -127,7 +127,7 @@ async def _refusal(pool: asyncpg.Pool, digest: bytes, origin: RequestOrigin) -> 
     return "account is not active"
 
 
-async def end_session(
+async def log_out(
     pool: asyncpg.Pool, caller: Caller, refresh_token: str | None, origin: RequestOrigin
 ) -> None:
     """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end now."""
@@ -153,7 +153,8 @@ async def end_session(
     await in_transaction(pool, end)
 
 
-async def end_other_sessions(connection: asyncpg.Connection, caller: Caller) -> None:
-    """Revoke every refresh family of the caller except the one the caller's access token came
-    from; call after `lock_user_sessions` in the same transaction."""
+async def revoke_other_refresh_families(connection: asyncpg.Connection, caller: Caller) -> None:
+    """After a password change: revoke every refresh family of the caller except the one the
+    caller's access token came from (their access tokens end by `tokens_valid_after`); call after
+    `lock_user_sessions` in the same transaction."""
     await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)
