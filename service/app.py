@@ -24,7 +24,8 @@ from service import __version__
 from service.accounts.routes import AuthController
 from service.audit.routes import AuditEventsController
 from service.db.pool import create_pool, resolve_database_url
-from service.health.routes import HealthController
+from service.health.routes import HealthController, MetricsController
+from service.http.client_ip import ClientAddressResolver
 from service.http.docs import DocsController
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.middleware import RequestContextMiddleware
@@ -36,7 +37,6 @@ from service.scans.routes import scan_handlers
 from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
-from service.security.client_ip import ClientAddressResolver
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
 from service.server.lifecycle import install_drain_handler, tune_garbage_collection
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         route_handlers=[
             HealthController,
             DocsController,
-            *([metrics.MetricsController] if settings.metrics_enabled else []),
+            *([MetricsController] if settings.metrics_enabled else []),
             Router(path="/api", route_handlers=handlers),
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),

@@ -11,9 +11,9 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from msgspec import UNSET
 
 from service.accounts.models import RegisterRequest, UpdateMeRequest
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql, row_to
 from service.http.errors import Conflict, TooManyRequests, invalid_field
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
@@ -62,10 +62,8 @@ async def register(
             connection,
             "auth.register",
             origin=origin,
-            actor_id=user.id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(user.id),
+            actor=ActorRef(user.id, email),
+            target=Target.user(user.id),
         )
     return user
 
@@ -103,20 +101,14 @@ async def _record_failure(
     details = {"reason": reason, "failures": attempt}
     async with pool.acquire() as connection, connection.transaction():
         await record_event(
-            connection,
-            "auth.login_failed",
-            origin=origin,
-            actor_id=user_id,
-            actor_email=email,
-            details=details,
+            connection, "auth.login_failed", origin=origin, actor=ActorRef(user_id, email), details=details
         )
         if attempt == settings.login_max_failures:
             await record_event(
                 connection,
                 "auth.lockout",
                 origin=origin,
-                actor_id=user_id,
-                actor_email=email,
+                actor=ActorRef(user_id, email),
                 details={**details, "minutes": settings.login_lockout_minutes},
             )
 
@@ -144,7 +136,7 @@ async def log_in(
     if not account["is_active"]:
         details = {"reason": "inactive"}
         await record_event(
-            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+            pool, "auth.login_failed", origin=origin, actor=ActorRef(user_id, email), details=details
         )
         raise NotAuthorizedException("account is not active")
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
@@ -164,10 +156,8 @@ async def log_in(
             connection,
             "auth.login",
             origin=origin,
-            actor_id=user_id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=ActorRef(user_id, email),
+            target=Target.user(user_id),
             details={"rehashed": rehashed is not None},
         )
         return token
@@ -226,13 +216,7 @@ async def _change_password(
     await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
     await revoke_other_refresh_families(connection, caller)
     await record_event(
-        connection,
-        "auth.password_changed",
-        origin=origin,
-        actor_id=caller.id,
-        actor_email=caller.email,
-        target_type="user",
-        target_id=str(caller.id),
+        connection, "auth.password_changed", origin=origin, actor=caller, target=Target.user(caller.id)
     )
 
 

@@ -23,7 +23,6 @@ from service.accounts.models import (
     RegisterRequest,
     UpdateMeRequest,
 )
-from service.audit.events import RequestOrigin
 from service.http.errors import (
     TooManyRequests,
     UnsupportedMediaType,
@@ -34,6 +33,7 @@ from service.http.errors import (
 )
 from service.http.forms import read_form
 from service.http.openapi import PublicOperation
+from service.observability.audit import RequestOrigin
 from service.observability.metrics import record_login
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.sessions import refresh_tokens

@@ -1,17 +1,23 @@
-"""Liveness and readiness."""
+"""The operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
+import hmac
+from typing import Any
+
 import asyncpg
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
 from litestar.response import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.db.migrations import migration_ids
 from service.db.pool import load_sql
 from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
-from service.http.openapi import PublicOperation
+from service.http.openapi import METRICS_SCHEME, PublicOperation
+from service.observability.metrics import refresh_pool_gauges, scrape_registry
 from service.server.lifecycle import SHUTTING_DOWN
 
 APPLIED_MIGRATIONS = load_sql("health/applied_migrations")
@@ -63,3 +69,32 @@ class HealthController(Controller):
                 f"from {min(pending)}; run `service migrate`"
             )
         return Response(HealthStatus(status="ready"))
+
+
+def _require_token(request: Request[Any, Any, Any], token: str) -> None:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise NotAuthorizedException("/metrics needs the METRICS_TOKEN as a bearer token")
+
+
+class MetricsController(Controller):
+    path = "/metrics"
+    tags = ["operations"]
+
+    @get(
+        "/",
+        operation_id="getMetrics",
+        summary="Prometheus metrics",
+        # Open unless the operator set METRICS_TOKEN: no credentials, or that token.
+        security=[{}, {METRICS_SCHEME: []}],
+        media_type=CONTENT_TYPE_LATEST,
+        responses=problem_responses(401, api=False),
+    )
+    async def metrics(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+        """Prometheus text format. With METRICS_TOKEN set, send it as `Authorization: Bearer`."""
+        token = state.settings.metrics_token
+        if token:
+            _require_token(request, token)
+        refresh_pool_gauges(state)
+        # As a header: Litestar would append a second charset to a text/ media type.
+        return Response(generate_latest(scrape_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -16,9 +16,9 @@ import time
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.http.client_ip import ClientAddressResolver
 from service.observability.logs import access_log
 from service.observability.metrics import RequestMetrics
-from service.security.client_ip import ClientAddressResolver
 
 # Headers an inner layer wants on the response (the rate limiter's), as a list of byte pairs.
 RESPONSE_HEADERS_KEY = "response_headers"

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import load_sql
-from service.security.tokens import VerifiedToken
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 
 FIND_IDENTITY_USER = load_sql("identities/find_identity_user")
 PROVISION_IDENTITY = load_sql("identities/provision_identity")
 
 
-async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin: RequestOrigin) -> uuid.UUID:
+class Identity(NamedTuple):
+    """A provider's user, from the claims of one of its verified tokens."""
+
+    provider: str
+    subject: str
+    email: str | None
+    full_name: str | None
+
+
+async def user_for_identity(pool: asyncpg.Pool, verified: Identity, origin: RequestOrigin) -> uuid.UUID:
     """The user linked to (provider, subject), created just in time on the identity's first token."""
     user_id: uuid.UUID | None = await pool.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
     if user_id is not None:
@@ -31,10 +40,8 @@ async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin:
                 connection,
                 "auth.register",
                 origin=origin,
-                actor_id=user_id,
-                actor_email=verified.email,
-                target_type="user",
-                target_id=str(user_id),
+                actor=ActorRef(user_id, verified.email),
+                target=Target.user(user_id),
                 details={"provider": verified.provider, "subject": verified.subject},
             )
     if user_id is None:  # the identity's user was deleted between those two statements

@@ -5,37 +5,28 @@ from small fixed sets (route templates, not raw paths), so no input can multiply
 
 Several workers: prometheus_client decides at import time, from PROMETHEUS_MULTIPROC_DIR, whether
 samples live in process memory or in files under that directory. `service serve --workers N`
-sets the variable to a fresh directory before the workers start; /metrics then merges every
-worker's files, whichever worker answers the scrape.
+sets the variable to a fresh directory before the workers start; /metrics (service/health/routes.py)
+then merges every worker's files, whichever worker answers the scrape.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from litestar import Controller, Request, get
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException
-from litestar.response import Response
 from litestar.types import Scope
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
     multiprocess,
 )
-
-from service.http.errors import problem_responses
-from service.http.openapi import METRICS_SCHEME
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 # A *_created series per labelled series doubles what Prometheus stores and nobody reads it.
@@ -168,41 +159,13 @@ class RequestMetrics:
             refresh_pool_gauges(scope["litestar_app"].state)  # type: ignore[typeddict-item]
 
 
-def _registry() -> CollectorRegistry:
+def scrape_registry() -> CollectorRegistry:
+    """Every worker's samples (several workers) or this process's."""
     if not MULTIPROCESS_DIR:
         return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
-
-
-def _require_token(request: Request[Any, Any, Any], token: str) -> None:
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        raise NotAuthorizedException("/metrics needs the METRICS_TOKEN as a bearer token")
-
-
-class MetricsController(Controller):
-    path = "/metrics"
-    tags = ["operations"]
-
-    @get(
-        "/",
-        operation_id="getMetrics",
-        summary="Prometheus metrics",
-        # Open unless the operator set METRICS_TOKEN: no credentials, or that token.
-        security=[{}, {METRICS_SCHEME: []}],
-        media_type=CONTENT_TYPE_LATEST,
-        responses=problem_responses(401, api=False),
-    )
-    async def metrics(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
-        """Prometheus text format. With METRICS_TOKEN set, send it as `Authorization: Bearer`."""
-        token = state.settings.metrics_token
-        if token:
-            _require_token(request, token)
-        refresh_pool_gauges(state)
-        # As a header: Litestar would append a second charset to a text/ media type.
-        return Response(generate_latest(_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")

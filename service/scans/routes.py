@@ -15,11 +15,11 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.utils.scope.state import ScopeState
 
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import load_sql
 from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
 from service.http.forms import read_form
 from service.integrations.ai_service import ai_service
+from service.observability.audit import RequestOrigin, Target, record_event
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
@@ -162,10 +162,8 @@ class ScanController(Controller):
                 connection,
                 "scan.deleted",
                 origin=RequestOrigin.of(request),
-                actor_id=caller.id,
-                actor_email=caller.email,
-                target_type="scan",
-                target_id=str(scan_id),
+                actor=caller,
+                target=Target.scan(scan_id),
                 details={"filename": row["filename"]},
             )
 

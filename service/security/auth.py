@@ -18,10 +18,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin
 from service.db.pool import load_sql
 from service.http.openapi import BEARER_SCHEME, PASSWORD_SCHEME
-from service.identities.provisioning import user_for_identity
+from service.identities.provisioning import Identity, user_for_identity
+from service.observability.audit import RequestOrigin
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.jwks import JwksCache, jwks_cache
 from service.security.providers import choose_provider, verify_provider_token
@@ -135,7 +135,8 @@ async def _resolve_user_id(
     user_id = cache.identity(verified.provider, verified.subject)
     if user_id is None:
         ticket = cache.ticket()
-        user_id = await user_for_identity(connection.app.state.pool, verified, RequestOrigin.of(connection))
+        identity = Identity(verified.provider, verified.subject, verified.email, verified.full_name)
+        user_id = await user_for_identity(connection.app.state.pool, identity, RequestOrigin.of(connection))
         cache.store_identity(ticket, verified.provider, verified.subject, user_id)
     return user_id
 

@@ -15,8 +15,8 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token
 from service.sessions.models import Token
@@ -113,9 +113,8 @@ async def _refusal(pool: asyncpg.Pool, digest: bytes, origin: RequestOrigin) -> 
                 connection,
                 "auth.refresh_reuse_detected",
                 origin=origin,
-                actor_id=found["user_id"],
-                target_type="session",
-                target_id=str(found["family_id"]),
+                actor=ActorRef(found["user_id"], None),
+                target=Target.session(found["family_id"]),
             )
 
         await in_transaction(pool, end_family)
@@ -141,13 +140,7 @@ async def log_out(
             )
         await connection.execute(REVOKE_SESSION, caller.id, caller.token_jti, digest)
         await record_event(
-            connection,
-            "auth.logout",
-            origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(caller.id),
+            connection, "auth.logout", origin=origin, actor=caller, target=Target.user(caller.id)
         )
 
     await in_transaction(pool, end)

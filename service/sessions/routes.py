@@ -10,8 +10,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from service.audit.events import RequestOrigin
 from service.http.errors import problem_responses
+from service.observability.audit import RequestOrigin
 from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
 from service.sessions import service as sessions
 from service.sessions.models import Session

@@ -14,8 +14,8 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotFoundException
 
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import load_sql, rows_to
+from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.sessions.models import Session
 from service.sessions.refresh_tokens import lock_user_sessions
@@ -56,13 +56,7 @@ async def end_session(
         if not await end_live_sessions(connection, settings, caller.id, only=session_id):
             raise NotFoundException(f"no live session {session_id}")
         await record_event(
-            connection,
-            "auth.session_ended",
-            origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="session",
-            target_id=str(session_id),
+            connection, "auth.session_ended", origin=origin, actor=caller, target=Target.session(session_id)
         )
 
 
@@ -77,9 +71,7 @@ async def end_other_sessions(
             connection,
             "auth.other_sessions_ended",
             origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(caller.id),
+            actor=caller,
+            target=Target.user(caller.id),
             details={"count": len(ended), "session_ids": ended},
         )

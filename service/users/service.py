@@ -11,9 +11,9 @@ import asyncpg
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
-from service.audit.events import RequestOrigin, record_event
 from service.db.pool import in_transaction, load_sql, row_to
 from service.http.errors import Conflict
+from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.sessions.models import Session
 from service.sessions.refresh_tokens import lock_user_sessions
@@ -91,10 +91,8 @@ async def _record_update(
             connection,
             action,
             origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(after.id),
+            actor=caller,
+            target=Target.user(after.id),
             details={"email": after.email, **details},
         )
 
@@ -111,10 +109,8 @@ async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, or
             connection,
             "user.deleted",
             origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=caller,
+            target=Target.user(user_id),
             details={"email": current.email, "role": current.role, "provider": current.provider},
         )
         await connection.execute(DELETE_USER, user_id)
@@ -145,9 +141,7 @@ async def end_user_sessions(
             connection,
             "user.sessions_ended",
             origin=origin,
-            actor_id=admin.id,
-            actor_email=admin.email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=admin,
+            target=Target.user(user_id),
             details={"count": len(ended), "session_ids": ended},
         )

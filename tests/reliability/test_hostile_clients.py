@@ -28,8 +28,8 @@ from litestar.params import FromPath
 
 import service
 from service.app import AUTH_BODY_LIMIT_BYTES, create_app
+from service.http.client_ip import ClientAddressResolver
 from service.http.patterns import END_OF_STRING
-from service.security.client_ip import ClientAddressResolver
 from service.settings import PROJECT_ROOT, Settings
 from tests.conftest import bearer, make_user, running
 from tests.processes import ServiceProcess, serve
