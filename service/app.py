@@ -23,6 +23,7 @@ from litestar.types import ControllerRouterHandler, Scope
 from service import __version__
 from service.accounts.routes import AuthController
 from service.audit.routes import AuditEventsController
+from service.compat.litestar import replace_handler_function
 from service.db.pool import create_pool, resolve_database_url
 from service.health.routes import HealthController, MetricsController
 from service.http.client_ip import ClientAddressResolver
@@ -145,13 +146,14 @@ def _options_answer(allow: str):  # type: ignore[no-untyped-def]
 
 def _allow_every_method_on_options(app: Litestar) -> None:
     """Litestar 2 answers OPTIONS with the methods of whichever handler of a path it registered
-    first (litestar#4169, fixed only in 3.0), so `OPTIONS /api/auth/me` said `GET, OPTIONS`
-    without PATCH. Give each generated OPTIONS handler the full method list of its path."""
+    first (litestar-org/litestar#4169, fixed only in 3.0; service/compat/litestar.py), so
+    `OPTIONS /api/auth/me` said `GET, OPTIONS` without PATCH. Give each generated OPTIONS handler
+    the full method list of its path."""
     for route in app.routes:
         if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
             handler, _ = route.route_handler_map["OPTIONS"]
             if handler.handler_name == "options_handler":
-                handler._fn = _options_answer(", ".join(sorted(route.methods)))
+                replace_handler_function(handler, _options_answer(", ".join(sorted(route.methods))))
 
 
 def create_served_app() -> Litestar:

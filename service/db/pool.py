@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
+from service.compat.asyncpg import AcquireHookPool
 from service.db.embedded import EmbeddedPostgres
 from service.settings import PROJECT_ROOT, Settings
 
@@ -134,7 +135,7 @@ class FifoGate:
         self._free += 1
 
 
-class FairPool(asyncpg.Pool):
+class FairPool(AcquireHookPool):
     """asyncpg's pool, with connections handed out in the order they were asked for.
 
     asyncpg waits for a free connection on an asyncio.Queue, which wakes the oldest waiter on a
@@ -144,10 +145,10 @@ class FairPool(asyncpg.Pool):
     with one slot per pooled connection in front of asyncpg's queue means asyncpg's own queue
     never has to wait, and every request waits its turn.
 
-    It overrides `Pool._acquire`, the one method `acquire()`, `fetch()` and the rest go
-    through (asyncpg 0.30-0.32), and `release()`. Should a later asyncpg route around
-    `_acquire`, requests would simply stop being ordered; tests/foundation/test_fair_pool.py
-    fails then.
+    The gate sits in the hooks service/compat/asyncpg.py puts around asyncpg's one internal
+    acquire path, and in `release()`. Should a later asyncpg route around it, requests would
+    simply stop being ordered; tests/compat/test_asyncpg.py and tests/foundation/test_fair_pool.py
+    fail then.
     """
 
     def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
@@ -158,21 +159,20 @@ class FairPool(asyncpg.Pool):
         # restarts), asyncpg detaches it at once, before the holder's `release()` comes.
         self._slots: dict[int, Any] = {}
 
-    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+    async def before_acquire(self, timeout: float | None) -> float | None:  # noqa: ASYNC109
         if timeout is None:
             await self._gate.acquire()
-        else:
-            # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
-            started = asyncio.get_running_loop().time()
-            await asyncio.wait_for(self._gate.acquire(), timeout)
-            timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
-        try:
-            connection = await super()._acquire(timeout)
-        except BaseException:
-            self._gate.release()
-            raise
+            return None
+        # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(self._gate.acquire(), timeout)
+        return max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+
+    def acquire_failed(self) -> None:
+        self._gate.release()
+
+    def acquired(self, connection: Any) -> None:
         self._slots[id(connection)] = connection
-        return connection
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         holds_slot = self._slots.pop(id(connection), None) is connection

@@ -88,7 +88,10 @@ def problem_response(
     headers: dict[str, str] | None = None,
     errors: list[FieldError] | None = None,
 ) -> Response[bytes]:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:  # a status code the standard library does not name
+        phrase = "Error"
     body = Problem(
         status=status,
         title=phrase,

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-
-# Litestar's own Struct plugin, extended rather than re-implemented; tests/reliability checks
-# the result, so a Litestar upgrade that moves it fails loudly.
-from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.spec import OAuthFlow, OAuthFlows, Operation, Reference, Schema, SecurityScheme, Tag
 from litestar.typing import FieldDefinition
 
+# Litestar's own Struct plugin, extended rather than re-implemented (service/compat/litestar.py);
+# tests/compat and tests/reliability check it, so a Litestar upgrade that moves it fails loudly.
+from service.compat.litestar import StructSchemaPlugin
+
 if TYPE_CHECKING:
-    from litestar._openapi.schema_generation import SchemaCreator
+    from service.compat.litestar import SchemaCreator
 
 LOGIN_PATH = "/api/auth/login"
 BEARER_SCHEME = "BearerToken"
@@ -53,10 +53,8 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
 TAGS = [
     Tag(name="auth", description="Local accounts: register, log in, refresh, log out, the caller's profile."),
     Tag(name="users", description="User administration: admins for everyone, users for themselves."),
-    Tag(name="tasks", description="Seed 002's TaskFlow tasks, each user's own."),
-    Tag(
-        name="scans", description="Seed 004's risk scans: submit a file or text; read and delete saved scans."
-    ),
+    Tag(name="tasks", description="TaskFlow's tasks, each user's own."),
+    Tag(name="scans", description="Risk scans: submit a file or text; read and delete saved scans."),
     Tag(name="audit", description="Security and administration events, for administrators."),
     Tag(name="operations", description="Liveness, readiness and Prometheus metrics."),
 ]

@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.compat.uvicorn import HttpToolsProtocol
 from service.settings import Settings
 
 log = logging.getLogger("service.http")

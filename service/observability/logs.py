@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from service.compat.stdlib import skip_caller_lookup
+
 _encoder = msgspec.json.Encoder()
 # uvicorn adds `color_message`, its message with ANSI colours for its own console formatter:
 # in a JSON line it would only repeat `message` with escape codes.
@@ -211,7 +213,7 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     # Nor the caller's file and line: finding them walks the stack for every record.
-    logging._srcfile = None
+    skip_caller_lookup()
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -13,8 +13,8 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
-from litestar.utils.scope.state import ScopeState
 
+from service.compat.litestar import cached_form
 from service.db.pool import load_sql
 from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
 from service.http.forms import read_form
@@ -65,7 +65,7 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
     if form.get("file") == "":
         # What a browser sends for a file input left empty: a part with filename="" and no bytes,
         # which the parser keeps as an empty text field. It means "no file".
-        parsed = ScopeState.from_scope(request.scope).form
+        parsed = cached_form(request.scope)
         if isinstance(parsed, dict):
             del parsed["file"]
     elif isinstance(form.get("file"), str):
