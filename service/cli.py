@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_url = commands.add_parser("db-url", help="print the database URL in use")
     db_url.set_defaults(handler=cmd_db_url)
 
-    demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
+    demo_ai = commands.add_parser("demo-ai", help="run a local stand-in for the AI scan service")
     demo_ai.add_argument("--host", default="127.0.0.1")
     demo_ai.add_argument("--port", type=int, default=8082)
     demo_ai.set_defaults(handler=cmd_demo_ai)

@@ -95,7 +95,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     argon2_time_cost: PositiveInt = 2
     argon2_parallelism: PositiveInt = 1
     # strict: 8-128 characters and not a common password. lenient (development default): 1-128,
-    # so seed 004's sample `test123` registers against a local server.
+    # so the sample password `test123` registers against a local server.
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None

@@ -83,7 +83,7 @@ class _LoginOperation(PublicOperation):
     """The login handler reads its body itself, by Content-Type. Only the form is described:
     openapi-python-client cannot generate an operation with two body types (the module it writes
     fails to import), and a schema for 'email or username' (anyOf) made generators drop the
-    password. The form is the contract's, seed 004's and what Swagger UI's Authorize sends."""
+    password. The form is the contract's, the scan quick start's and what Swagger UI's Authorize sends."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

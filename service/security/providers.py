@@ -121,7 +121,7 @@ def choose_provider(settings: Settings, issuer: object) -> Provider | None:
     1. `iss` = SUPABASE_URL + "/auth/v1" -> Supabase (its JWKS, else SUPABASE_JWT_SECRET).
     2. `iss` = BETTER_AUTH_ISSUER (default: BETTER_AUTH_URL's origin) -> Better Auth (its JWKS,
        else BETTER_AUTH_SECRET).
-    3. no `iss` and BETTER_AUTH_SECRET set -> Better Auth's shared secret (seed 002's tokens).
+    3. no `iss` and BETTER_AUTH_SECRET set -> Better Auth's shared secret (TaskFlow's tokens).
     4. otherwise, SUPABASE_JWT_SECRET set without SUPABASE_URL -> Supabase's legacy secret,
        which checks `aud` but cannot check an issuer it was not told.
     """

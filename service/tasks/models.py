@@ -1,4 +1,4 @@
-"""Seed 002's Task and the bodies that create and change one."""
+"""TaskFlow's Task and the bodies that create and change one."""
 
 from __future__ import annotations
 

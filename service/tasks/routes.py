@@ -1,4 +1,4 @@
-"""Seed 002's TaskFlow routes: a user's own tasks under /api/{user_id}/tasks."""
+"""TaskFlow's routes: a user's own tasks under /api/{user_id}/tasks."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ class UsersController(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[UserUpdate],
     ) -> User:
-        """A partial update; PUT (seed 003) means the same as PATCH.
+        """A partial update; PUT means the same as PATCH.
 
         Anyone may change their own `full_name`; only an administrator may change `role` and
         `is_active` (403 for anyone else). Demoting or deactivating a user ends their sessions

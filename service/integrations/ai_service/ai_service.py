@@ -1,4 +1,4 @@
-"""The client of seed 004's AI service: POST {AI_SERVICE_URL}/scan, multipart file/text/force_llm.
+"""The client of the AI scan service: POST {AI_SERVICE_URL}/scan, multipart file/text/force_llm.
 
 Every way the call can go wrong leaves as the answer our own caller should see: the AI service
 down or too slow is 503 with Retry-After; its refusal of the input keeps its 4xx and message;
@@ -43,7 +43,7 @@ class Risk(msgspec.Struct, frozen=True):
 
 
 class AiScanResult(msgspec.Struct, frozen=True):
-    """The AI service's answer (seed 004); fields it may add later are ignored."""
+    """The AI service's answer; fields it may add later are ignored."""
 
     data: list[Risk]
     source: Literal["llm", "model"]
