@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.db import migrations  # noqa: E402
 from service.db.embedded import EmbeddedPostgres  # noqa: E402
-from service.db.pool import load_sql  # noqa: E402
+from service.db.sql import load_sql  # noqa: E402
 from service.security.caller_cache import DEFAULT_CAPACITY, CachedUser, CallerCache  # noqa: E402
 from service.security.caller_listener import CallerListener  # noqa: E402
 

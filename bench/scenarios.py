@@ -344,7 +344,7 @@ def external_tokens(subject: str) -> dict[str, str]:
 
 
 async def _commits(connection: asyncpg.Connection) -> int:
-    from service.db.pool import load_sql
+    from service.db.sql import load_sql
 
     count: int = await connection.fetchval(load_sql("bench/count_commits"))
     return count

@@ -28,7 +28,7 @@ from service.db.pool import create_pool, resolve_database_url
 from service.health.routes import HealthController, MetricsController
 from service.http.client_ip import ClientAddressResolver
 from service.http.docs import DocsController
-from service.http.errors import EXCEPTION_HANDLERS
+from service.http.exception_handlers import EXCEPTION_HANDLERS
 from service.http.middleware import RequestContextMiddleware
 from service.http.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
 from service.observability import metrics

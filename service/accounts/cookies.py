@@ -17,7 +17,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from service.db.pool import load_sql
+from service.db.sql import load_sql
 from service.http.errors import invalid_field
 from service.sessions.models import Token
 from service.sessions.refresh_tokens import refresh_token_digest

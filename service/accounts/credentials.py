@@ -11,7 +11,8 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from msgspec import UNSET
 
 from service.accounts.models import RegisterRequest, UpdateMeRequest
-from service.db.pool import in_transaction, load_sql, row_to
+from service.db.pool import in_transaction
+from service.db.sql import load_sql, row_to
 from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller

@@ -28,14 +28,14 @@ from service.http.errors import (
     UnsupportedMediaType,
     invalid_body,
     invalid_field,
-    problem_responses,
     require_json_body,
 )
 from service.http.forms import read_form
-from service.http.openapi import PublicOperation
+from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_responses
 from service.observability.audit import RequestOrigin
 from service.observability.metrics import record_login
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.auth import CALLER_DEPENDENCY, Caller
+from service.security.guards import requires_user
 from service.sessions import refresh_tokens
 from service.sessions.models import Token
 from service.users.models import User
@@ -225,6 +225,7 @@ class AuthController(Controller):
         operation_id="getMe",
         summary="The caller",
         security=BEARER_SECURITY,
+        guards=[requires_user],
         responses=problem_responses(401),
     )
     async def me(self, state: State, caller: NamedDependency[Caller]) -> User:

@@ -12,10 +12,10 @@ from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
 from service.audit.models import AuditEvent, AuditEventPage
-from service.db.pool import load_sql, rows_to
-from service.http.errors import invalid_field, problem_responses
+from service.db.sql import load_sql, rows_to
+from service.http.errors import invalid_field
+from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.http.patterns import whole
-from service.security.auth import BEARER_SECURITY
 from service.security.guards import requires_admin
 
 LIST_EVENTS = load_sql("audit/list_events")

@@ -1,13 +1,13 @@
-"""The database: the asyncpg pool, JSON codecs, the SQL file loader and the embedded server."""
+"""The connection pool: asyncpg with msgspec JSON codecs, first come first served, transactions
+that run again after a deadlock, and the database URL (or the embedded server) it connects to."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,55 +16,16 @@ import msgspec
 
 from service.compat.asyncpg import AcquireHookPool
 from service.db.embedded import EmbeddedPostgres
-from service.settings import PROJECT_ROOT, Settings
-
-SQL_ROOT = PROJECT_ROOT / "sql"
-BIGINT_MAX = 2**63 - 1  # the largest PostgreSQL bigint: bound integer ids with it before a query
+from service.settings import Settings
 
 log = logging.getLogger("service.db")
 
-T = TypeVar("T", bound=msgspec.Struct)
 R = TypeVar("R")
 
 # PostgreSQL aborted the transaction to break a deadlock or a serialization conflict: nothing of
 # it was committed, so it can run again from the start.
 RETRYABLE_ERRORS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 TRANSACTION_ATTEMPTS = 3
-
-
-# The file each loaded statement came from, by its text: how a traced statement is named.
-_SQL_FILE_OF: dict[str, str] = {}
-
-
-@functools.cache
-def load_sql(name: str) -> str:
-    """Return the text of `sql/<name>.sql`; read once per process, at import of the caller."""
-    path = SQL_ROOT / f"{name}.sql"
-    text = path.read_text(encoding="utf-8")
-    _SQL_FILE_OF[text] = name
-    return text
-
-
-def statement_name(query: str) -> str:
-    """The SQL file a statement was loaded from (`tasks/list_tasks`), else its first keyword
-    (`BEGIN`, `COMMIT` from asyncpg's transactions)."""
-    name = _SQL_FILE_OF.get(query)
-    if name is not None:
-        return name
-    words = query.split(None, 1)
-    return words[0].upper() if words else "SQL"
-
-
-def all_sql_files() -> list[str]:
-    return sorted(str(p.relative_to(SQL_ROOT).with_suffix("")) for p in SQL_ROOT.rglob("*.sql"))
-
-
-def row_to(struct: type[T], record: asyncpg.Record) -> T:
-    return struct(**record)
-
-
-def rows_to(struct: type[T], records: Iterable[asyncpg.Record]) -> list[T]:
-    return [struct(**record) for record in records]
 
 
 _json_encoder = msgspec.json.Encoder()

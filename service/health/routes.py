@@ -14,9 +14,9 @@ from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.db.migrations import migration_ids
-from service.db.pool import load_sql
-from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable, problem_responses
-from service.http.openapi import METRICS_SCHEME, PublicOperation
+from service.db.sql import load_sql
+from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable
+from service.http.openapi import METRICS_SCHEME, PublicOperation, problem_responses
 from service.observability.metrics import refresh_pool_gauges, scrape_registry
 from service.server.lifecycle import SHUTTING_DOWN
 

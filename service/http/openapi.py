@@ -1,5 +1,6 @@
 """The OpenAPI document's shared parts: security schemes, tags, public operations, typed headers,
-and schemas that say what the service really accepts.
+the problem+json answers of each route (`problem_responses`), and schemas that say what the
+service really accepts.
 
 Conventions every route follows (tests/openapi/test_document.py checks them): an explicit
 `operation_id="verbNoun"` (lowerCamel, unique) on the decorator, a tag from TAGS, either
@@ -9,16 +10,19 @@ Conventions every route follows (tests/openapi/test_document.py checks them): an
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OAuthFlow, OAuthFlows, Operation, Reference, Schema, SecurityScheme, Tag
 from litestar.typing import FieldDefinition
 
 # Litestar's own Struct plugin, extended rather than re-implemented (service/compat/litestar.py);
 # tests/compat and tests/reliability check it, so a Litestar upgrade that moves it fails loudly.
 from service.compat.litestar import StructSchemaPlugin
+from service.http.errors import PROBLEM_JSON, Problem
 
 if TYPE_CHECKING:
     from service.compat.litestar import SchemaCreator
@@ -27,6 +31,9 @@ LOGIN_PATH = "/api/auth/login"
 BEARER_SCHEME = "BearerToken"
 PASSWORD_SCHEME = "OAuth2Password"  # noqa: S105 - a scheme name, not a secret
 METRICS_SCHEME = "MetricsToken"
+# What a protected route declares: either scheme ends in the same bearer token; Swagger UI offers
+# the password flow as a login form.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {PASSWORD_SCHEME: []}]
 
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     BEARER_SCHEME: SecurityScheme(
@@ -102,3 +109,36 @@ def _without_lone_one_of(prop: Schema | Reference) -> Schema | Reference:
         return prop
     own = {item.name: getattr(prop, item.name) for item in fields(prop) if item.name != "one_of"}
     return replace(variant, **{name: value for name, value in own.items() if value is not None})
+
+
+_RESPONSE_DESCRIPTIONS = {
+    400: "Invalid input",
+    401: "Missing or invalid credentials",
+    403: "Authenticated but not allowed",
+    404: "Absent, or not yours",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Unsupported media type",
+    429: "Rate limited; see Retry-After",
+    502: "An upstream service answered badly",
+    503: "A dependency is unavailable; see Retry-After",
+}
+
+
+# Every /api route is rate limited and needs the database.
+API_STATUSES = (429, 503)
+
+
+def problem_responses(*statuses: int, api: bool = True) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json answers a route can give (with `api`, also 429 and 503)."""
+    if api:
+        statuses = tuple(sorted({*statuses, *API_STATUSES}))
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_RESPONSE_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in statuses
+    }

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.db.pool import load_sql
+from service.db.sql import load_sql
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 
 FIND_IDENTITY_USER = load_sql("identities/find_identity_user")

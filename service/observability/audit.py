@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 from litestar.connection import ASGIConnection
 
-from service.db.pool import load_sql
+from service.db.sql import load_sql
 
 INSERT_EVENT = load_sql("audit/insert_event")
 

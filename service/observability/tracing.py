@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanKind, format_trace_id
 
 from service import __version__
-from service.db.pool import statement_name
+from service.db.sql import statement_name
 from service.settings import Settings
 
 DEFAULT_SERVICE_NAME = "service"

@@ -15,15 +15,16 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 
 from service.compat.litestar import cached_form
-from service.db.pool import load_sql
-from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
+from service.db.sql import load_sql
+from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field
 from service.http.forms import read_form
+from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.integrations.ai_service import ai_service
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_user
 from service.settings import Settings
 

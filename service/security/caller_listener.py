@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.db.pool import load_sql
+from service.db.sql import load_sql
 from service.security.caller_cache import CHANNEL, CallerCache
 from service.settings import Settings
 

@@ -15,7 +15,8 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.db.pool import in_transaction, load_sql
+from service.db.pool import in_transaction
+from service.db.sql import load_sql
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token

@@ -14,7 +14,7 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotFoundException
 
-from service.db.pool import load_sql, rows_to
+from service.db.sql import load_sql, rows_to
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.sessions.models import Session

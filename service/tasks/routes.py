@@ -7,13 +7,14 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from service.db.pool import BIGINT_MAX, load_sql
-from service.http.errors import problem_responses, require_json_body
-from service.http.openapi import DocumentedHeader
-from service.security.auth import BEARER_SECURITY, authenticate, authenticated_caller
+from service.db.sql import BIGINT_MAX, load_sql
+from service.http.errors import require_json_body
+from service.http.openapi import BEARER_SECURITY, DocumentedHeader, problem_responses
+from service.security.auth import authenticated_caller
+from service.security.guards import requires_own_user_id
 from service.tasks.models import CreateTask, Task, UpdateTask
 
 LIST_TASKS = load_sql("tasks/list_tasks")
@@ -37,19 +38,6 @@ TaskId = Annotated[
         schema_extra={"maximum": BIGINT_MAX},
     ),
 ]
-
-
-async def requires_own_user_id(request: Request[Any, Any, Any]) -> None:
-    """The path's user_id must be the caller's token subject: an exact string compare, since
-    external subjects (Better Auth, Supabase) are not necessarily UUIDs.
-
-    A `before_request` hook rather than a guard, with the same effect and order: it runs before
-    parameters and body are parsed (401, then 403, before any 400/415). Litestar 2 copies the
-    route handler object for every guard call, which was 5 % of a task-list request's CPU.
-    """
-    caller = await authenticate(request)
-    if request.path_params["user_id"] != caller.subject:
-        raise PermissionDeniedException("user_id in the path is not the authenticated user")
 
 
 async def requires_own_user_id_and_json_body(request: Request[Any, Any, Any]) -> None:

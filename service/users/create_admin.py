@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 
-from service.db.pool import create_pool, load_sql, row_to
+from service.db.pool import create_pool
+from service.db.sql import load_sql, row_to
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.passwords import (
     MAX_PASSWORD_LENGTH,

@@ -13,11 +13,12 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from service.db.pool import load_sql, row_to, rows_to
-from service.http.errors import problem_responses, require_json_body
+from service.db.sql import load_sql, row_to, rows_to
+from service.http.errors import require_json_body
+from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.http.patterns import NO_NUL
 from service.observability.audit import RequestOrigin
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
 from service.sessions.models import Session
 from service.users import service

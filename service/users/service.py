@@ -11,7 +11,8 @@ import asyncpg
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
-from service.db.pool import in_transaction, load_sql, row_to
+from service.db.pool import in_transaction
+from service.db.sql import load_sql, row_to
 from service.http.errors import Conflict
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller

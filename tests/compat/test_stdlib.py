@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,8 @@ from service.compat.stdlib import skip_caller_lookup
 @pytest.fixture
 def restored_srcfile() -> Iterator[None]:
     saved = logging._srcfile
+    # As the logging module sets it at import (an app built earlier in the run may have cleared it).
+    logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
     yield
     logging._srcfile = saved
 
