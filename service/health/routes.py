@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
@@ -14,13 +13,12 @@ from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.db.migrations import migration_ids
-from service.db.sql import load_sql
+from service.health import queries
 from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, ServiceUnavailable
 from service.http.openapi import METRICS_SCHEME, PublicOperation, problem_responses
 from service.observability.metrics import refresh_pool_gauges, scrape_registry
 from service.server.lifecycle import SHUTTING_DOWN
 
-APPLIED_MIGRATIONS = load_sql("health/applied_migrations")
 READY_TIMEOUT_SECONDS = 2.0
 SHIPPED_MIGRATIONS = migration_ids()
 
@@ -56,13 +54,10 @@ class HealthController(Controller):
         if SHUTTING_DOWN.is_set():
             raise ServiceUnavailable("shutting down", retry_after=DEPENDENCY_RETRY_AFTER_SECONDS)
         try:
-            async with state.pool.acquire(timeout=READY_TIMEOUT_SECONDS) as connection:
-                rows = await connection.fetch(APPLIED_MIGRATIONS, timeout=READY_TIMEOUT_SECONDS)
-        except asyncpg.UndefinedTableError:  # yoyo has never run here
-            rows = []
+            applied = await queries.applied_migrations(state.pool, READY_TIMEOUT_SECONDS)
         except Exception as exc:  # any failure to answer is "not ready", never a 500
             raise ServiceUnavailable(f"database not ready: {type(exc).__name__}") from exc
-        pending = SHIPPED_MIGRATIONS.difference(row["migration_id"] for row in rows)
+        pending = SHIPPED_MIGRATIONS.difference(applied)
         if pending:
             raise ServiceUnavailable(
                 f"database schema not up to date: {len(pending)} migration(s) pending, "

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
-import msgspec
 from litestar import Controller, Request, Router, delete, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -15,24 +13,18 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
 
 from service.compat.litestar import cached_form
-from service.db.sql import load_sql
 from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field
 from service.http.forms import read_form
 from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.integrations.ai_service import ai_service
 from service.observability.audit import RequestOrigin, Target, record_event
+from service.scans import queries
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
 from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_user
 from service.settings import Settings
-
-INSERT_SCAN = load_sql("scans/insert_scan")
-GET_SCAN = load_sql("scans/get_scan")
-LIST_SCANS_NEWEST = load_sql("scans/list_scans_newest")
-LIST_SCANS_AFTER = load_sql("scans/list_scans_after")
-DELETE_SCAN = load_sql("scans/delete_scan")
 
 # Room for the multipart boundaries, part headers and the text and force_llm fields.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -109,8 +101,7 @@ class ScanController(Controller):
         submission = await read_submission(data, settings.max_upload_bytes)
         result = await ai_service.request_scan(state.http, settings, submission)
         filename = submission.document.filename if submission.document else None
-        row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
-        return _scan(row)
+        return await queries.insert_scan(state.pool, caller.id, filename, result.data, result.source)
 
     @get("/scans", operation_id="listScans", responses=problem_responses(400, 401))
     async def list_scans(
@@ -124,14 +115,10 @@ class ScanController(Controller):
         ] = None,
     ) -> ScanPage:
         """The caller's scans, newest first."""
-        pool = request.app.state.pool
-        if cursor is None:
-            records = await pool.fetch(LIST_SCANS_NEWEST, caller.id, limit + 1)
-        else:
-            created_at, scan_id = decode_cursor(cursor)
-            records = await pool.fetch(LIST_SCANS_AFTER, caller.id, created_at, scan_id, limit + 1)
-        items = [_scan(record) for record in records[:limit]]
-        has_more = len(records) > limit
+        after = None if cursor is None else decode_cursor(cursor)
+        scans = await queries.list_scans(request.app.state.pool, caller.id, after, limit + 1)
+        items = scans[:limit]
+        has_more = len(scans) > limit
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return ScanPage(items=items, next_cursor=next_cursor)
 
@@ -140,10 +127,10 @@ class ScanController(Controller):
         self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], scan_id: FromPath[uuid.UUID]
     ) -> Scan:
         """One of the caller's scans; another user's scan is 404."""
-        row = await request.app.state.pool.fetchrow(GET_SCAN, scan_id, caller.id)
-        if row is None:
+        scan = await queries.get_scan(request.app.state.pool, caller.id, scan_id)
+        if scan is None:
             raise _scan_not_found(scan_id)
-        return _scan(row)
+        return scan
 
     @delete(
         "/scans/{scan_id:uuid}",
@@ -156,8 +143,8 @@ class ScanController(Controller):
     ) -> None:
         """Delete one of the caller's scans; another user's scan is 404."""
         async with request.app.state.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(DELETE_SCAN, scan_id, caller.id)
-            if row is None:
+            deleted = await queries.delete_scan(connection, caller.id, scan_id)
+            if deleted is None:
                 raise _scan_not_found(scan_id)
             await record_event(
                 connection,
@@ -165,14 +152,8 @@ class ScanController(Controller):
                 origin=RequestOrigin.of(request),
                 actor=caller,
                 target=Target.scan(scan_id),
-                details={"filename": row["filename"]},
+                details={"filename": deleted.filename},
             )
-
-
-def _scan(record: asyncpg.Record) -> Scan:
-    # Converted, not just constructed, so `data` leaves as Risk objects in the contract's key order
-    # rather than in the order jsonb happens to store keys.
-    return msgspec.convert(dict(record), Scan)
 
 
 def _scan_not_found(scan_id: uuid.UUID) -> NotFoundException:

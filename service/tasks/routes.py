@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from service.db.sql import BIGINT_MAX, load_sql
+from service.db.sql import BIGINT_MAX
 from service.http.errors import require_json_body
 from service.http.openapi import BEARER_SECURITY, DocumentedHeader, problem_responses
 from service.security.auth import authenticated_caller
 from service.security.guards import requires_own_user_id
+from service.tasks import queries
 from service.tasks.models import CreateTask, Task, UpdateTask
 
-LIST_TASKS = load_sql("tasks/list_tasks")
-COUNT_TASKS = load_sql("tasks/count_tasks")
-CREATE_TASK = load_sql("tasks/create_task")
-GET_TASK = load_sql("tasks/get_task")
-UPDATE_TASK = load_sql("tasks/update_task")
-DELETE_TASK = load_sql("tasks/delete_task")
-
 MAX_OFFSET = 100_000
-
-T = TypeVar("T")
 
 TaskId = Annotated[
     int,
@@ -43,10 +34,6 @@ TaskId = Annotated[
 async def requires_own_user_id_and_json_body(request: Request[Any, Any, Any]) -> None:
     await requires_own_user_id(request)
     await require_json_body(request)
-
-
-def _unless_unset(value: T | msgspec.UnsetType) -> T | None:
-    return None if value is msgspec.UNSET else value
 
 
 def _pagination_headers(
@@ -95,13 +82,9 @@ class TaskController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
         caller = authenticated_caller(request)
-        pool = request.app.state.pool
-        records = await pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
-        if records:
-            total = records[0]["total"]
-        else:
-            total = await pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
-        tasks = [Task.of(record, caller.subject) for record in records]
+        tasks, total = await queries.list_tasks(
+            request.app.state.pool, caller.id, caller.subject, completed, limit, offset
+        )
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         return Response(tasks, headers=headers)
 
@@ -118,10 +101,9 @@ class TaskController(Controller):
         data: JSONBody[CreateTask],
     ) -> Response[Task]:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(
-            CREATE_TASK, caller.id, data.title, data.description, data.is_completed
+        task = await queries.create_task(
+            request.app.state.pool, caller.id, caller.subject, data.title, data.description, data.is_completed
         )
-        task = Task.of(record, caller.subject)
         location = f"{request.url.path.rstrip('/')}/{task.id}"
         return Response(task, status_code=201, headers={"Location": location})
 
@@ -133,10 +115,10 @@ class TaskController(Controller):
     )
     async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Task:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(GET_TASK, task_id, caller.id)
-        if record is None:
+        task = await queries.get_task(request.app.state.pool, caller.id, caller.subject, task_id)
+        if task is None:
             raise NotFoundException("task not found")
-        return Task.of(record, caller.subject)
+        return task
 
     @patch(
         "/{task_id:int}",
@@ -150,18 +132,10 @@ class TaskController(Controller):
         self, request: Request[Any, Any, Any], task_id: TaskId, data: JSONBody[UpdateTask]
     ) -> Task:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(
-            UPDATE_TASK,
-            task_id,
-            caller.id,
-            _unless_unset(data.title),
-            data.description is not msgspec.UNSET,
-            _unless_unset(data.description),
-            _unless_unset(data.is_completed),
-        )
-        if record is None:
+        task = await queries.update_task(request.app.state.pool, caller.id, caller.subject, task_id, data)
+        if task is None:
             raise NotFoundException("task not found")
-        return Task.of(record, caller.subject)
+        return task
 
     @delete(
         "/{task_id:int}",
@@ -171,5 +145,5 @@ class TaskController(Controller):
     )
     async def delete_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> None:
         caller = authenticated_caller(request)
-        if await request.app.state.pool.fetchval(DELETE_TASK, task_id, caller.id) is None:
+        if not await queries.delete_task(request.app.state.pool, caller.id, task_id):
             raise NotFoundException("task not found")

@@ -13,7 +13,6 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from service.db.sql import load_sql, row_to, rows_to
 from service.http.errors import require_json_body
 from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.http.patterns import NO_NUL
@@ -21,12 +20,8 @@ from service.observability.audit import RequestOrigin
 from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
 from service.sessions.models import Session
-from service.users import service
+from service.users import queries, service
 from service.users.models import Role, User, UserPage, UserUpdate
-
-LIST_USERS = load_sql("users/list_users")
-COUNT_USERS = load_sql("users/count_users")
-GET_USER = load_sql("users/get_user")
 
 SearchText = Annotated[
     str | None,
@@ -68,13 +63,10 @@ class UsersController(Controller):
         offset: Offset = 0,
     ) -> UserPage:
         """Newest first, with the total number of matching users for paging."""
-        async with (
-            state.pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await connection.fetch(LIST_USERS, q, role, is_active, limit, offset)
-            total = await connection.fetchval(COUNT_USERS, q, role, is_active)
-        return UserPage(items=rows_to(User, rows), total=total, limit=limit, offset=offset)
+        users, total = await queries.list_users(
+            state.pool, q=q, role=role, is_active=is_active, limit=limit, offset=offset
+        )
+        return UserPage(items=users, total=total, limit=limit, offset=offset)
 
     @get(
         "/{user_id:uuid}",
@@ -84,10 +76,10 @@ class UsersController(Controller):
         responses=problem_responses(400, 401, 403, 404),
     )
     async def get_user(self, state: State, user_id: FromPath[uuid.UUID]) -> User:
-        row = await state.pool.fetchrow(GET_USER, user_id)
-        if row is None:
+        user = await queries.get_user(state.pool, user_id)
+        if user is None:
             raise NotFoundException(f"no user {user_id}")
-        return row_to(User, row)
+        return user
 
     @route(
         "/{user_id:uuid}",

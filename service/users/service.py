@@ -20,6 +20,7 @@ from service.sessions.models import Session
 from service.sessions.refresh_tokens import lock_user_sessions
 from service.sessions.service import end_live_sessions, list_sessions
 from service.settings import Settings
+from service.users import queries
 from service.users.models import User, UserUpdate
 
 LOCK_USER = load_sql("users/lock_user")
@@ -29,7 +30,6 @@ COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
 UPDATE_USER = load_sql("users/update_user")
 REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
 DELETE_USER = load_sql("users/delete_user")
-GET_USER = load_sql("users/get_user")
 
 
 async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID, lock: str = LOCK_USER) -> User:
@@ -125,7 +125,7 @@ async def list_user_sessions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[Ses
         pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        if await connection.fetchrow(GET_USER, user_id) is None:
+        if await queries.get_user(connection, user_id) is None:
             raise NotFoundException(f"no user {user_id}")
         return await list_sessions(connection, user_id, None)
 
