@@ -1,1 +1,1 @@
-"""Observability: logs, Prometheus metrics and OpenTelemetry traces."""
+"""Observability: logs, Prometheus metrics, OpenTelemetry traces and the audit trail writer."""
