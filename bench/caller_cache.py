@@ -30,14 +30,14 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import migrations  # noqa: E402
-from service.db import load_sql  # noqa: E402
-from service.embedded import EmbeddedPostgres  # noqa: E402
+from service.db.embedded import EmbeddedPostgres  # noqa: E402
+from service.db.pool import migrations  # noqa: E402
+from service.db.sql import load_sql  # noqa: E402
 from service.security.caller_cache import DEFAULT_CAPACITY, CachedUser, CallerCache  # noqa: E402
 from service.security.caller_listener import CallerListener  # noqa: E402
 
 INSERT_USER = load_sql("accounts/insert_user")
-REVOKE_ACCESS_TOKEN = load_sql("accounts/revoke_access_token")
+REVOKE_ACCESS_TOKEN = load_sql("sessions/revoke_access_token")
 LIST_TASKS = load_sql("tasks/list_tasks")
 
 

@@ -19,10 +19,11 @@ import asyncpg
 import msgspec
 from litestar.datastructures import State
 
-from service.db import create_pool, load_sql
-from service.lifecycle import tune_garbage_collection
-from service.security.auth import verified_token
+from service.db.pool import create_pool
+from service.db.sql import load_sql
 from service.security.tokens import InvalidToken
+from service.security.verification import verified_token
+from service.server.lifecycle import tune_garbage_collection
 from service.settings import load_settings
 from service.tasks.models import Task
 

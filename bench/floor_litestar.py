@@ -20,10 +20,11 @@ from litestar import Controller, Litestar, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import QueryParameter
 
-from service.db import create_pool, load_sql
-from service.lifecycle import tune_garbage_collection
-from service.security.auth import verified_token
+from service.db.pool import create_pool
+from service.db.sql import load_sql
 from service.security.tokens import InvalidToken
+from service.security.verification import verified_token
+from service.server.lifecycle import tune_garbage_collection
 from service.settings import load_settings
 from service.tasks.models import Task
 from service.tasks.routes import MAX_OFFSET, _pagination_headers

@@ -78,8 +78,8 @@ def main() -> int:
     args = parser.parse_args()
     wrk = ensure_wrk()
 
-    from service import migrations
-    from service.embedded import EmbeddedPostgres
+    from service.db import migrations
+    from service.db.embedded import EmbeddedPostgres
 
     with ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))

@@ -187,8 +187,8 @@ if __name__ == "__main__":
     parser.add_argument("--top", type=int, default=35)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inproc-") as data_dir:
-        from service import migrations
-        from service.embedded import EmbeddedPostgres
+        from service.db import migrations
+        from service.db.embedded import EmbeddedPostgres
 
         database = EmbeddedPostgres(Path(data_dir))
         url = database.start()

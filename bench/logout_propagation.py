@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service import migrations  # noqa: E402
-from service.embedded import EmbeddedPostgres  # noqa: E402
+from service.db.embedded import EmbeddedPostgres  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 ENVIRONMENT = {

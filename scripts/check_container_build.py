@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINERFILE = REPO / "Containerfile"
@@ -317,7 +317,7 @@ def main() -> int:
         installed = image.run(
             "python",
             "-c",
-            "import service.paths as p; print(p.PACKAGE_DIR); print(p.SQL_DIR); print(p.IS_CHECKOUT)",
+            "import service.db.paths as p; print(p.PACKAGE_DIR); print(p.SQL_DIR); print(p.IS_CHECKOUT)",
         )
         package_dir, sql_dir, is_checkout = [*installed.stdout.split(), "", "", ""][:3]
         check(

@@ -19,40 +19,42 @@ from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler, Scope
 
-from service import __version__, metrics
+from service import __version__
 from service.accounts.recovery import RESET_REQUEST_JOB, ResetRequests
 from service.accounts.recovery_routes import AccountRecoveryController
 from service.accounts.routes import AuthController
-from service.accounts.session_routes import SessionsController, UserSessionsController
 from service.audit.routes import AuditEventsController
-from service.compression import CompressionMiddleware
-from service.db import close_pool, create_pool, resolve_database_url
-from service.docs import DocsController
-from service.errors import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
-from service.health.routes import HealthController
+from service.compat.litestar import replace_handler_function
+from service.db.pool import close_pool, create_pool, resolve_database_url
+from service.health.routes import HealthController, MetricsController
+from service.http.client_ip import ClientAddressResolver
+from service.http.compression import CompressionMiddleware
+from service.http.docs import DocsController
+from service.http.exception_handlers import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
+from service.http.middleware import RequestContextMiddleware
+from service.http.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
 from service.integrations.ai_service import ai_service
-from service.lifecycle import install_drain_handler, tune_garbage_collection
-from service.logs import access_log, configure_logging
 from service.mail.delivery import MailDelivery
 from service.mail.outbox import DELIVER_MAIL
 from service.mail.routes import MailController
 from service.mail.transport import transport_for
 from service.mail.worker import BackgroundWorker, JobHandler
-from service.middleware import RequestContextMiddleware
-from service.openapi import SECURITY_SCHEMES, TAGS, ClosedStructSchemaPlugin
+from service.observability import metrics
+from service.observability.logs import access_log, configure_logging
 from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
 from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
-from service.security.client_ip import ClientAddressResolver
 from service.security.jwks import STATE_KEY as JWKS_STATE_KEY
 from service.security.jwks import JwksCache
 from service.security.providers import key_check_at_startup
 from service.security.rate_limit import RateLimiting
+from service.server.lifecycle import install_drain_handler, tune_garbage_collection
+from service.sessions.routes import SessionsController
 from service.settings import Settings, SettingsError, load_settings
 from service.tasks.routes import TaskController
-from service.users.routes import UsersController
+from service.users.routes import UsersController, UserSessionsController
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -132,7 +134,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
         http = ai_service.create_client(settings)
         on_client = None
         if tracer_provider is not None:
-            from service import tracing
+            from service.observability import tracing
 
             connection_class = tracing.traced_connection_class(tracer_provider)
             on_client = tracing.http_client_tracer(tracer_provider, settings)
@@ -170,7 +172,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             await close_pool(pool)
             access_log.flush()
             if owns_provider and tracer_provider is not None:
-                from service import tracing
+                from service.observability import tracing
 
                 tracing.stop_tracer_provider(tracer_provider)
             if embedded is not None:
@@ -188,18 +190,19 @@ def _options_answer(allow: str):  # type: ignore[no-untyped-def]
 
 def _allow_every_method_on_options(app: Litestar) -> None:
     """Litestar 2 answers OPTIONS with the methods of whichever handler of a path it registered
-    first (litestar#4169, fixed only in 3.0), so `OPTIONS /api/auth/me` said `GET, OPTIONS`
-    without PATCH. Give each generated OPTIONS handler the full method list of its path."""
+    first (litestar-org/litestar#4169, fixed only in 3.0; service/compat/litestar.py), so
+    `OPTIONS /api/auth/me` said `GET, OPTIONS` without PATCH. Give each generated OPTIONS handler
+    the full method list of its path."""
     for route in app.routes:
         if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
             handler, _ = route.route_handler_map["OPTIONS"]
             if handler.handler_name == "options_handler":
-                handler._fn = _options_answer(", ".join(sorted(route.methods)))
+                replace_handler_function(handler, _options_answer(", ".join(sorted(route.methods))))
 
 
 def _start_error_tracking(app: Litestar, settings: Settings) -> None:
     try:
-        from service.error_tracking import ErrorTracker
+        from service.observability.error_tracking import ErrorTracker
     except ImportError as exc:
         raise SettingsError(
             "SENTRY_DSN is set but sentry-sdk is not installed: install the `sentry` extra "
@@ -212,7 +215,7 @@ def _start_error_tracking(app: Litestar, settings: Settings) -> None:
 
 def create_served_app() -> Litestar:
     """The factory `service serve` gives uvicorn: create_app, plus SIGTERM draining and a tuned
-    garbage collector in each worker (service.lifecycle)."""
+    garbage collector in each worker (service.server.lifecycle)."""
     settings = load_settings()
     app = create_app(settings)
     app.on_startup.append(lambda: install_drain_handler(settings.drain_seconds))
@@ -226,7 +229,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     configure_logging(settings.log_level, settings.log_format)
     owns_provider = tracer_provider is None and settings.tracing_enabled
     if owns_provider:
-        from service import tracing
+        from service.observability import tracing
 
         tracer_provider = tracing.create_tracer_provider(settings)
     handlers = api_handlers(settings)
@@ -236,7 +239,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
         route_handlers=[
             HealthController,
             DocsController,
-            *([metrics.MetricsController] if settings.metrics_enabled else []),
+            *([MetricsController] if settings.metrics_enabled else []),
             Router(path="/api", route_handlers=handlers),
             Router(path="/api/v1", route_handlers=handlers, include_in_schema=False),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
@@ -280,7 +283,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     # The router's 404s and 405s count against the rate limit too (service.security.rate_limit).
     handler = rate_limiting.count_unrouted(app.asgi_handler)
     if tracer_provider is not None:
-        from service import tracing
+        from service.observability import tracing
 
         handler = tracing.traced_asgi(handler, tracer_provider)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are

@@ -32,7 +32,7 @@ def _settings() -> Settings:
 def _database_url(settings: Settings) -> tuple[str, Any]:
     """The database to use (DATABASE_URL, or the embedded server), checked to answer: when
     DATABASE_URL cannot be reached, one line naming it and why, and exit 1."""
-    from service.db import DatabaseUnreachable, check_reachable, resolve_database_url
+    from service.db.pool import DatabaseUnreachable, check_reachable, resolve_database_url
 
     url, embedded = resolve_database_url(settings)
     if embedded is None:
@@ -49,8 +49,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.logs import configure_logging
+    from service.db import migrations
+    from service.observability.logs import configure_logging
 
     if args.reload and args.workers > 1:
         print(
@@ -106,7 +106,7 @@ def _reload_options(reload: bool) -> dict[str, Any]:
     migration changes (a new migration is applied by the next `service serve` or `service migrate`)."""
     if not reload:
         return {}
-    from service.paths import MIGRATIONS_DIR, PACKAGE_DIR, SQL_DIR
+    from service.db.paths import MIGRATIONS_DIR, PACKAGE_DIR, SQL_DIR
 
     return {
         "reload": True,
@@ -118,7 +118,7 @@ def _reload_options(reload: bool) -> dict[str, Any]:
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from service.http_protocol import guarded_protocol
+    from service.http.protocol import guarded_protocol
 
     uvicorn.run(
         "service.app:create_served_app",
@@ -127,7 +127,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        # httptools, with limits on request heads and connections (service/http_protocol.py).
+        # httptools, with limits on request heads and connections (service/http/protocol.py).
         http=cast(Any, guarded_protocol(settings)),
         log_config=None,
         access_log=False,
@@ -139,7 +139,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from service import migrations
+    from service.db import migrations
 
     settings = _settings()
     url, embedded = _database_url(settings)
@@ -160,8 +160,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.db import resolve_database_url
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.users.create_admin import AdminSetupError, create_or_promote, read_password
 
     settings = _settings()
@@ -193,8 +193,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import asyncpg
     import psycopg
 
-    from service import migrations
-    from service.db import resolve_database_url
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.retention.prune import run_once
 
     settings = _settings()
@@ -230,7 +230,7 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    from service.db import resolve_database_url
+    from service.db.pool import resolve_database_url
 
     url, embedded = resolve_database_url(_settings())
     if embedded is not None and embedded.started_here:
@@ -244,7 +244,7 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 async def _work_until_stopped(settings: Settings, url: str) -> None:
     from service.app import background_worker
-    from service.db import create_pool
+    from service.db.pool import create_pool
     from service.retention.prune import prune_periodically
 
     stop = asyncio.Event()
@@ -269,9 +269,9 @@ async def _work_until_stopped(settings: Settings, url: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from service import migrations
-    from service.db import resolve_database_url
-    from service.logs import configure_logging
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
+    from service.observability.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -295,7 +295,7 @@ def cmd_dev_mail(args: argparse.Namespace) -> int:
 
 
 def cmd_db_stop(args: argparse.Namespace) -> int:
-    from service.embedded import EmbeddedPostgres
+    from service.db.embedded import EmbeddedPostgres
 
     settings = _settings()
     embedded = EmbeddedPostgres(Path(settings.data_dir))
@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev_mail = commands.add_parser("dev-mail", help="a local SMTP server that prints every mail it receives")
     dev_mail.add_argument("--port", type=int, default=1025)
     dev_mail.set_defaults(handler=cmd_dev_mail)
+
     db_stop = commands.add_parser(
         "db-stop",
         help="stop the embedded PostgreSQL under DATA_DIR (which db-url leaves running)",
@@ -409,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_stop.set_defaults(handler=cmd_db_stop)
 
-    demo_ai = commands.add_parser("demo-ai", help="run the local demo AI scan service (seed 004's contract)")
+    demo_ai = commands.add_parser("demo-ai", help="run a local stand-in for the AI scan service")
     demo_ai.add_argument("--host", default="127.0.0.1")
     demo_ai.add_argument("--port", type=int, default=8082)
     demo_ai.set_defaults(handler=cmd_demo_ai)

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 from dotenv import dotenv_values
 
-from service.paths import CHECKOUT_ROOT, IS_CHECKOUT
-from service.patterns import whole
+from service.db.paths import CHECKOUT_ROOT, IS_CHECKOUT
+from service.http.patterns import whole
 
 PROJECT_ROOT = CHECKOUT_ROOT
 # A checkout's development data lives at its root; an installed service's in `.data` under the
@@ -119,11 +119,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Hashes at once per worker; unset: one per CPU the process may use (its affinity).
     argon2_threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
     # strict: 8-128 characters and not a common password. lenient (development default): 1-128,
-    # so seed 004's sample `test123` registers against a local server.
+    # so the sample password `test123` registers against a local server.
     password_policy: Literal["strict", "lenient"] | None = None
     data_dir: str = str(DEFAULT_DATA_DIR)
     shutdown_drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] | None = None
-    # Per worker, enforced by service.http_protocol before a request reaches the app.
+    # Per worker, enforced by service.http.protocol before a request reaches the app.
     http_max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
     http_header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     http_max_connections: PositiveInt = 2048
@@ -134,7 +134,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
     scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
-    # OpenTelemetry's standard variables (service.tracing): traces are exported only when an
+    # OpenTelemetry's standard variables (service.observability.tracing): traces are exported only when an
     # endpoint is set.
     otel_exporter_otlp_endpoint: str | None = None
     otel_exporter_otlp_traces_endpoint: str | None = None
@@ -167,9 +167,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         base = self.frontend_url or next((o for o in self.cors_origins if o != "*"), "http://localhost:3000")
         return base.rstrip("/")
 
-    # service.compression: answers of at least this many bytes are gzipped; 0 never (a proxy does it).
+    # service.http.compression: answers of at least this many bytes are gzipped; 0 never (a proxy does it).
     compression_min_bytes: NonNegativeInt = 1024
-    # Error tracking (service.error_tracking): unset, no Sentry code is even imported.
+    # Error tracking (service.observability.error_tracking): unset, no Sentry code is even imported.
     sentry_dsn: Annotated[str, msgspec.Meta(pattern=SENTRY_DSN_PATTERN)] | None = None
 
     @property

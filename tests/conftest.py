@@ -25,9 +25,9 @@ import pytest
 import redis
 from litestar import Litestar
 
-from service import migrations
 from service.app import create_app
-from service.embedded import EmbeddedPostgres
+from service.db import migrations
+from service.db.embedded import EmbeddedPostgres
 from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings

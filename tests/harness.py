@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 from tests import reaper
 
 # Fixtures that may start a process once per session but stay in the fast tier: the session's

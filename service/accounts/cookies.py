@@ -22,10 +22,10 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from service.accounts.models import Token
-from service.accounts.sessions import refresh_token_digest
-from service.db import load_sql
-from service.errors import invalid_field
+from service.db.sql import load_sql
+from service.http.errors import invalid_field
+from service.sessions.models import Token
+from service.sessions.refresh_tokens import refresh_token_digest
 from service.settings import Settings
 
 GET_REFRESH_EXPIRY = load_sql("accounts/get_refresh_expiry")

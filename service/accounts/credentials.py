@@ -11,17 +11,19 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from msgspec import UNSET
 
 from service.accounts.mail_texts import password_changed_mail
-from service.accounts.models import RegisterRequest, Token, UpdateMeRequest
-from service.accounts.sessions import end_other_sessions, lock_user_sessions, start_session
+from service.accounts.models import RegisterRequest, UpdateMeRequest
 from service.accounts.verification import request_email_change, send_verification
-from service.audit.events import RequestOrigin, record_event
-from service.conditional import stale
-from service.db import in_transaction, load_sql, row_to
-from service.errors import Conflict, TooManyRequests, invalid_field
+from service.db.pool import in_transaction
+from service.db.sql import load_sql, row_to
+from service.http.conditional import stale
+from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
+from service.sessions.models import Token
+from service.sessions.refresh_tokens import lock_user_sessions, revoke_other_refresh_families, start_session
 from service.settings import Settings
 from service.users.models import User
 
@@ -71,10 +73,8 @@ async def register(
             connection,
             "auth.register",
             origin=origin,
-            actor_id=user.id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(user.id),
+            actor=ActorRef(user.id, email),
+            target=Target.user(user.id),
         )
         await send_verification(connection, settings, user.id, email)
     return user
@@ -113,20 +113,14 @@ async def _record_failure(
     details = {"reason": reason, "failures": attempt}
     async with pool.acquire() as connection, connection.transaction():
         await record_event(
-            connection,
-            "auth.login_failed",
-            origin=origin,
-            actor_id=user_id,
-            actor_email=email,
-            details=details,
+            connection, "auth.login_failed", origin=origin, actor=ActorRef(user_id, email), details=details
         )
         if attempt == settings.login_max_failures:
             await record_event(
                 connection,
                 "auth.lockout",
                 origin=origin,
-                actor_id=user_id,
-                actor_email=email,
+                actor=ActorRef(user_id, email),
                 details={**details, "minutes": settings.login_lockout_minutes},
             )
 
@@ -154,13 +148,13 @@ async def log_in(
     if not account["is_active"]:
         details = {"reason": "inactive"}
         await record_event(
-            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+            pool, "auth.login_failed", origin=origin, actor=ActorRef(user_id, email), details=details
         )
         raise NotAuthorizedException("account is not active")
     if settings.require_email_verification and not account["email_verified"]:
         details = {"reason": "email_not_verified"}
         await record_event(
-            pool, "auth.login_failed", origin=origin, actor_id=user_id, actor_email=email, details=details
+            pool, "auth.login_failed", origin=origin, actor=ActorRef(user_id, email), details=details
         )
         raise PermissionDeniedException(UNVERIFIED_EMAIL)
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
@@ -180,10 +174,8 @@ async def log_in(
             connection,
             "auth.login",
             origin=origin,
-            actor_id=user_id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=ActorRef(user_id, email),
+            target=Target.user(user_id),
             details={"rehashed": rehashed is not None},
         )
         return token
@@ -269,16 +261,10 @@ async def _change_password(
     if changed != "UPDATE 1":
         raise Conflict("the password was changed meanwhile; log in again")
     await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
-    await end_other_sessions(connection, caller)
+    await revoke_other_refresh_families(connection, caller)
     await enqueue_mail(connection, password_changed_mail(change.email))
     await record_event(
-        connection,
-        "auth.password_changed",
-        origin=origin,
-        actor_id=caller.id,
-        actor_email=caller.email,
-        target_type="user",
-        target_id=str(caller.id),
+        connection, "auth.password_changed", origin=origin, actor=caller, target=Target.user(caller.id)
     )
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 import asyncpg
 
-from service.db import load_sql
+from service.db.sql import load_sql
 
 INSERT_ACCOUNT_TOKEN = load_sql("accounts/insert_account_token")
 USE_ACCOUNT_TOKEN = load_sql("accounts/use_account_token")

@@ -24,13 +24,14 @@ from service.accounts.link_tokens import (
     token_digest,
 )
 from service.accounts.mail_texts import password_changed_mail, reset_mail
-from service.accounts.sessions import lock_user_sessions
-from service.audit.events import RequestOrigin, record_event
-from service.db import in_transaction, load_sql
-from service.errors import invalid_field
+from service.db.pool import in_transaction
+from service.db.sql import load_sql
+from service.http.errors import invalid_field
 from service.mail.outbox import enqueue_job, enqueue_mail
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.passwords import passwords_for
 from service.security.tokens import now_microseconds
+from service.sessions.refresh_tokens import lock_user_sessions
 from service.settings import Settings
 
 FIND_RESET_ACCOUNT = load_sql("accounts/find_reset_account")
@@ -75,7 +76,7 @@ class ResetRequests:
                 self.pool,
                 "auth.password_reset_requested",
                 origin=request.origin,
-                actor_email=request.email,
+                actor=ActorRef(None, request.email),
                 details={"sent": False, "reason": "no_account" if account is None else "mail_off"},
             )
             return
@@ -85,8 +86,7 @@ class ResetRequests:
                 self.pool,
                 "auth.password_reset_requested",
                 origin=request.origin,
-                actor_id=account["id"],
-                actor_email=request.email,
+                actor=ActorRef(account["id"], request.email),
                 details={"sent": False, "reason": "hourly_cap"},
             )
             return
@@ -97,10 +97,8 @@ class ResetRequests:
                 connection,
                 "auth.password_reset_requested",
                 origin=request.origin,
-                actor_id=account["id"],
-                actor_email=request.email,
-                target_type="user",
-                target_id=str(account["id"]),
+                actor=ActorRef(account["id"], request.email),
+                target=Target.user(account["id"]),
                 details={"sent": True},
             )
 
@@ -137,10 +135,8 @@ async def reset_password(
             connection,
             "auth.password_reset",
             origin=origin,
-            actor_id=user_id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=ActorRef(user_id, email),
+            target=Target.user(user_id),
             details={"sessions_ended": len(ended)},
         )
 

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from service.accounts.models import Email, NewPassword
-from service.patterns import whole
+from service.http.patterns import whole
 
 # What the links carry: 43 URL-safe characters today; a little room, never a large body.
 LinkToken = Annotated[

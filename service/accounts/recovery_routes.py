@@ -16,10 +16,10 @@ from service.accounts.recovery_models import (
     ResetPasswordRequest,
     VerifyEmailRequest,
 )
-from service.audit.events import RequestOrigin
-from service.errors import problem_responses, require_json_body
-from service.openapi import PublicOperation
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.http.errors import require_json_body
+from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_responses
+from service.observability.audit import RequestOrigin
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.users.models import User
 
 RESET_ACCEPTED = "if an account has this email, a link to reset its password is on its way"

@@ -14,18 +14,16 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
-from service.accounts import cookies, credentials, sessions
+from service.accounts import cookies, credentials
 from service.accounts.models import (
     LoginForm,
     LoginJSON,
     LogoutRequest,
     RefreshRequest,
     RegisterRequest,
-    Token,
     UpdateMeRequest,
 )
-from service.audit.events import RequestOrigin
-from service.conditional import (
+from service.http.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED_RESPONSE,
     ConditionalGet,
@@ -34,19 +32,22 @@ from service.conditional import (
     row_tag,
     with_tag,
 )
-from service.errors import (
+from service.http.errors import (
     TooManyRequests,
     UnsupportedMediaType,
     invalid_body,
     invalid_field,
-    problem_responses,
     require_json_body,
 )
-from service.forms import read_form
-from service.metrics import record_login
-from service.openapi import PublicOperation
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.http.forms import read_form
+from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_responses
+from service.observability.audit import RequestOrigin
+from service.observability.metrics import record_login
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.caller_listener import CALLER_LISTENER_KEY
+from service.security.guards import requires_user
+from service.sessions import refresh_tokens
+from service.sessions.models import Token
 from service.users.models import User
 
 _FORM_TYPES = {RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value}
@@ -92,7 +93,7 @@ class _LoginOperation(PublicOperation):
     """The login handler reads its body itself, by Content-Type. Only the form is described:
     openapi-python-client cannot generate an operation with two body types (the module it writes
     fails to import), and a schema for 'email or username' (anyOf) made generators drop the
-    password. The form is the contract's, seed 004's and what Swagger UI's Authorize sends."""
+    password. The form is the contract's, the scan quick start's and what Swagger UI's Authorize sends."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -200,9 +201,11 @@ class AuthController(Controller):
             cookies.refresh_token_from_cookie(settings, request) if data is None else data.refresh_token
         )
         try:
-            token = await sessions.rotate_session(state.pool, settings, presented, RequestOrigin.of(request))
+            token = await refresh_tokens.rotate_session(
+                state.pool, settings, presented, RequestOrigin.of(request)
+            )
         except NotAuthorizedException as exc:
-            if isinstance(exc, sessions.SessionEnded):
+            if isinstance(exc, refresh_tokens.SessionEnded):
                 # As after a logout: this worker refuses the session's access tokens from the
                 # moment the 401 leaves (this request carries no Authorization header, so the
                 # read-your-writes layer does not hold it by itself).
@@ -230,7 +233,7 @@ class AuthController(Controller):
         """This access token and its refresh-token family stop working at once; the body may name
         the session's refresh token as well. With AUTH_COOKIES=on the refresh cookie is cleared."""
         refresh_token = data.refresh_token if data is not None else None
-        await sessions.end_session(
+        await refresh_tokens.log_out(
             state.pool, state.settings, caller, refresh_token, RequestOrigin.of(request)
         )
         settings = state.settings
@@ -242,6 +245,7 @@ class AuthController(Controller):
         operation_id="getMe",
         summary="The caller",
         security=BEARER_SECURITY,
+        guards=[requires_user],
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
         operation_class=ConditionalGet,

@@ -9,10 +9,10 @@ from litestar.exceptions import ValidationException
 
 from service.accounts.link_tokens import count_mail, issue_token, token_digest
 from service.accounts.mail_texts import email_change_mail, email_change_notice, verification_mail
-from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql, row_to
-from service.errors import Conflict, TooManyRequests, invalid_field
+from service.db.sql import load_sql, row_to
+from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.settings import Settings
 from service.users.models import User
@@ -58,10 +58,8 @@ async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) ->
             connection,
             "auth.email_changed" if changing else "auth.email_verified",
             origin=origin,
-            actor_id=user.id,
-            actor_email=user.email,
-            target_type="user",
-            target_id=str(user.id),
+            actor=ActorRef(user.id, user.email),
+            target=Target.user(user.id),
         )
     return user
 
@@ -83,10 +81,8 @@ async def request_email_change(
         connection,
         "auth.email_change_requested",
         origin=origin,
-        actor_id=user_id,
-        actor_email=old_email,
-        target_type="user",
-        target_id=str(user_id),
+        actor=ActorRef(user_id, old_email),
+        target=Target.user(user_id),
         details={"new_email": new_email},
     )
 
@@ -118,8 +114,6 @@ async def resend_verification(
             connection,
             "auth.verification_resent",
             origin=origin,
-            actor_id=caller.id,
-            actor_email=email,
-            target_type="user",
-            target_id=str(caller.id),
+            actor=ActorRef(caller.id, email),
+            target=Target.user(caller.id),
         )

@@ -11,15 +11,12 @@ from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
-from service.audit.models import AuditEvent, AuditEventPage
-from service.db import load_sql, rows_to
-from service.errors import invalid_field, problem_responses
-from service.patterns import whole
-from service.security.auth import BEARER_SECURITY
+from service.audit import queries
+from service.audit.models import AuditEventPage
+from service.http.errors import invalid_field
+from service.http.openapi import BEARER_SECURITY, problem_responses
+from service.http.patterns import whole
 from service.security.guards import requires_admin
-
-LIST_EVENTS = load_sql("audit/list_events")
-COUNT_EVENTS = load_sql("audit/count_events")
 
 Action = Annotated[
     str | None,
@@ -72,11 +69,7 @@ class AuditEventsController(Controller):
         since, until = _utc("since", since), _utc("until", until)
         if since is not None and until is not None and since > until:
             raise ValidationException("since must not be later than until")
-        filters = (action, actor_id, since, until)
-        async with (
-            state.pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await connection.fetch(LIST_EVENTS, *filters, limit, offset)
-            total = await connection.fetchval(COUNT_EVENTS, *filters)
-        return AuditEventPage(items=rows_to(AuditEvent, rows), total=total, limit=limit, offset=offset)
+        events, total = await queries.list_events(
+            state.pool, action=action, actor_id=actor_id, since=since, until=until, limit=limit, offset=offset
+        )
+        return AuditEventPage(items=events, total=total, limit=limit, offset=offset)

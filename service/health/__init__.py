@@ -1,0 +1,1 @@
+"""The operations endpoints: liveness, readiness and Prometheus metrics."""

@@ -1,1 +1,1 @@
-"""Clients of outside services, one folder each (seed 001's convention)."""
+"""Clients of outside services, one folder each (the integrations convention)."""

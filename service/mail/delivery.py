@@ -11,7 +11,7 @@ from pgqueuer.domain.errors import RetryRequested
 from pgqueuer.domain.models import Job
 from prometheus_client import Counter, Gauge
 
-from service.db import load_sql
+from service.db.sql import load_sql
 from service.mail.transport import DELIVERY_ERRORS, Transport, build_message
 from service.settings import Settings
 

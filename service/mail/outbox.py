@@ -16,7 +16,7 @@ import uuid
 
 import asyncpg
 
-from service.db import load_sql
+from service.db.sql import load_sql
 from service.mail.models import Mail
 
 INSERT_MESSAGE = load_sql("mail/insert_message")

@@ -8,10 +8,9 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from service.db import load_sql, rows_to
-from service.errors import problem_responses
+from service.db.sql import load_sql, rows_to
+from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.mail.models import MailMessage, MailMessagePage, MailStatus
-from service.security.auth import BEARER_SECURITY
 from service.security.guards import requires_admin
 
 LIST_MESSAGES = load_sql("mail/list_messages")

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import asyncpg
 import msgspec
 
-from service.db import create_pool, load_sql
+from service.db.pool import create_pool
+from service.db.sql import load_sql
 from service.settings import Settings
 
 TRY_PRUNE_LOCK = load_sql("retention/try_prune_lock")

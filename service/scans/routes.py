@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.datastructures import UploadFile
@@ -15,27 +14,22 @@ from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Body, FromPath, QueryParameter
-from litestar.utils.scope.state import ScopeState
 
-from service.audit.events import RequestOrigin, record_event
-from service.conditional import ETAG_HEADER, NOT_MODIFIED_RESPONSE, ConditionalGet, digest_tag, with_tag
-from service.db import load_sql
-from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field, problem_responses
-from service.forms import read_bounded_form
+from service.compat.litestar import cache_form
+from service.http.conditional import ETAG_HEADER, NOT_MODIFIED_RESPONSE, ConditionalGet, digest_tag, with_tag
+from service.http.errors import PayloadTooLarge, UnsupportedMediaType, invalid_field
+from service.http.forms import read_bounded_form
+from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.integrations.ai_service import ai_service
+from service.observability.audit import RequestOrigin, Target, record_event
+from service.scans import queries
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
 from service.scans.uploads import BODY_READ_SECONDS, UploadSlots, scan_form_limits
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_user
 from service.settings import Settings
-
-INSERT_SCAN = load_sql("scans/insert_scan")
-GET_SCAN = load_sql("scans/get_scan")
-LIST_SCANS_NEWEST = load_sql("scans/list_scans_newest")
-LIST_SCANS_AFTER = load_sql("scans/list_scans_after")
-DELETE_SCAN = load_sql("scans/delete_scan")
 
 # Room for the multipart boundaries, part headers and the text and force_llm fields.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -71,7 +65,7 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
     form: dict[str, Any] = {
         name: values[0] if len(values) == 1 else values for name, values in fields.items()
     }
-    ScopeState.from_scope(request.scope).form = form  # type: ignore[assignment]
+    cache_form(request.scope, form)
     for name, values in fields.items():
         if len(values) > 1:
             noun = "file" if name == "file" else f"`{name}` field"
@@ -129,8 +123,7 @@ class ScanController(Controller):
         submission = await read_submission(data, settings.max_upload_bytes)
         result = await ai_service.request_scan(state.http, settings, submission)
         filename = submission.document.filename if submission.document else None
-        row = await state.pool.fetchrow(INSERT_SCAN, caller.id, filename, result.data, result.source)
-        return _scan(row)
+        return await queries.insert_scan(state.pool, caller.id, filename, result.data, result.source)
 
     @get(
         "/scans",
@@ -151,14 +144,10 @@ class ScanController(Controller):
         ] = None,
     ) -> Response[ScanPage]:
         """The caller's scans, newest first."""
-        pool = request.app.state.pool
-        if cursor is None:
-            records = await pool.fetch(LIST_SCANS_NEWEST, caller.id, limit + 1)
-        else:
-            created_at, scan_id = decode_cursor(cursor)
-            records = await pool.fetch(LIST_SCANS_AFTER, caller.id, created_at, scan_id, limit + 1)
-        items = [_scan(record) for record in records[:limit]]
-        has_more = len(records) > limit
+        after = None if cursor is None else decode_cursor(cursor)
+        scans = await queries.list_scans(request.app.state.pool, caller.id, after, limit + 1)
+        items = scans[:limit]
+        has_more = len(scans) > limit
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if has_more else None
         return _tagged(request, ScanPage(items=items, next_cursor=next_cursor))
 
@@ -177,10 +166,10 @@ class ScanController(Controller):
         scan_id: FromPath[uuid.UUID],
     ) -> Response[Scan]:
         """One of the caller's scans; another user's scan is 404."""
-        row = await request.app.state.pool.fetchrow(GET_SCAN, scan_id, caller.id)
-        if row is None:
+        scan = await queries.get_scan(request.app.state.pool, caller.id, scan_id)
+        if scan is None:
             raise _scan_not_found(scan_id)
-        return _tagged(request, _scan(row))
+        return _tagged(request, scan)
 
     @delete(
         "/scans/{scan_id:uuid}",
@@ -194,25 +183,17 @@ class ScanController(Controller):
     ) -> None:
         """Delete one of the caller's scans; another user's scan is 404."""
         async with request.app.state.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(DELETE_SCAN, scan_id, caller.id)
-            if row is None:
+            deleted = await queries.delete_scan(connection, caller.id, scan_id)
+            if deleted is None:
                 raise _scan_not_found(scan_id)
             await record_event(
                 connection,
                 "scan.deleted",
                 origin=RequestOrigin.of(request),
-                actor_id=caller.id,
-                actor_email=caller.email,
-                target_type="scan",
-                target_id=str(scan_id),
-                details={"filename": row["filename"]},
+                actor=caller,
+                target=Target.scan(scan_id),
+                details={"filename": deleted.filename},
             )
-
-
-def _scan(record: asyncpg.Record) -> Scan:
-    # Converted, not just constructed, so `data` leaves as Risk objects in the contract's key order
-    # rather than in the order jsonb happens to store keys.
-    return msgspec.convert(dict(record), Scan)
 
 
 def _tagged(request: Request[Any, Any, Any], answer: Scan | ScanPage) -> Response[Any]:

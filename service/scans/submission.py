@@ -18,7 +18,7 @@ import msgspec
 from litestar.datastructures import UploadFile
 from litestar.exceptions import ValidationException
 
-from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.http.errors import PayloadTooLarge, UnsupportedMediaType
 from service.integrations.ai_service.ai_service import Document, ScanRequest
 from service.scans.models import ScanForm
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
-from litestar.utils.scope.state import ScopeState
 
-from service.errors import ServiceUnavailable
-from service.forms import FormLimits, close_uploads
+from service.compat.litestar import cached_form
+from service.http.errors import ServiceUnavailable
+from service.http.forms import FormLimits, close_uploads
 
 # Files up to this size stay in memory; larger ones are written to a temporary file as they arrive.
 SPOOL_BYTES = 1024 * 1024
@@ -64,7 +64,7 @@ class UploadSlots:
             await self.app(scope, receive, send)
         finally:
             state[IN_FLIGHT_KEY] -= 1
-            form = ScopeState.from_scope(scope).form
+            form = cached_form(scope)
             if isinstance(form, dict):
                 await close_uploads(
                     {name: value if isinstance(value, list) else [value] for name, value in form.items()}

@@ -1,13 +1,16 @@
 """Who is calling: bearer token -> verified claims -> an active user, once per request.
 
-`authenticate(connection)` is the one entry point; the `caller` dependency and the guards
-both use it, and the result is kept on the scope so a request verifies its token once.
+One way to authenticate a route: a guard from service/security/guards.py on the controller or
+the handler (the task routes run theirs as a `before_request` hook, for speed) calls
+`authenticate(connection)`, which keeps the caller on the scope; a handler that needs the caller
+takes the `caller` dependency, which reads what the guard established. Two routes have no guard:
+logout and PATCH /me answer an oversized body with 413 before looking at the token
+(tests/reliability/test_hostile_clients.py), so there the `caller` dependency, resolved after
+the body is read, is what authenticates.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 import uuid
 from typing import Any
@@ -18,27 +21,16 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin
-from service.db import load_sql
-from service.openapi import BEARER_SCHEME, PASSWORD_SCHEME
+from service.db.sql import load_sql
+from service.identities.provisioning import Identity, user_for_identity
+from service.observability.audit import RequestOrigin
 from service.security.caller_cache import CachedUser, CallerCache
-from service.security.jwks import JwksCache, jwks_cache
-from service.security.providers import choose_provider, user_for_identity, verify_provider_token
-from service.security.tokens import (
-    ISSUER,
-    InvalidToken,
-    VerifiedToken,
-    VerifiedTokenCache,
-    verify_access_token,
-)
-from service.settings import Settings
+from service.security.tokens import InvalidToken, VerifiedToken
+from service.security.verification import verified_token
 
 GET_CALLER = load_sql("accounts/get_caller")
 
-# Either scheme ends in the same bearer token; Swagger UI offers the password flow as a login form.
-BEARER_SECURITY: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {PASSWORD_SCHEME: []}]
 _SCOPE_KEY = "caller"
-VERIFIED_TOKENS_KEY = "verified_tokens"
 CALLER_CACHE_KEY = "caller_cache"
 LOCAL_PROVIDER = "local"
 
@@ -72,50 +64,6 @@ def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token
 
 
-class _UnverifiedIssuer(msgspec.Struct):
-    iss: str | None = None
-
-
-_issuer_decoder = msgspec.json.Decoder(_UnverifiedIssuer)
-
-
-def _unverified_issuer(token: str) -> str | None:
-    """The `iss` claim, read only to choose a verifier, which then checks everything, this too.
-    Cheaper than a second full jwt.decode on every request."""
-    try:
-        _, payload, _ = token.split(".")
-        claims = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        return _issuer_decoder.decode(claims).iss
-    except (ValueError, binascii.Error, msgspec.DecodeError):
-        raise InvalidToken("invalid token") from None
-
-
-async def verify_token(settings: Settings, token: str, provider_keys: JwksCache) -> VerifiedToken:
-    """Route the token to exactly one verifier, chosen by our configuration and its issuer."""
-    issuer = _unverified_issuer(token)
-    if issuer == ISSUER:
-        return verify_access_token(settings, token)
-    provider = choose_provider(settings, issuer)
-    if provider is None:
-        raise InvalidToken("token issuer is not accepted")
-    return await verify_provider_token(provider, token, provider_keys)
-
-
-async def verified_token(state: State, token: str) -> VerifiedToken:
-    """verify_token, remembered: a token string that passed every check is not checked again
-    until it expires or VERIFIED_TOKEN_TTL_SECONDS pass (see VerifiedTokenCache)."""
-    cache = state.get(VERIFIED_TOKENS_KEY)
-    if not isinstance(cache, VerifiedTokenCache):
-        cache = VerifiedTokenCache()
-        state[VERIFIED_TOKENS_KEY] = cache
-    now = time.time()
-    verified = cache.get(token, now)
-    if verified is None:
-        verified = await verify_token(state.settings, token, jwks_cache(state))
-        cache.put(token, verified, now)
-    return verified
-
-
 def caller_cache(state: State) -> CallerCache:
     """The worker's caller cache; an app without one (a floor, a test) gets one that is never
     trusted, so every lookup reads the database."""
@@ -134,7 +82,10 @@ async def _resolve_user_id(
     user_id = cache.identity(verified.provider, verified.subject)
     if user_id is None:
         ticket = cache.ticket()
-        user_id = await user_for_identity(connection.app.state.pool, verified, RequestOrigin.of(connection))
+        identity = Identity(
+            verified.provider, verified.subject, verified.email, verified.full_name, verified.email_verified
+        )
+        user_id = await user_for_identity(connection.app.state.pool, identity, RequestOrigin.of(connection))
         cache.store_identity(ticket, verified.provider, verified.subject, user_id)
     return user_id
 
@@ -206,9 +157,9 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
 
 
 def authenticated_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    """The caller `authenticate` already established for this request (in a `before_request`
-    hook), without going through dependency injection: on the task routes, resolving the
-    `caller` dependency was about 5 % of a request's CPU (bench/inproc.py)."""
+    """The caller the route's guard established for this request. The task routes call it
+    directly rather than through the `caller` dependency: resolving a dependency was about 5 %
+    of a task request's CPU (bench/inproc.py)."""
     caller = _caller_in_scope(connection)
     if caller is None:
         raise NotAuthorizedException("not authenticated")  # a route without the hook: fail closed

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.db import load_sql
+from service.db.sql import load_sql
 from service.security.caller_cache import CHANNEL, CallerCache
 from service.settings import Settings
 

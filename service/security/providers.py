@@ -1,4 +1,5 @@
-"""Access tokens from external identity providers (Supabase Auth, Better Auth) and their users.
+"""Access tokens from external identity providers (Supabase Auth, Better Auth); their users are
+provisioned by service/identities/provisioning.py.
 
 Which verifier a token goes to is decided by our configuration and the token's unverified `iss`,
 never by its `alg` header (see `choose_provider`). Each verifier then accepts a fixed list of
@@ -17,21 +18,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import jwt
 import msgspec
 from litestar import Litestar
-from litestar.exceptions import NotAuthorizedException
 
-from service.audit.events import RequestOrigin, record_event
-from service.db import load_sql
-from service.errors import ServiceUnavailable
+from service.http.errors import ServiceUnavailable
 from service.security.jwks import NO_USABLE_KEY, JwksCache, JwksUnavailable, KeySetProblem, jwks_cache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.settings import Settings
-
-FIND_IDENTITY_USER = load_sql("identities/find_identity_user")
-PROVISION_IDENTITY = load_sql("identities/provision_identity")
 
 log = logging.getLogger("service.security.providers")
 
@@ -127,7 +121,7 @@ def choose_provider(settings: Settings, issuer: object) -> Provider | None:
     1. `iss` = SUPABASE_URL + "/auth/v1" -> Supabase (its JWKS, else SUPABASE_JWT_SECRET).
     2. `iss` = BETTER_AUTH_ISSUER (default: BETTER_AUTH_URL's origin) -> Better Auth (its JWKS,
        else BETTER_AUTH_SECRET).
-    3. no `iss` and BETTER_AUTH_SECRET set -> Better Auth's shared secret (seed 002's tokens).
+    3. no `iss` and BETTER_AUTH_SECRET set -> Better Auth's shared secret (TaskFlow's tokens).
     4. otherwise, SUPABASE_JWT_SECRET set without SUPABASE_URL -> Supabase's legacy secret,
        which checks `aud` but cannot check an issuer it was not told.
     """
@@ -266,38 +260,6 @@ def _email_or_none(value: Any) -> str | None:
     if not 3 <= len(email) <= 320 or "@" not in email or "\x00" in email:
         return None
     return email
-
-
-async def user_for_identity(pool: asyncpg.Pool, verified: VerifiedToken, origin: RequestOrigin) -> uuid.UUID:
-    """The user linked to (provider, subject), created just in time on the identity's first token."""
-    user_id: uuid.UUID | None = await pool.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
-    if user_id is not None:
-        return user_id
-    async with pool.acquire() as connection, connection.transaction():
-        user_id = await connection.fetchval(
-            PROVISION_IDENTITY,
-            verified.provider,
-            verified.subject,
-            verified.email,
-            verified.full_name,
-            verified.email_verified,
-        )
-        if user_id is None:  # a concurrent first request linked this identity; use its user
-            user_id = await connection.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
-        else:
-            await record_event(
-                connection,
-                "auth.register",
-                origin=origin,
-                actor_id=user_id,
-                actor_email=verified.email,
-                target_type="user",
-                target_id=str(user_id),
-                details={"provider": verified.provider, "subject": verified.subject},
-            )
-    if user_id is None:  # the identity's user was deleted between those two statements
-        raise NotAuthorizedException("account is not active")
-    return user_id
 
 
 def configured_key_sets(settings: Settings) -> list[tuple[Provider, str]]:

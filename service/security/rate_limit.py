@@ -42,8 +42,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.errors import PROBLEM_JSON, Problem, TooManyRequests
-from service.middleware import RESPONSE_HEADERS_KEY
+from service.http.errors import PROBLEM_JSON, Problem, TooManyRequests
+from service.http.middleware import RESPONSE_HEADERS_KEY
 from service.settings import Settings
 
 log = logging.getLogger("service.rate_limit")

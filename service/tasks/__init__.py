@@ -1,0 +1,1 @@
+"""TaskFlow's tasks: each user's own, under /api/{user_id}/tasks."""

@@ -1,4 +1,4 @@
-"""Seed 002's Task and the bodies that create and change one."""
+"""TaskFlow's Task and the bodies that create and change one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from asyncpg import Record
 
-from service.patterns import NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS, NOT_BLANK_NO_CONTROL_CHARACTERS
+from service.http.patterns import NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS, NOT_BLANK_NO_CONTROL_CHARACTERS
 
 # PostgreSQL text cannot hold NUL, so no string reaches it with one; other control characters
 # (an escape sequence, a line break in a title) are never intended and can mislead whatever shows

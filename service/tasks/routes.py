@@ -1,17 +1,18 @@
-"""Seed 002's TaskFlow routes: a user's own tasks under /api/{user_id}/tasks."""
+"""TaskFlow's routes: a user's own tasks under /api/{user_id}/tasks."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.enums import MediaType
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from service.conditional import (
+from service.db.sql import BIGINT_MAX
+from service.http.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED_RESPONSE,
     ConditionalGet,
@@ -22,23 +23,15 @@ from service.conditional import (
     stale,
     with_tag,
 )
-from service.db import BIGINT_MAX, load_sql
-from service.errors import problem_responses, require_json_body
-from service.openapi import DocumentedHeader
-from service.security.auth import BEARER_SECURITY, authenticate, authenticated_caller
+from service.http.errors import require_json_body
+from service.http.openapi import BEARER_SECURITY, DocumentedHeader, problem_responses
+from service.security.auth import authenticated_caller
+from service.security.guards import requires_own_user_id
+from service.tasks import queries
 from service.tasks.models import CreateTask, Task, UpdateTask
-
-LIST_TASKS = load_sql("tasks/list_tasks")
-COUNT_TASKS = load_sql("tasks/count_tasks")
-CREATE_TASK = load_sql("tasks/create_task")
-GET_TASK = load_sql("tasks/get_task")
-UPDATE_TASK = load_sql("tasks/update_task")
-DELETE_TASK = load_sql("tasks/delete_task")
 
 MAX_OFFSET = 100_000
 _encode = msgspec.json.Encoder().encode
-
-T = TypeVar("T")
 
 TaskId = Annotated[
     int,
@@ -52,26 +45,9 @@ TaskId = Annotated[
 ]
 
 
-async def requires_own_user_id(request: Request[Any, Any, Any]) -> None:
-    """The path's user_id must be the caller's token subject: an exact string compare, since
-    external subjects (Better Auth, Supabase) are not necessarily UUIDs.
-
-    A `before_request` hook rather than a guard, with the same effect and order: it runs before
-    parameters and body are parsed (401, then 403, before any 400/415). Litestar 2 copies the
-    route handler object for every guard call, which was 5 % of a task-list request's CPU.
-    """
-    caller = await authenticate(request)
-    if request.path_params["user_id"] != caller.subject:
-        raise PermissionDeniedException("user_id in the path is not the authenticated user")
-
-
 async def requires_own_user_id_and_json_body(request: Request[Any, Any, Any]) -> None:
     await requires_own_user_id(request)
     await require_json_body(request)
-
-
-def _unless_unset(value: T | msgspec.UnsetType) -> T | None:
-    return None if value is msgspec.UNSET else value
 
 
 def _pagination_headers(
@@ -122,13 +98,10 @@ class TaskController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
         caller = authenticated_caller(request)
-        pool = request.app.state.pool
-        records = await pool.fetch(LIST_TASKS, caller.id, completed, limit, offset)
-        if records:
-            total = records[0]["total"]
-        else:
-            total = await pool.fetchval(COUNT_TASKS, caller.id, completed) if offset else 0
-        body = _encode([Task.of(record, caller.subject) for record in records])
+        tasks, total = await queries.list_tasks(
+            request.app.state.pool, caller.id, caller.subject, completed, limit, offset
+        )
+        body = _encode(tasks)
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
         tag = digest_tag(body, headers["X-Total-Count"].encode())
@@ -148,13 +121,12 @@ class TaskController(Controller):
         data: JSONBody[CreateTask],
     ) -> Response[Task]:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(
-            CREATE_TASK, caller.id, data.title, data.description, data.is_completed
+        created = await queries.create_task(
+            request.app.state.pool, caller.id, caller.subject, data.title, data.description, data.is_completed
         )
-        task = Task.of(record, caller.subject)
-        location = f"{request.url.path.rstrip('/')}/{task.id}"
+        location = f"{request.url.path.rstrip('/')}/{created.task.id}"
         return Response(
-            task, status_code=201, headers={"Location": location, "ETag": row_tag(record["version"])}
+            created.task, status_code=201, headers={"Location": location, "ETag": row_tag(created.version)}
         )
 
     @get(
@@ -167,10 +139,10 @@ class TaskController(Controller):
     )
     async def get_task(self, request: Request[Any, Any, Any], task_id: TaskId) -> Response[Task]:
         caller = authenticated_caller(request)
-        record = await request.app.state.pool.fetchrow(GET_TASK, task_id, caller.id)
-        if record is None:
+        found = await queries.get_task(request.app.state.pool, caller.id, caller.subject, task_id)
+        if found is None:
             raise NotFoundException("task not found")
-        return with_tag(request, row_tag(record["version"]), Task.of(record, caller.subject))
+        return with_tag(request, row_tag(found.version), found.task)
 
     @patch(
         "/{task_id:int}",
@@ -194,19 +166,10 @@ class TaskController(Controller):
         caller = authenticated_caller(request)
         versions = required_versions(if_match)
         pool = request.app.state.pool
-        record = await pool.fetchrow(
-            UPDATE_TASK,
-            task_id,
-            caller.id,
-            _unless_unset(data.title),
-            data.description is not msgspec.UNSET,
-            _unless_unset(data.description),
-            _unless_unset(data.is_completed),
-            versions,
-        )
-        if record is None:
+        updated = await queries.update_task(pool, caller.id, caller.subject, task_id, data, versions)
+        if updated is None:
             raise await _missing_or_stale(pool, task_id, caller.id, if_match)
-        return Response(Task.of(record, caller.subject), headers={"ETag": row_tag(record["version"])})
+        return Response(updated.task, headers={"ETag": row_tag(updated.version)})
 
     @delete(
         "/{task_id:int}",
@@ -221,14 +184,14 @@ class TaskController(Controller):
         caller = authenticated_caller(request)
         versions = required_versions(if_match)
         pool = request.app.state.pool
-        if await pool.fetchval(DELETE_TASK, task_id, caller.id, versions) is None:
+        if not await queries.delete_task(pool, caller.id, task_id, versions):
             raise await _missing_or_stale(pool, task_id, caller.id, if_match)
 
 
 async def _missing_or_stale(pool: Any, task_id: int, user_id: Any, if_match: str | None) -> Exception:
     """Why a conditional write changed nothing: the task is gone (404; with `If-Match: *`, 412),
     or it is at another version than If-Match named (412)."""
-    exists = await pool.fetchval(GET_TASK, task_id, user_id) is not None
+    exists = await queries.task_exists(pool, user_id, task_id)
     if exists or (if_match is not None and if_match.strip() == "*"):
         return stale()
     return NotFoundException("task not found")

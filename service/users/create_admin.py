@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 
-from service.audit.events import RequestOrigin, record_event
-from service.db import create_pool, load_sql, row_to
+from service.db.pool import create_pool
+from service.db.sql import load_sql, row_to
+from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -165,7 +166,6 @@ async def _record(
         connection,
         action,
         origin=CLI_ORIGIN,
-        target_type="user",
-        target_id=str(user.id),
+        target=Target.user(user.id),
         details={"email": user.email, "source": "cli", **details},
     )

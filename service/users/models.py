@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.patterns import NO_CONTROL_CHARACTERS
+from service.http.patterns import NO_CONTROL_CHARACTERS
 
 Role = Literal["user", "admin"]
 # PostgreSQL cannot store NUL, and control characters in a display name are never intended.

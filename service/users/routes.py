@@ -1,4 +1,5 @@
-"""/api/users: the admin list, and read, update and delete for the user themself or an admin."""
+"""/api/users: the admin list, read, update and delete for the user themself or an admin, and an
+admin's view of a user's sessions (/api/users/{id}/sessions)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,15 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from service.audit.events import RequestOrigin
-from service.db import load_sql, row_to, rows_to
-from service.errors import problem_responses, require_json_body
-from service.patterns import NO_NUL
-from service.security.auth import BEARER_SECURITY, CALLER_DEPENDENCY, Caller
+from service.http.errors import require_json_body
+from service.http.openapi import BEARER_SECURITY, problem_responses
+from service.http.patterns import NO_NUL
+from service.observability.audit import RequestOrigin
+from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import requires_admin, requires_self_or_admin
-from service.users import service
+from service.sessions.models import Session
+from service.users import queries, service
 from service.users.models import Role, User, UserPage, UserUpdate
-
-LIST_USERS = load_sql("users/list_users")
-COUNT_USERS = load_sql("users/count_users")
-GET_USER = load_sql("users/get_user")
 
 SearchText = Annotated[
     str | None,
@@ -65,13 +63,10 @@ class UsersController(Controller):
         offset: Offset = 0,
     ) -> UserPage:
         """Newest first, with the total number of matching users for paging."""
-        async with (
-            state.pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await connection.fetch(LIST_USERS, q, role, is_active, limit, offset)
-            total = await connection.fetchval(COUNT_USERS, q, role, is_active)
-        return UserPage(items=rows_to(User, rows), total=total, limit=limit, offset=offset)
+        users, total = await queries.list_users(
+            state.pool, q=q, role=role, is_active=is_active, limit=limit, offset=offset
+        )
+        return UserPage(items=users, total=total, limit=limit, offset=offset)
 
     @get(
         "/{user_id:uuid}",
@@ -81,10 +76,10 @@ class UsersController(Controller):
         responses=problem_responses(400, 401, 403, 404),
     )
     async def get_user(self, state: State, user_id: FromPath[uuid.UUID]) -> User:
-        row = await state.pool.fetchrow(GET_USER, user_id)
-        if row is None:
+        user = await queries.get_user(state.pool, user_id)
+        if user is None:
             raise NotFoundException(f"no user {user_id}")
-        return row_to(User, row)
+        return user
 
     @route(
         "/{user_id:uuid}",
@@ -103,7 +98,7 @@ class UsersController(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[UserUpdate],
     ) -> User:
-        """A partial update; PUT (seed 003) means the same as PATCH.
+        """A partial update; PUT means the same as PATCH.
 
         Anyone may change their own `full_name`; only an administrator may change `role` and
         `is_active` (403 for anyone else). Demoting or deactivating a user ends their sessions
@@ -128,3 +123,40 @@ class UsersController(Controller):
         """Deletes the account with its sessions and data; their tokens stop working at once.
         The last active administrator cannot be deleted (409)."""
         await service.delete_user(state.pool, caller, user_id, RequestOrigin.of(request))
+
+
+class UserSessionsController(Controller):
+    path = "/users/{user_id:uuid}/sessions"
+    tags = ["users"]
+    dependencies = CALLER_DEPENDENCY
+    security = BEARER_SECURITY
+    guards = [requires_admin]
+
+    @get(
+        "/",
+        operation_id="listUserSessions",
+        summary="A user's sessions (admin)",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def list_user_sessions(self, state: State, user_id: FromPath[uuid.UUID]) -> list[Session]:
+        """The user's live sessions, newest first; `current` is always false here."""
+        return await service.list_user_sessions(state.pool, user_id)
+
+    @delete(
+        "/",
+        operation_id="endUserSessions",
+        summary="End every session of a user (admin)",
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def end_user_sessions(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        user_id: FromPath[uuid.UUID],
+    ) -> None:
+        """Every refresh token and every access token issued in a session of this user stop
+        working at once (a compromised account); audited as `user.sessions_ended`."""
+        await service.end_user_sessions(
+            state.pool, state.settings, caller, user_id, RequestOrigin.of(request)
+        )

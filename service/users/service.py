@@ -11,10 +11,16 @@ import asyncpg
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
-from service.audit.events import RequestOrigin, record_event
-from service.db import in_transaction, load_sql, row_to
-from service.errors import Conflict
+from service.db.pool import in_transaction
+from service.db.sql import load_sql, row_to
+from service.http.errors import Conflict
+from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
+from service.sessions.models import Session
+from service.sessions.refresh_tokens import lock_user_sessions
+from service.sessions.service import end_live_sessions, list_sessions
+from service.settings import Settings
+from service.users import queries
 from service.users.models import User, UserUpdate
 
 LOCK_USER = load_sql("users/lock_user")
@@ -86,10 +92,8 @@ async def _record_update(
             connection,
             action,
             origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(after.id),
+            actor=caller,
+            target=Target.user(after.id),
             details={"email": after.email, **details},
         )
 
@@ -106,12 +110,39 @@ async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, or
             connection,
             "user.deleted",
             origin=origin,
-            actor_id=caller.id,
-            actor_email=caller.email,
-            target_type="user",
-            target_id=str(user_id),
+            actor=caller,
+            target=Target.user(user_id),
             details={"email": current.email, "role": current.role, "provider": current.provider},
         )
         await connection.execute(DELETE_USER, user_id)
 
     await in_transaction(pool, delete)
+
+
+async def list_user_sessions(pool: asyncpg.Pool, user_id: uuid.UUID) -> list[Session]:
+    """An admin's view of a user's sessions (none is `current`); 404 for an unknown user."""
+    async with (
+        pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        if await queries.get_user(connection, user_id) is None:
+            raise NotFoundException(f"no user {user_id}")
+        return await list_sessions(connection, user_id, None)
+
+
+async def end_user_sessions(
+    pool: asyncpg.Pool, settings: Settings, admin: Caller, user_id: uuid.UUID, origin: RequestOrigin
+) -> None:
+    """An admin ends every live session of a user (a compromised account); 404 for an unknown user."""
+    async with pool.acquire() as connection, connection.transaction():
+        if not await lock_user_sessions(connection, user_id):
+            raise NotFoundException(f"no user {user_id}")
+        ended = await end_live_sessions(connection, settings, user_id)
+        await record_event(
+            connection,
+            "user.sessions_ended",
+            origin=origin,
+            actor=admin,
+            target=Target.user(user_id),
+            details={"count": len(ended), "session_ids": ended},
+        )

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from service.audit.events import RequestOrigin, record_event
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.settings import Settings
 from tests.users.conftest import Account, make_account
 
@@ -86,8 +86,10 @@ async def seed_events(app: Litestar, db: asyncpg.Connection, actor: Account) -> 
     pool = app.state.pool
     origin = RequestOrigin(ip="203.0.113.9", user_agent="seed")
     await record_event(pool, "auth.login_failed", origin=origin, details={"email": "x@example.com"})
-    await record_event(pool, "auth.login", origin=origin, actor_id=actor.id, actor_email=actor.email)
-    await record_event(pool, "user.deleted", origin=origin, actor_id=actor.id, target_id="1")
+    await record_event(pool, "auth.login", origin=origin, actor=actor)
+    await record_event(
+        pool, "user.deleted", origin=origin, actor=ActorRef(actor.id, None), target=Target("user", "1")
+    )
     await db.execute("UPDATE audit_events SET at = at - interval '2 days' WHERE action = 'auth.login_failed'")
 
 

@@ -14,9 +14,10 @@ import asyncpg
 import psycopg
 import pytest
 
-from service import migrations
-from service.db import all_sql_files, in_transaction, load_sql
-from service.embedded import SYSTEM_USER, EmbeddedPostgres, _bin_dir
+from service.db import migrations
+from service.db.embedded import SYSTEM_USER, EmbeddedPostgres, _bin_dir
+from service.db.pool import in_transaction
+from service.db.sql import all_sql_files, load_sql
 from tests.system_tools import require_tool
 
 MIGRATIONS = sorted(

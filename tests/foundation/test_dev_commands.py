@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded import EmbeddedPostgres
-from service.paths import SQL_DIR
+from service.db.embedded import EmbeddedPostgres
+from service.db.paths import SQL_DIR
 from tests.processes import serve
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from service.db import FairPool, create_pool
+from service.db.pool import FairPool, create_pool
 from tests.conftest import make_settings
 
 

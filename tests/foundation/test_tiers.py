@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 from tests import harness
 from tests.foundation import test_serve
 from tests.processes import serve

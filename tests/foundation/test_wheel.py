@@ -130,7 +130,7 @@ def test_the_installed_service_finds_its_files_in_the_package_not_a_checkout(ins
     found = installed.run(
         "python",
         "-c",
-        "import service.paths as p; print(p.PACKAGE_DIR, p.SQL_DIR, p.MIGRATIONS_DIR, p.IS_CHECKOUT)",
+        "import service.db.paths as p; print(p.PACKAGE_DIR, p.SQL_DIR, p.MIGRATIONS_DIR, p.IS_CHECKOUT)",
     )
     package_dir, sql_dir, migrations_dir, is_checkout = found.stdout.split()
     assert Path(package_dir).is_relative_to(installed.venv)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.embedded import EmbeddedPostgres
+from service.db.embedded import EmbeddedPostgres
 from tests import reaper
 from tests.processes import serve
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.app import create_app
+from service.observability.tracing import create_tracer_provider
 from service.security.providers import KEY_CHECK_STATE_KEY
-from service.tracing import create_tracer_provider
 from tests.conftest import make_settings, running
 from tests.scans.conftest import faulty_ai, faulty_ai_server  # noqa: F401 - fixtures used here too
 

@@ -17,8 +17,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from service.observability.tracing import create_tracer_provider, stop_tracer_provider
 from service.settings import Settings, SettingsError, load_settings
-from service.tracing import create_tracer_provider, stop_tracer_provider
 from tests.conftest import bearer, make_settings, make_user
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
 from tests.processes import closed_port_url, serve

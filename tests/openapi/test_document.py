@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from service.openapi import LOGIN_PATH
+from service.http.openapi import LOGIN_PATH
 from tests.openapi.conftest import operations
 
 # Verbs an operation id may start with; add one here when a route needs a new kind of action.

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service.security.client_ip import ClientAddressResolver
+from service.http.client_ip import ClientAddressResolver
 from service.settings import SettingsError
 from tests.conftest import bearer, make_settings, make_user
 from tests.operations.conftest import AppClient

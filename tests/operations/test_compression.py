@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service.app import STATIC_DIR, create_app
-from service.compression import _accepts_gzip
+from service.http.compression import _accepts_gzip
 from tests.accounts.conftest import STRONG_PASSWORD
 from tests.conftest import bearer, caught_up_first, make_settings, make_user, running
 

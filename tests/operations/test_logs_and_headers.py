@@ -13,8 +13,8 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from service import logs
 from service.app import create_app
+from service.observability import logs
 from tests.conftest import bearer, make_settings, make_user, running
 from tests.operations.conftest import AppClient
 from tests.operations.test_rate_limits import with_sign_in_routes

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.app import create_served_app
-from service.lifecycle import GC_YOUNGEST_THRESHOLD
+from service.server.lifecycle import GC_YOUNGEST_THRESHOLD
 from tests.conftest import running, settings_environ
 
 

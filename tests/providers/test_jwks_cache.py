@@ -12,7 +12,7 @@ import pytest
 from litestar import Litestar
 
 from service.app import create_app
-from service.errors import ServiceUnavailable
+from service.http.errors import ServiceUnavailable
 from service.security.jwks import (
     FAILED_FETCH_RETRY_SECONDS,
     MIN_FETCH_INTERVAL_SECONDS,

@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from service import migrations
 from service.app import create_app
-from service.embedded import EmbeddedPostgres
+from service.db import migrations
+from service.db.embedded import EmbeddedPostgres
 from tests.conftest import bearer, make_settings, running
 
 WRITERS = 6

@@ -24,9 +24,9 @@ import asyncpg
 import httpx
 import pytest
 
-from service import migrations
-from service.db import POOL_ACQUIRE_TIMEOUT_SECONDS
-from service.embedded import EmbeddedPostgres
+from service.db import migrations
+from service.db.embedded import EmbeddedPostgres
+from service.db.pool import POOL_ACQUIRE_TIMEOUT_SECONDS
 from service.security.caller_listener import CATCH_UP_SECONDS
 from tests.processes import ServiceProcess, serve
 from tests.reliability.conftest import sign_up

@@ -28,8 +28,8 @@ from litestar.params import FromPath
 
 import service
 from service.app import AUTH_BODY_LIMIT_BYTES, create_app
-from service.patterns import END_OF_STRING
-from service.security.client_ip import ClientAddressResolver
+from service.http.client_ip import ClientAddressResolver
+from service.http.patterns import END_OF_STRING
 from service.settings import PROJECT_ROOT, Settings
 from tests.conftest import bearer, make_user, running
 from tests.processes import ServiceProcess, serve
@@ -97,7 +97,7 @@ def test_every_pattern_ends_at_the_end_of_the_string() -> None:
     patterns = every_pattern()
     assert len(patterns) >= 6, patterns  # the walk found the Structs and parameters
     loose = [pattern for pattern in patterns if not pattern.endswith(END_OF_STRING)]
-    assert loose == [], "use service.patterns.whole(): Python's `$` matches before a final newline"
+    assert loose == [], "use service.http.patterns.whole(): Python's `$` matches before a final newline"
 
 
 def test_every_pattern_means_the_same_in_python_and_ecmascript() -> None:

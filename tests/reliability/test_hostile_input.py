@@ -486,7 +486,7 @@ def _raw_status(address: tuple[str, int], request: bytes) -> int:
 
 def test_the_http_server_refuses_requests_it_cannot_parse(database_url: str, tmp_path: Path, db: Any) -> None:
     """The HTTP server answers these itself before the app sees them: uvicorn a plain 400 for bytes
-    it cannot parse, service.http_protocol a 431 for a request line over HTTP_MAX_HEADER_BYTES;
+    it cannot parse, service.http.protocol a 431 for a request line over HTTP_MAX_HEADER_BYTES;
     the service keeps serving afterwards."""
     with live_service(database_url, tmp_path) as (_, base):
         address = (urlsplit(base).hostname or "", urlsplit(base).port or 0)

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.logs import AccessLog, JsonFormatter
+from service.observability.logs import AccessLog, JsonFormatter
 from service.security.rate_limit import WINDOW_SECONDS
 from service.settings import SettingsError, load_settings
 from tests.accounts.conftest import STRONG_PASSWORD, register
@@ -392,7 +392,7 @@ TEXT_SAMPLES = [
 
 def test_the_task_patterns_mean_the_same_in_python_and_ecmascript() -> None:
     # Imported here, so the rest of the file runs against code without these patterns.
-    from service.patterns import NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS, NOT_BLANK_NO_CONTROL_CHARACTERS
+    from service.http.patterns import NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS, NOT_BLANK_NO_CONTROL_CHARACTERS
 
     node = require_tool("node", "apt-get install nodejs")
     patterns = [NOT_BLANK_NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS]

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from litestar import Litestar, get
 
-from service import migrations
 from service.app import create_app
-from service.db import DatabaseOutage, outage
-from service.embedded import EmbeddedPostgres
-from service.errors import EXCEPTION_HANDLERS
+from service.db import migrations
+from service.db.embedded import EmbeddedPostgres
+from service.db.pool import DatabaseOutage, outage
+from service.http.exception_handlers import EXCEPTION_HANDLERS
 from tests.conftest import make_settings, running
 
 STRONG = "plum orchard at midnight 42"

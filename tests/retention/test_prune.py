@@ -16,7 +16,8 @@ import pytest
 from litestar import Litestar
 
 from service.app import create_app
-from service.db import create_pool, load_sql
+from service.db.pool import create_pool
+from service.db.sql import load_sql
 from service.retention.prune import BATCH_SIZE, prune_periodically
 from service.settings import SettingsError, load_settings
 from tests import reaper

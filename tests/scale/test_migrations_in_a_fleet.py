@@ -6,9 +6,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from service import migrations
 from service.app import create_app
-from service.migrations import migration_ids
+from service.db import migrations
+from service.db.migrations import migration_ids
 from tests.conftest import make_settings, running
 from tests.processes import run_service, serve, service_environment
 

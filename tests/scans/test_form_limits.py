@@ -1,4 +1,4 @@
-"""The scan form's own bounds (service.forms, service.scans.uploads): each refusal a clear 4xx
+"""The scan form's own bounds (service.http.forms, service.scans.uploads): each refusal a clear 4xx
 whose detail says which bound, never Litestar's 400 "Request Entity Too Large"."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from service.app import create_app
-from service.forms import MAX_PART_HEADER_BYTES
+from service.http.forms import MAX_PART_HEADER_BYTES
 from service.scans.uploads import BUSY_RETRY_AFTER_SECONDS, FORCE_LLM_MAX_BYTES, MAX_SCAN_FORM_FIELDS
 from tests.conftest import make_settings, running
 from tests.scans.conftest import TEST_MAX_UPLOAD_BYTES, FaultyAi, count_scans

@@ -1,7 +1,7 @@
 """Issue 23, scan bodies never block a worker: a real `service serve --workers 1` (so every request
 lands on the one worker measured) and a real `service demo-ai`, both on loopback.
 
-Bounds under test (service.forms, service.scans.uploads, docs/reliability.md "Scan uploads"): a
+Bounds under test (service.http.forms, service.scans.uploads, docs/reliability.md "Scan uploads"): a
 scan form has at most 8 fields, parsed as it arrives; files above 1 MiB are spooled to disk;
 at most SCAN_MAX_CONCURRENT_UPLOADS scans per worker, one more is 503 with Retry-After.
 """

@@ -1,1 +1,1 @@
-"""Seed 004's AI scan service: the client we call, and a demo service to run locally."""
+"""The AI scan service: the client we call, and a demo service to run locally."""

@@ -1,4 +1,4 @@
-"""The client of seed 004's AI service: POST {AI_SERVICE_URL}/scan, multipart file/text/force_llm.
+"""The client of the AI scan service: POST {AI_SERVICE_URL}/scan, multipart file/text/force_llm.
 
 Every way the call can go wrong leaves as the answer our own caller should see: the AI service
 down or too slow is 503 with Retry-After; its refusal of the input keeps its 4xx and message;
@@ -19,9 +19,9 @@ import httpx
 import msgspec
 from litestar.exceptions import HTTPException
 
-from service.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
-from service.metrics import AiCallOutcome, record_ai_call
-from service.patterns import NO_NUL
+from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
+from service.http.patterns import NO_NUL
+from service.observability.metrics import AiCallOutcome, record_ai_call
 from service.settings import Settings
 
 log = logging.getLogger("service.ai_service")
@@ -44,7 +44,7 @@ class Risk(msgspec.Struct, frozen=True):
 
 
 class AiScanResult(msgspec.Struct, frozen=True):
-    """The AI service's answer (seed 004); fields it may add later are ignored."""
+    """The AI service's answer; fields it may add later are ignored."""
 
     data: list[Risk]
     source: Literal["llm", "model"]

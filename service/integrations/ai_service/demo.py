@@ -1,4 +1,4 @@
-"""A local stand-in for seed 004's AI service, so the whole scan flow runs on one machine.
+"""A local stand-in for the AI scan service, so the whole scan flow runs on one machine.
 
 POST /scan takes multipart `file` (text or .docx) and/or `text` plus `force_llm`, and answers
 `{"data": [{"risk", "category", "context"}], "source": "model" | "llm"}`. The "analysis" is a

@@ -1,0 +1,37 @@
+"""The audit-event queries: sql/audit/ files that read the trail (service/observability/audit.py
+writes it)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from service.audit.models import AuditEvent
+from service.db.sql import load_sql, rows_to
+
+LIST_EVENTS = load_sql("audit/list_events")
+COUNT_EVENTS = load_sql("audit/count_events")
+
+
+async def list_events(
+    pool: asyncpg.Pool,
+    *,
+    action: str | None,
+    actor_id: uuid.UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[AuditEvent], int]:
+    """One page of matching events, newest first, and how many match over all pages (both read
+    from one snapshot)."""
+    filters = (action, actor_id, since, until)
+    async with (
+        pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        rows = await connection.fetch(LIST_EVENTS, *filters, limit, offset)
+        total = await connection.fetchval(COUNT_EVENTS, *filters)
+    return rows_to(AuditEvent, rows), total

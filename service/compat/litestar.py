@@ -1,0 +1,47 @@
+"""Litestar internals (checked with Litestar 2.25; pyproject.toml keeps it below 3).
+
+- `StructSchemaPlugin` and `SchemaCreator` (`litestar._openapi`): the msgspec Struct schema
+  plugin, extended rather than re-implemented, because Litestar documents a Struct with
+  `forbid_unknown_fields=True` as an open object (no upstream issue found; litestar#3690 added
+  `forbid_unknown_fields` for DTOs only). service/http/openapi.py: ClosedStructSchemaPlugin.
+- `HTTPRouteHandler._fn`: the function a handler calls. Litestar 2 answers OPTIONS with the
+  methods of whichever handler of a path it registered first (litestar-org/litestar#4169,
+  fixed only in 3.0); service/app.py gives each generated OPTIONS handler its path's methods.
+- `ScopeState.from_scope(scope).form`: the parsed form Litestar caches on the scope, which the
+  handler's `data` is built from. The scan upload parses its body itself, as it arrives and
+  within its own bounds (service/http/forms.py: read_bounded_form; Litestar's parser holds the
+  whole body and splits it on the event loop), and puts the result there, so `data` is built from
+  it without reading the body again; a browser's empty file input (an empty text field,
+  litestar-org/litestar#4647) is removed from it first.
+
+tests/compat/test_litestar.py fails when any of these moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import Scope
+from litestar.utils.scope.state import ScopeState
+
+__all__ = ["SchemaCreator", "StructSchemaPlugin", "cache_form", "cached_form", "replace_handler_function"]
+
+
+def replace_handler_function(handler: HTTPRouteHandler, function: Callable[..., Any]) -> None:
+    """Make a registered handler call `function` instead of the one it was built with."""
+    handler._fn = function
+
+
+def cached_form(scope: Scope) -> Any:
+    """The form Litestar parsed for this request and will build the handler's `data` from (a
+    dict of field lists), or an unset marker before it is parsed."""
+    return ScopeState.from_scope(scope).form
+
+
+def cache_form(scope: Scope, form: dict[str, Any]) -> None:
+    """Have Litestar build the handler's `data` from `form` instead of parsing the body."""
+    ScopeState.from_scope(scope).form = form  # type: ignore[assignment]

@@ -1,0 +1,1 @@
+"""Identities from external providers (Supabase Auth, Better Auth) and the users linked to them."""

@@ -1,0 +1,1 @@
+"""Observability: logs, Prometheus metrics, OpenTelemetry traces and the audit trail writer."""

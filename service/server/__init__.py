@@ -1,0 +1,1 @@
+"""The served process: graceful shutdown and the garbage-collector tuning of each worker."""

@@ -1,0 +1,166 @@
+"""Sessions: a short-lived access token plus a family of rotating, single-use refresh tokens.
+
+A refresh token is 256 random bits, shown to the client once and stored only as its SHA-256.
+Each refresh spends the presented token and issues its successor in the same family; the
+family ends REFRESH_TOKEN_EXPIRE_DAYS after login however often it rotates. Presenting a
+spent token again means two parties hold it, so the whole family is revoked (RFC 9700 4.14.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+import asyncpg
+from litestar.exceptions import NotAuthorizedException
+
+from service.db.pool import in_transaction
+from service.db.sql import load_sql
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
+from service.security.auth import Caller
+from service.security.tokens import issue_access_token
+from service.sessions.models import Token
+from service.settings import Settings
+
+START_REFRESH_FAMILY = load_sql("sessions/start_refresh_family")
+SPEND_REFRESH_TOKEN = load_sql("sessions/spend_refresh_token")
+INSERT_REFRESH_SUCCESSOR = load_sql("sessions/insert_refresh_successor")
+MARK_REFRESH_TOKEN_REPLACED = load_sql("sessions/mark_refresh_token_replaced")
+FIND_REFRESH_TOKEN = load_sql("sessions/find_refresh_token")
+REVOKE_REFRESH_FAMILY = load_sql("sessions/revoke_refresh_family")
+REVOKE_SESSION = load_sql("sessions/revoke_session")
+REVOKE_OTHER_SESSIONS = load_sql("sessions/revoke_other_sessions")
+REVOKE_ACCESS_TOKEN = load_sql("sessions/revoke_access_token")
+LOCK_USER_SESSIONS = load_sql("sessions/lock_user_sessions")
+LOCK_REFRESH_OWNER = load_sql("sessions/lock_refresh_owner")
+
+REFRESH_TOKEN_BYTES = 32
+
+
+class SessionEnded(NotAuthorizedException):
+    """401 for a spent refresh token presented again: its whole session has just been ended."""
+
+
+def refresh_token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _new_refresh_token() -> tuple[str, bytes]:
+    token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    return token, refresh_token_digest(token)
+
+
+async def start_session(
+    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID, origin: RequestOrigin
+) -> Token:
+    """A new refresh family and its first pair; call inside the login's transaction."""
+    access = issue_access_token(settings, user_id)
+    refresh, digest = _new_refresh_token()
+    await connection.execute(
+        START_REFRESH_FAMILY,
+        digest,
+        user_id,
+        access.jti,
+        origin.user_agent,
+        origin.ip,
+        settings.refresh_token_expire_days,
+    )
+    return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+
+
+async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+    """Take the lock that serialises ending this user's sessions with their refreshes (see
+    sql/sessions/lock_user_sessions.sql); the first statement of every transaction that ends
+    sessions. False when there is no such user."""
+    return await connection.fetchval(LOCK_USER_SESSIONS, user_id) is not None
+
+
+async def rotate_session(
+    pool: asyncpg.Pool, settings: Settings, presented: str, origin: RequestOrigin
+) -> Token:
+    """Spend `presented` and return the next pair of its family, or raise 401."""
+    digest = refresh_token_digest(presented)
+
+    async def rotate(connection: asyncpg.Connection) -> Token | None:
+        # Share-lock the owner first: a revocation in flight finishes before this refresh reads
+        # the token, and one that starts now waits for its successor to be committed.
+        if await connection.fetchval(LOCK_REFRESH_OWNER, digest) is None:
+            return None
+        spent = await connection.fetchrow(SPEND_REFRESH_TOKEN, digest)
+        if spent is None:
+            return None
+        access = issue_access_token(settings, spent["user_id"])
+        refresh, successor_digest = _new_refresh_token()
+        successor_id = await connection.fetchval(
+            INSERT_REFRESH_SUCCESSOR, spent["id"], successor_digest, access.jti, origin.user_agent, origin.ip
+        )
+        await connection.execute(MARK_REFRESH_TOKEN_REPLACED, spent["id"], successor_id)
+        return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+
+    token = await in_transaction(pool, rotate)
+    if token is not None:
+        return token
+    raise await _refusal(pool, settings, digest, origin)
+
+
+async def _refusal(
+    pool: asyncpg.Pool, settings: Settings, digest: bytes, origin: RequestOrigin
+) -> NotAuthorizedException:
+    """Why the token could not be spent; a spent token presented again ends its family, access
+    tokens included (SessionEnded)."""
+    found = await pool.fetchrow(FIND_REFRESH_TOKEN, digest)
+    if found is None:
+        return NotAuthorizedException("invalid refresh token")
+    if found["rotated"]:
+
+        async def end_family(connection: asyncpg.Connection) -> None:
+            await lock_user_sessions(connection, found["user_id"])
+            await connection.execute(
+                REVOKE_REFRESH_FAMILY, found["family_id"], settings.access_token_expire_minutes * 60
+            )
+            await record_event(
+                connection,
+                "auth.refresh_reuse_detected",
+                origin=origin,
+                actor=ActorRef(found["user_id"], None),
+                target=Target.session(found["family_id"]),
+            )
+
+        await in_transaction(pool, end_family)
+        return SessionEnded("refresh token was already used; the session has been ended, log in again")
+    if found["revoked"]:
+        return NotAuthorizedException("refresh token has been revoked")
+    if found["expired"]:
+        return NotAuthorizedException("refresh token expired; log in again")
+    return NotAuthorizedException("account is not active")
+
+
+async def log_out(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, refresh_token: str | None, origin: RequestOrigin
+) -> None:
+    """Logout: the caller's access token and its refresh family (and that of `refresh_token`) end
+    now, every access token issued in them included."""
+    digest = refresh_token_digest(refresh_token) if refresh_token else None
+
+    async def end(connection: asyncpg.Connection) -> None:
+        await lock_user_sessions(connection, caller.id)
+        if caller.token_jti is not None:
+            await connection.execute(
+                REVOKE_ACCESS_TOKEN, caller.token_jti, caller.id, caller.token_expires_at
+            )
+        await connection.execute(
+            REVOKE_SESSION, caller.id, caller.token_jti, digest, settings.access_token_expire_minutes * 60
+        )
+        await record_event(
+            connection, "auth.logout", origin=origin, actor=caller, target=Target.user(caller.id)
+        )
+
+    await in_transaction(pool, end)
+
+
+async def revoke_other_refresh_families(connection: asyncpg.Connection, caller: Caller) -> None:
+    """After a password change: revoke every refresh family of the caller except the one the
+    caller's access token came from (their access tokens end by `tokens_valid_after`); call after
+    `lock_user_sessions` in the same transaction."""
+    await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)

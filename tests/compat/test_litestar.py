@@ -1,0 +1,54 @@
+"""The Litestar internals service/compat/litestar.py uses still exist and still do what the
+service relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+
+from service.compat.litestar import StructSchemaPlugin, cached_form, replace_handler_function
+
+
+def test_the_struct_schema_plugin_can_still_be_extended() -> None:
+    assert callable(StructSchemaPlugin.to_openapi_schema)
+    assert callable(StructSchemaPlugin.is_plugin_supported_field)
+
+
+async def test_a_replaced_handler_function_is_what_the_route_calls() -> None:
+    @get("/thing", sync_to_thread=False)
+    def read_thing() -> None:
+        return None
+
+    @post("/thing", sync_to_thread=False)
+    def make_thing() -> None:
+        return None
+
+    app = Litestar([read_thing, make_thing])
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
+            handler, _ = route.route_handler_map["OPTIONS"]
+            replace_handler_function(
+                handler, lambda scope: Response(None, status_code=204, headers={"Allow": "every one"})
+            )
+    async with AsyncTestClient(app) as client:
+        response = await client.options("/thing")
+    assert response.status_code == 204
+    assert response.headers["allow"] == "every one"
+
+
+async def test_the_parsed_form_is_cached_on_the_scope_as_a_dict() -> None:
+    @post("/form")
+    async def read_form(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        await request.form()
+        cached = cached_form(request.scope)
+        return {
+            "is_dict": isinstance(cached, dict),
+            "keys": sorted(cached) if isinstance(cached, dict) else [],
+        }
+
+    async with AsyncTestClient(Litestar([read_form])) as client:
+        response = await client.post("/form", files={"file": ("", b""), "text": (None, "hello")})
+    assert response.json() == {"is_dict": True, "keys": ["file", "text"]}
