@@ -37,7 +37,7 @@ from service.settings import Settings
 FIND_RESET_ACCOUNT = load_sql("accounts/find_reset_account")
 RESET_PASSWORD = load_sql("accounts/reset_password")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
-END_SESSIONS = load_sql("accounts/end_sessions")
+END_SESSIONS = load_sql("sessions/end_sessions")
 SPEND_ACCOUNT_TOKENS = load_sql("accounts/spend_account_tokens")
 
 RESET_REQUEST_JOB = "password_reset_request"
