@@ -68,14 +68,16 @@ async def token_response(
 ) -> Response[Token]:
     """The token pair as JSON, and with AUTH_COOKIES=on the refresh token as a cookie that
     lives as long as its family has left."""
+    # Tokens are never cached by a browser or proxy (RFC 6749 section 5.1).
+    headers = {"Cache-Control": "no-store"}
     if not cookies_on(settings):
-        return Response(token)
+        return Response(token, headers=headers)
     expires_at: datetime.datetime | None = await pool.fetchval(
         GET_REFRESH_EXPIRY, refresh_token_digest(token.refresh_token)
     )
     remaining = (expires_at - datetime.datetime.now(datetime.UTC)).total_seconds() if expires_at else 0
     cookie = _refresh_cookie(settings, request, token.refresh_token, max(0, int(remaining)))
-    return Response(token, cookies=[cookie])
+    return Response(token, cookies=[cookie], headers=headers)
 
 
 def _request_origin(request: Request[Any, Any, Any]) -> str | None:
