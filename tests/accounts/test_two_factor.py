@@ -40,7 +40,9 @@ async def test_enrol_confirm_then_log_in_with_a_code(
     assert enrolment.headers["cache-control"] == "no-store"
     secret = enrolment.json()["secret"]
     uri = enrolment.json()["otpauth_uri"]
-    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri and "ada%40example.com" in uri
+    assert uri.startswith("otpauth://totp/")
+    assert f"secret={secret}" in uri
+    assert "ada%40example.com" in uri
     assert pyotp.parse_uri(uri).secret == secret
     me = (await client.get("/api/auth/me", headers=auth(access))).json()
     assert me["mfa_enabled"] is False  # pending until confirmed
@@ -53,14 +55,17 @@ async def test_enrol_confirm_then_log_in_with_a_code(
     )
     assert confirmed.status_code == 200
     codes = confirmed.json()["backup_codes"]
-    assert len(codes) == 10 and len(set(codes)) == 10
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
     assert (await client.get("/api/auth/me", headers=auth(access))).json()["mfa_enabled"] is True
 
     password_step = await login(client)
     assert password_step.status_code == 200
     body = password_step.json()
-    assert body["mfa_required"] is True and body["expires_in"] == 300
-    assert "access_token" not in body and "refresh_token" not in body
+    assert body["mfa_required"] is True
+    assert body["expires_in"] == 300
+    assert "access_token" not in body
+    assert "refresh_token" not in body
     assert password_step.headers["cache-control"] == "no-store"
 
     signed_in = await verify(client, body["mfa_token"], code_at(secret, 1))
@@ -187,7 +192,7 @@ async def test_turning_two_factor_off(
     headers = auth(access)
     off = await client.request("DELETE", "/api/auth/2fa/totp", json={"code": "000000"}, headers=headers)
     assert off.status_code == 409  # not on
-    secret, codes = await enrolled(client, access)
+    secret, _codes = await enrolled(client, access)
     neither = await client.request("DELETE", "/api/auth/2fa/totp", json={}, headers=headers)
     assert neither.status_code == 400
     wrong = await client.request(
@@ -219,7 +224,8 @@ async def test_regenerated_backup_codes_replace_the_old_ones(
     response = await client.post("/api/auth/2fa/backup-codes", json={"code": old[0]}, headers=headers)
     assert response.status_code == 200
     new = response.json()["backup_codes"]
-    assert len(new) == 10 and not set(new) & set(old)
+    assert len(new) == 10
+    assert not set(new) & set(old)
     assert (await verify(client, (await challenge(client))["mfa_token"], old[1])).status_code == 401
     assert (await verify(client, (await challenge(client))["mfa_token"], new[0])).status_code == 200
     by_password = await client.post(
@@ -266,7 +272,8 @@ async def test_with_auth_cookies_verify_sets_the_refresh_cookie(
     assert signed_in.status_code == 200
     cookie = signed_in.headers["set-cookie"]
     assert cookie.startswith(f"refresh_token={signed_in.json()['refresh_token']};")
-    assert "HttpOnly" in cookie and "Path=/api/auth" in cookie
+    assert "HttpOnly" in cookie
+    assert "Path=/api/auth" in cookie
 
 
 async def test_admins_can_be_required_to_use_two_factor(
