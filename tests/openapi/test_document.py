@@ -30,9 +30,11 @@ VERBS = {
     "logout",
     "refresh",
     "revoke",
+    "confirm",
+    "verify",
 }
 LOWER_CAMEL = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)*$")
-PUBLIC = {"getHealth", "getReadiness", "register", "login", "refresh"}
+PUBLIC = {"getHealth", "getReadiness", "register", "login", "refresh", "verifyMfa"}
 SIGNED_IN = [{"BearerToken": []}, {"OAuth2Password": []}]
 PROBLEM = "application/problem+json"
 
