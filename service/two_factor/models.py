@@ -7,13 +7,18 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from service.http.patterns import NO_NUL, whole
 from service.security.passwords import MAX_PASSWORD_LENGTH
+
+# Digits, or a backup code as printed or typed (letters, digits, spaces, dashes).
+CODE_PATTERN = whole(r"[A-Za-z0-9 -]{1,32}")
 
 Code = Annotated[
     str,
     Meta(
         min_length=1,
         max_length=32,
+        pattern=CODE_PATTERN,
         description=(
             "A 6-digit code from the authenticator app, or one of the backup codes "
             "(case, spaces and dashes do not matter)."
@@ -26,13 +31,20 @@ TotpCode = Annotated[
     Meta(
         min_length=1,
         max_length=32,
+        pattern=CODE_PATTERN,
         description="A 6-digit code from the authenticator app.",
         examples=["123456"],
     ),
 ]
-Password = Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+Password = Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL)]
 MfaToken = Annotated[
-    str, Meta(min_length=1, max_length=512, description="The `mfa_token` the login returned.")
+    str,
+    Meta(
+        min_length=1,
+        max_length=512,
+        pattern=whole(r"[A-Za-z0-9_-]+"),
+        description="The `mfa_token` the login returned.",
+    ),
 ]
 
 
@@ -57,9 +69,7 @@ class ConfirmRequest(msgspec.Struct, forbid_unknown_fields=True):
 class BackupCodes(msgspec.Struct, kw_only=True):
     backup_codes: Annotated[
         list[str],
-        Meta(
-            description="10 single-use codes, shown once: each signs in instead of an authenticator code."
-        ),
+        Meta(description="10 single-use codes, shown once: each signs in instead of an authenticator code."),
     ]
 
 

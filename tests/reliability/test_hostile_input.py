@@ -86,6 +86,12 @@ def _valid_bodies(owner: Owner) -> dict[str, dict[str, Any]]:
         "PATCH /api/{user_id}/tasks/{task_id}": {"title": "t", "description": "d"},
         "PATCH /api/users/{user_id}": {"full_name": "C"},
         "PUT /api/users/{user_id}": {"full_name": "C"},
+        "DELETE /api/auth/me": {"current_password": "x"},
+        "POST /api/auth/2fa/totp": {"current_password": "x"},
+        "POST /api/auth/2fa/totp/confirm": {"code": "123456"},
+        "DELETE /api/auth/2fa/totp": {"code": "123456"},
+        "POST /api/auth/2fa/backup-codes": {"current_password": "x"},
+        "POST /api/auth/2fa/verify": {"mfa_token": "not-a-real-one", "code": "123456"},
     }
 
 
