@@ -87,8 +87,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_max_failures: PositiveInt = 5
     login_lockout_minutes: PositiveInt = 15
     # Encrypts two-factor secrets at rest (>= 32 bytes). Production without it offers no two-factor
-    # enrolment; development and tests derive a key from JWT_SECRET. Changing it makes enrolled
-    # authenticators unusable (their owners sign in with a backup code and enrol again).
+    # enrolment; development and tests derive a key from JWT_SECRET. No rotation: with another key,
+    # enrolled users cannot finish a login (503) until the old key is back.
     mfa_encryption_key: str | None = None
     # true: an administrator of a local account without two-factor gets 403 everywhere except
     # the enrolment routes, /api/auth/me and logout.

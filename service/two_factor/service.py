@@ -70,8 +70,8 @@ def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> str:
         return keys.decrypt_secret(settings, user_id, ciphertext)
     except keys.UndecryptableSecret:
         raise ServiceUnavailable(
-            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY; "
-            "sign in with a backup code or ask an administrator"
+            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY "
+            "(it changed); an operator must restore the key"
         ) from None
 
 
