@@ -54,6 +54,7 @@ from service.server.lifecycle import install_drain_handler, tune_garbage_collect
 from service.sessions.routes import SessionsController
 from service.settings import Settings, SettingsError, load_settings
 from service.tasks.routes import TaskController
+from service.two_factor.routes import TwoFactorController
 from service.users.routes import UsersController, UserSessionsController
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def api_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """Every controller served under both /api and /api/v1."""
     auth = Router(
         path="/",
-        route_handlers=[AuthController, AccountRecoveryController],
+        route_handlers=[AuthController, AccountRecoveryController, TwoFactorController],
         request_max_body_size=AUTH_BODY_LIMIT_BYTES,
     )
     return [

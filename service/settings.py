@@ -108,6 +108,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_rate_limit_per_minute: PositiveInt = 20
     login_max_failures: PositiveInt = 5
     login_lockout_minutes: PositiveInt = 15
+    # Encrypts two-factor secrets at rest (>= 32 bytes). Production without it offers no two-factor
+    # enrolment; development and tests derive a key from JWT_SECRET. No rotation: with another key,
+    # enrolled users cannot finish a login (503) until the old key is back.
+    mfa_encryption_key: str | None = None
+    # true: an administrator of a local account without two-factor gets 403 everywhere except
+    # the enrolment routes, /api/auth/me and logout.
+    require_mfa_for_admins: bool = False
     trusted_proxies: tuple[str, ...] = ()
     metrics_enabled: bool = True
     metrics_token: str | None = None
@@ -505,6 +512,8 @@ def _check_secrets(settings: Settings) -> Settings:
         endpoint = getattr(settings, name)
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise SettingsError(f"invalid {name.upper()}: must start with http:// or https://")
+    if settings.mfa_encryption_key and len(settings.mfa_encryption_key.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(f"invalid MFA_ENCRYPTION_KEY: must be at least {MIN_SECRET_BYTES} bytes")
     for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
         value = getattr(settings, name)
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
@@ -514,6 +523,11 @@ def _check_secrets(settings: Settings) -> Settings:
             raise SettingsError("invalid PASSWORD_POLICY: production allows only strict")
         if not settings.jwt_secret:
             raise SettingsError("missing JWT_SECRET: production needs a secret of >= 32 bytes")
+        if settings.require_mfa_for_admins and not settings.mfa_encryption_key:
+            raise SettingsError(
+                "missing MFA_ENCRYPTION_KEY: REQUIRE_MFA_FOR_ADMINS needs two-factor, whose secrets "
+                "production encrypts with a key of >= 32 bytes (for example: openssl rand -base64 48)"
+            )
         if not settings.database_url:
             raise SettingsError("missing DATABASE_URL: production does not run an embedded database")
         return settings

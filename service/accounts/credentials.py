@@ -11,7 +11,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from msgspec import UNSET
 
 from service.accounts.mail_texts import password_changed_mail
-from service.accounts.models import RegisterRequest, UpdateMeRequest
+from service.accounts.models import Me, RegisterRequest, UpdateMeRequest
 from service.accounts.verification import request_email_change, send_verification
 from service.db.pool import in_transaction
 from service.db.sql import load_sql, row_to
@@ -25,9 +25,12 @@ from service.security.tokens import now_microseconds
 from service.sessions.models import Token
 from service.sessions.refresh_tokens import lock_user_sessions, revoke_other_refresh_families, start_session
 from service.settings import Settings
+from service.two_factor.models import MfaChallenge
+from service.two_factor.secrets import new_mfa_token
 from service.users.models import User
 
 INSERT_USER = load_sql("accounts/insert_user")
+GET_USER = load_sql("users/get_user")
 GET_LOGIN_USER = load_sql("accounts/get_login_user")
 GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
@@ -39,6 +42,9 @@ COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
 FIND_LOCAL_EMAIL = load_sql("accounts/find_local_email")
+INSERT_CHALLENGE = load_sql("two_factor/insert_challenge")
+
+MFA_TOKEN_SECONDS = 300
 
 WRONG_CREDENTIALS = "incorrect email or password"
 UNVERIFIED_EMAIL = (
@@ -127,8 +133,9 @@ async def _record_failure(
 
 async def log_in(
     pool: asyncpg.Pool, settings: Settings, login_name: str, password: str, origin: RequestOrigin
-) -> Token:
+) -> Token | MfaChallenge:
     """A new session for a correct email and password; 401 otherwise, 429 while the email is locked.
+    With two-factor on, a challenge instead: POST /api/auth/2fa/verify turns it into a session.
 
     An unknown email costs one argon2 verification like a wrong password, and both answer the
     same 401 and count towards the same lockout, so neither timing nor answer reveals accounts.
@@ -159,16 +166,29 @@ async def log_in(
         raise PermissionDeniedException(UNVERIFIED_EMAIL)
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
 
-    async def start(connection: asyncpg.Connection) -> Token:
+    async def start(connection: asyncpg.Connection) -> Token | MfaChallenge:
         checked = await connection.fetchrow(LOCK_LOGIN_USER, user_id, stored_hash)
         if checked is None or not checked["is_active"]:
             raise NotAuthorizedException("account is not active")
         if not checked["same_password"]:  # changed while this attempt was being checked
             raise NotAuthorizedException(WRONG_CREDENTIALS)
-        # This attempt was within the budget and proved the password: the run of failures ends.
-        await connection.execute(CLEAR_LOGIN_FAILURES, email)
         if rehashed is not None:
             await connection.execute(UPDATE_PASSWORD_HASH, user_id, rehashed)
+        if checked["mfa_enabled"]:
+            # The run of failures goes on until a code is accepted too: otherwise someone who
+            # knows the password could reset the lockout between code guesses by logging in.
+            mfa_token, digest = new_mfa_token()
+            await connection.execute(INSERT_CHALLENGE, digest, user_id, MFA_TOKEN_SECONDS)
+            await record_event(
+                connection,
+                "auth.mfa_required",
+                origin=origin,
+                actor=ActorRef(user_id, email),
+                target=Target.user(user_id),
+            )
+            return MfaChallenge(mfa_token=mfa_token, expires_in=MFA_TOKEN_SECONDS)
+        # This attempt was within the budget and proved the password: the run of failures ends.
+        await connection.execute(CLEAR_LOGIN_FAILURES, email)
         token = await start_session(connection, settings, user_id, origin)
         await record_event(
             connection,
@@ -184,12 +204,12 @@ async def log_in(
 
 
 class VersionedUser(NamedTuple):
-    user: User
+    user: Me
     version: str  # the users row's xmin: the ETag of /api/auth/me
 
 
 def _versioned_user(row: asyncpg.Record) -> VersionedUser:
-    return VersionedUser(User(**{name: row[name] for name in User.__struct_fields__}), row["version"])
+    return VersionedUser(Me(**{name: row[name] for name in Me.__struct_fields__}), row["version"])
 
 
 async def get_me(pool: asyncpg.Pool, user_id: uuid.UUID) -> VersionedUser:
@@ -320,3 +340,62 @@ async def _verified_email_change(
     if await pool.fetchval(FIND_LOCAL_EMAIL, new_email, caller.id):
         raise Conflict("an account with this email already exists")
     return old_email, new_email
+
+
+async def check_current_password(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, password: str, origin: RequestOrigin
+) -> str:
+    """Prove the caller knows the account's password (before enrolling two-factor, turning it off,
+    deleting the account), counted on the login lockout like PATCH /me's current_password; the
+    account's normalised email. 400 when it is wrong, 429 while the email is locked."""
+    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    if account is None:
+        raise NotAuthorizedException("account is not active")
+    if account["password_hash"] is None:
+        raise ValidationException(f"this account signs in through {caller.provider} and has no password here")
+    email = normalise_email(account["email"])
+    attempt = await _count_attempt(pool, settings, email)
+    if not await passwords_for(settings).verify(account["password_hash"], password):
+        await _record_failure(pool, settings, email, caller.id, "wrong_current_password", attempt, origin)
+        raise invalid_field("current_password", "the current password is incorrect")
+    await pool.execute(CLEAR_LOGIN_FAILURES, email)
+    return email
+
+
+async def count_code_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> int:
+    """Count a two-factor code attempt on the account's login lockout, before the code is checked."""
+    return await _count_attempt(pool, settings, normalise_email(email))
+
+
+async def record_code_failure(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    email: str,
+    user_id: uuid.UUID,
+    attempt: int,
+    origin: RequestOrigin,
+) -> None:
+    """Audit a wrong two-factor code (mfa.verify_failed), and the lockout it caused."""
+    details = {"failures": attempt}
+    actor = ActorRef(user_id, email)
+    async with pool.acquire() as connection, connection.transaction():
+        await record_event(
+            connection,
+            "mfa.verify_failed",
+            origin=origin,
+            actor=actor,
+            target=Target.user(user_id),
+            details=details,
+        )
+        if attempt == settings.login_max_failures:
+            await record_event(
+                connection,
+                "auth.lockout",
+                origin=origin,
+                actor=actor,
+                details={**details, "reason": "wrong_code", "minutes": settings.login_lockout_minutes},
+            )
+
+
+async def clear_failures(connection: asyncpg.Connection | asyncpg.Pool, email: str) -> None:
+    await connection.execute(CLEAR_LOGIN_FAILURES, normalise_email(email))

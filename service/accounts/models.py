@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from service.http.patterns import NO_CONTROL_CHARACTERS, NO_NUL, whole
+from service.scans.models import Scan
 from service.security.passwords import MAX_PASSWORD_LENGTH
+from service.sessions.models import Session
+from service.users.models import User
 
 # The WHATWG HTML form rule for an email address, with at least one dot in the domain.
 EMAIL_PATTERN = whole(
@@ -100,3 +104,63 @@ class UpdateMeRequest(msgspec.Struct, forbid_unknown_fields=True):
     password: NewPassword | UnsetType = UNSET
     current_password: CurrentPassword | UnsetType = UNSET
     email: Email | UnsetType = UNSET
+
+
+class Me(User, kw_only=True):
+    """The caller's own account."""
+
+    mfa_enabled: Annotated[bool, Meta(description="Whether two-factor sign-in is on.")]
+
+
+class DeleteMeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A local account proves its owner with `current_password`. An account of an identity
+    provider sends no body and a bearer token issued within the last 5 minutes (sign in again)."""
+
+    current_password: CurrentPassword | None = None
+
+
+class ExportedIdentity(msgspec.Struct, kw_only=True):
+    provider: str
+    subject: str
+    email: str | None
+    created_at: datetime
+
+
+class ExportedTask(msgspec.Struct, kw_only=True):
+    id: int
+    title: str
+    description: str | None
+    is_completed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExportedAuditEvent(msgspec.Struct, kw_only=True):
+    id: int
+    at: datetime
+    action: str
+    target_type: str | None
+    target_id: str | None
+    by_you: Annotated[bool, Meta(description="False: someone else (an administrator) acted on your account.")]
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+
+
+class ExportedTwoFactor(msgspec.Struct, kw_only=True):
+    enabled: bool
+    enabled_at: datetime | None
+    backup_codes_left: int
+
+
+class AccountExport(msgspec.Struct, kw_only=True):
+    """Everything stored about the caller; no password hash, secret, token or code."""
+
+    exported_at: datetime
+    profile: Me
+    identities: list[ExportedIdentity]
+    two_factor: ExportedTwoFactor
+    sessions: list[Session]
+    tasks: list[ExportedTask]
+    scans: list[Scan]
+    audit_events: list[ExportedAuditEvent]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -14,11 +14,14 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
-from service.accounts import cookies, credentials
+from service.accounts import cookies, credentials, own_data
 from service.accounts.models import (
+    AccountExport,
+    DeleteMeRequest,
     LoginForm,
     LoginJSON,
     LogoutRequest,
+    Me,
     RefreshRequest,
     RegisterRequest,
     UpdateMeRequest,
@@ -43,11 +46,12 @@ from service.http.forms import read_form
 from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_responses
 from service.observability.audit import RequestOrigin
 from service.observability.metrics import record_login
-from service.security.auth import CALLER_DEPENDENCY, Caller
+from service.security.auth import CALLER_DEPENDENCY, MFA_EXEMPT, Caller
 from service.security.caller_listener import CALLER_LISTENER_KEY
 from service.security.guards import requires_user
 from service.sessions import refresh_tokens
 from service.sessions.models import Token
+from service.two_factor.models import MfaChallenge
 from service.users.models import User
 
 _FORM_TYPES = {RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value}
@@ -159,12 +163,14 @@ class AuthController(Controller):
         operation_class=_LoginOperation,
         responses=problem_responses(400, 401, 403, 413, 415),
     )
-    async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token]:
+    async def login(self, request: Request[Any, Any, Any], state: State) -> Response[Token | MfaChallenge]:
         """An access token and a refresh token (with AUTH_COOKIES=on, the refresh token also as an
         HttpOnly cookie). After LOGIN_MAX_FAILURES consecutive failures the email is locked for
         LOGIN_LOCKOUT_MINUTES: 429 with Retry-After, whether or not it exists. With
         REQUIRE_EMAIL_VERIFICATION=true, an account whose address is not verified gets 403. With
-        AUTH_COOKIES=on, a login whose Origin (or Referer) is not in CORS_ORIGINS is 403 (login CSRF)."""
+        AUTH_COOKIES=on, a login whose Origin (or Referer) is not in CORS_ORIGINS is 403 (login CSRF).
+        With two-factor sign-in on, `{"mfa_required": true, "mfa_token": ...}` and no tokens: send
+        the token with a code to POST /api/auth/2fa/verify."""
         cookies.check_login_origin(state.settings, request)
         login_name, password = await _login_credentials(request)
         try:
@@ -177,8 +183,11 @@ class AuthController(Controller):
         except NotAuthorizedException:
             record_login("failure")
             raise
+        if isinstance(token, MfaChallenge):
+            return Response(token, headers={"Cache-Control": "no-store"})
         record_login("success")
-        return await cookies.token_response(state.pool, state.settings, request, token)
+        response = await cookies.token_response(state.pool, state.settings, request, token)
+        return cast("Response[Token | MfaChallenge]", response)
 
     @post(
         "/refresh",
@@ -221,6 +230,7 @@ class AuthController(Controller):
         security=BEARER_SECURITY,
         operation_class=_OptionalBodyOperation,
         before_request=require_json_body,
+        opt={MFA_EXEMPT: True},
         responses=problem_responses(400, 401, 413, 415),
     )
     async def logout(
@@ -246,13 +256,14 @@ class AuthController(Controller):
         summary="The caller",
         security=BEARER_SECURITY,
         guards=[requires_user],
+        opt={MFA_EXEMPT: True},
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
         operation_class=ConditionalGet,
     )
     async def me(
         self, request: Request[Any, Any, Any], state: State, caller: NamedDependency[Caller]
-    ) -> Response[User]:
+    ) -> Response[Me]:
         me = await credentials.get_me(state.pool, caller.id)
         return with_tag(request, row_tag(me.version), me.user)
 
@@ -262,6 +273,7 @@ class AuthController(Controller):
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
         before_request=require_json_body,
+        opt={MFA_EXEMPT: True},
         response_headers=[ETAG_HEADER],
         responses=problem_responses(400, 401, 409, 412, 413, 415),
     )
@@ -272,7 +284,7 @@ class AuthController(Controller):
         caller: NamedDependency[Caller],
         data: JSONBody[UpdateMeRequest],
         if_match: IfMatch = None,
-    ) -> Response[User]:
+    ) -> Response[Me]:
         """A password change needs `current_password`; it ends every other session, and access
         tokens issued before it stop working, including the one used here: refresh to continue.
         With If-Match, only if the account is still at that ETag (else 412, nothing changed)."""
@@ -280,3 +292,44 @@ class AuthController(Controller):
             state.pool, state.settings, caller, data, RequestOrigin.of(request), required_versions(if_match)
         )
         return Response(me.user, headers={"ETag": row_tag(me.version)})
+
+    @get(
+        "/me/export",
+        operation_id="getMeExport",
+        summary="Everything stored about the caller",
+        security=BEARER_SECURITY,
+        guards=[requires_user],
+        responses=problem_responses(401, 403),
+    )
+    async def export_me(self, state: State, caller: NamedDependency[Caller]) -> Response[AccountExport]:
+        """Profile, identities, two-factor state, sessions, tasks, risk scans and the audit events
+        about the caller, as one JSON document (a right of access, GDPR article 15). No password
+        hash, secret, token or code is ever included."""
+        exported = await own_data.export(state.pool, caller)
+        return Response(exported, headers={"Cache-Control": "no-store"})
+
+    @delete(
+        "/me",
+        operation_id="deleteMe",
+        summary="Delete the caller's account and everything it owns",
+        status_code=204,
+        security=BEARER_SECURITY,
+        guards=[requires_user],
+        operation_class=_OptionalBodyOperation,
+        before_request=require_json_body,
+        responses=problem_responses(400, 401, 403, 409, 413, 415, 429),
+    )
+    async def delete_me(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        caller: NamedDependency[Caller],
+        data: JSONBody[DeleteMeRequest | None] = None,
+    ) -> None:
+        """A local account sends `current_password` (counted on the login lockout); an account
+        of an identity provider sends a token issued within the last 5 minutes. The account, its
+        sessions, tasks, risk scans, identities and two-factor data are deleted at once, and every
+        token of it stops working; audit events stay, without the person's email or addresses.
+        409 for the last active administrator."""
+        password = data.current_password if data is not None else None
+        await own_data.delete_me(state.pool, state.settings, caller, password, RequestOrigin.of(request))

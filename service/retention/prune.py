@@ -48,6 +48,7 @@ RULES = (
     Rule("login_failures", "delete_stale_login_failures", lambda settings: (settings.login_lockout_minutes,)),
     Rule("audit_events", "delete_old_audit_events", lambda settings: _days(settings.audit_retention_days)),
     Rule("scans", "delete_old_scans", lambda settings: _days(settings.scan_retention_days)),
+    Rule("mfa_challenges", "delete_expired_mfa_challenges", lambda settings: ()),
 )
 
 # What prune() found for each table: the rows removed, or None when the table is kept.

@@ -19,7 +19,7 @@ import msgspec
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from service.db.sql import load_sql
 from service.identities.provisioning import Identity, user_for_identity
@@ -29,10 +29,14 @@ from service.security.tokens import InvalidToken, VerifiedToken
 from service.security.verification import verified_token
 
 GET_CALLER = load_sql("accounts/get_caller")
+MFA_ENABLED = load_sql("two_factor/mfa_enabled")
 
 _SCOPE_KEY = "caller"
 CALLER_CACHE_KEY = "caller_cache"
 LOCAL_PROVIDER = "local"
+# A route handler's opt key: reachable by an admin whom REQUIRE_MFA_FOR_ADMINS holds back (the
+# enrolment routes, /api/auth/me, logout).
+MFA_EXEMPT = "mfa_exempt"
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -45,6 +49,7 @@ class Caller(msgspec.Struct, frozen=True):
     provider: str
     token_jti: uuid.UUID | None
     token_expires_at: float
+    token_issued_at: float = 0.0  # epoch seconds: how fresh a provider's sign-in is
 
     @property
     def is_admin(self) -> bool:
@@ -151,9 +156,25 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
         provider=user.provider,
         token_jti=verified.jti,
         token_expires_at=verified.expires_at,
+        token_issued_at=verified.issued_at,
     )
+    if caller.is_admin and state.settings.require_mfa_for_admins:
+        await _require_mfa(connection, caller)
     connection.scope[_SCOPE_KEY] = caller  # type: ignore[literal-required]
     return caller
+
+
+async def _require_mfa(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -> None:
+    """REQUIRE_MFA_FOR_ADMINS: a local admin without two-factor reaches only the routes that turn
+    it on (one query per admin request while the setting is on). Accounts of an identity
+    provider sign in there, and their second factor is the provider's to require."""
+    if caller.provider != LOCAL_PROVIDER or connection.route_handler.opt.get(MFA_EXEMPT):
+        return
+    if not await connection.app.state.pool.fetchval(MFA_ENABLED, caller.id):
+        raise PermissionDeniedException(
+            "administrators must turn on two-factor sign-in first: POST /api/auth/2fa/totp, "
+            "then POST /api/auth/2fa/totp/confirm"
+        )
 
 
 def authenticated_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:

@@ -52,7 +52,7 @@ WINDOW_SECONDS = 60
 # Not API traffic: probes, scrapes and documentation must work whatever a client does.
 EXEMPT_PREFIXES = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json", "/static/", "/schema")
 # (method, route): everything that checks a password or spends a refresh token, including a
-# password change on PATCH /me, which checks the current password.
+# password change on PATCH /me, which checks the current password, and every two-factor code check.
 SIGN_IN_ROUTES = frozenset(
     (method, f"{prefix}/auth/{name}")
     for prefix in ("/api", "/api/v1")
@@ -66,6 +66,12 @@ SIGN_IN_ROUTES = frozenset(
         ("POST", "reset-password"),
         ("POST", "verify-email"),
         ("POST", "verify-email/resend"),
+        ("DELETE", "me"),
+        ("POST", "2fa/verify"),
+        ("POST", "2fa/totp"),
+        ("POST", "2fa/totp/confirm"),
+        ("DELETE", "2fa/totp"),
+        ("POST", "2fa/backup-codes"),
     )
 )
 # How long the limiter leaves an unreachable store alone before trying it again.

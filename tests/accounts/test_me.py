@@ -16,7 +16,8 @@ async def test_me_is_the_caller_without_secrets(client: httpx.AsyncClient, token
     response = await client.get("/api/v1/auth/me", headers=auth(tokens["access_token"]))
     assert response.status_code == 200
     me = response.json()
-    assert set(me) == USER_FIELDS
+    assert set(me) == USER_FIELDS | {"mfa_enabled"}
+    assert me["mfa_enabled"] is False
     assert me["email"] == "ada@example.com"
     assert "argon2" not in response.text
 

@@ -31,6 +31,7 @@ VERBS = {
     "refresh",
     "revoke",
     "verify",
+    "confirm",
     "resend",
     "request",
     "reset",
@@ -45,6 +46,7 @@ PUBLIC = {
     "verifyEmail",
     "requestPasswordReset",
     "resetPassword",
+    "verifyMfa",
 }
 SIGNED_IN = [{"BearerToken": []}, {"OAuth2Password": []}]
 PROBLEM = "application/problem+json"

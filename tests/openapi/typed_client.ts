@@ -6,7 +6,11 @@ import type { components, operations } from "./api";
 
 type Problem = components["schemas"]["Problem"];
 type LoginForm = operations["login"]["requestBody"]["content"]["application/x-www-form-urlencoded"];
-type Token = operations["login"]["responses"][200]["content"]["application/json"];
+// A login answers the token pair, or a two-factor challenge that POST /api/auth/2fa/verify
+// turns into the same pair.
+type LoginAnswer = operations["login"]["responses"][200]["content"]["application/json"];
+type Token = operations["verifyMfa"]["responses"][200]["content"]["application/json"];
+type VerifyMfaBody = operations["verifyMfa"]["requestBody"]["content"]["application/json"];
 type ListTasksPath = operations["listTasks"]["parameters"]["path"];
 type ListTasksQuery = NonNullable<operations["listTasks"]["parameters"]["query"]>;
 type TaskPage = operations["listTasks"]["responses"][200];
@@ -27,12 +31,25 @@ async function parse<T>(response: Response): Promise<T> {
   return (await response.json()) as T;
 }
 
-export async function login(base: string, form: LoginForm): Promise<Token> {
+export async function login(
+  base: string,
+  form: LoginForm,
+  askForCode: () => Promise<string>,
+): Promise<Token> {
   const body = new URLSearchParams();
   for (const [name, value] of Object.entries(form)) {
     if (value !== undefined) body.set(name, value);
   }
-  return parse<Token>(await fetch(`${base}/api/auth/login`, { method: "POST", body }));
+  const answer = await parse<LoginAnswer>(await fetch(`${base}/api/auth/login`, { method: "POST", body }));
+  if (!("mfa_required" in answer)) return answer;
+  const verify: VerifyMfaBody = { mfa_token: answer.mfa_token, code: await askForCode() };
+  return parse<Token>(
+    await fetch(`${base}/api/auth/2fa/verify`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(verify),
+    }),
+  );
 }
 
 export async function listTasks(

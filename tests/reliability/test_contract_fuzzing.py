@@ -180,7 +180,7 @@ async def test_options_lists_every_method_of_a_path(
 ) -> None:
     user_id = await make_user(db)
     for path, methods in (
-        ("/api/auth/me", "GET, OPTIONS, PATCH"),
+        ("/api/auth/me", "DELETE, GET, OPTIONS, PATCH"),
         (f"/api/v1/{user_id}/tasks", "GET, OPTIONS, POST"),
         (f"/api/{user_id}/tasks/1", "DELETE, GET, OPTIONS, PATCH"),
     ):

@@ -89,6 +89,12 @@ def _valid_bodies(owner: Owner) -> dict[str, dict[str, Any]]:
         "POST /api/auth/verify-email": {"token": "not-a-real-one"},
         "POST /api/auth/forgot-password": {"email": "someone@example.com"},
         "POST /api/auth/reset-password": {"token": "not-a-real-one", "password": STRONG_PASSWORD + "?"},
+        "DELETE /api/auth/me": {"current_password": "x"},
+        "POST /api/auth/2fa/totp": {"current_password": "x"},
+        "POST /api/auth/2fa/totp/confirm": {"code": "123456"},
+        "DELETE /api/auth/2fa/totp": {"code": "123456"},
+        "POST /api/auth/2fa/backup-codes": {"current_password": "x"},
+        "POST /api/auth/2fa/verify": {"mfa_token": "not-a-real-one", "code": "123456"},
     }
 
 

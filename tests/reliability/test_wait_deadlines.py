@@ -18,8 +18,8 @@ import asyncpg
 import httpx
 import pytest
 
-from service.db import pool as service_db
 from service.app import create_app
+from service.db import pool as service_db
 from service.security.rate_limit import REDIS_DEADLINE_SECONDS
 from tests.conftest import bearer, make_settings, make_user, running
 

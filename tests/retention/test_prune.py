@@ -46,6 +46,14 @@ async def _seed(db: asyncpg.Connection) -> uuid.UUID:
     )
     await db.execute(
         """
+        INSERT INTO mfa_challenges (token_hash, user_id, expires_at)
+        VALUES ('expired-challenge'::bytea, $1, now() - interval '1 second'),
+               ('open-challenge'::bytea, $1, now() + interval '5 minutes')
+        """,
+        user_id,
+    )
+    await db.execute(
+        """
         INSERT INTO revoked_access_tokens (jti, user_id, expires_at)
         VALUES (gen_random_uuid(), $1, now() - interval '1 hour'),
                (gen_random_uuid(), $1, now() + interval '10 minutes')
@@ -113,6 +121,7 @@ async def _remaining(db: asyncpg.Connection) -> dict[str, object]:
         "login_failures": sorted(row[0] for row in await db.fetch("SELECT email FROM login_failures")),
         "audit_events": await db.fetchval("SELECT count(*) FROM audit_events"),
         "scans": await db.fetchval("SELECT count(*) FROM scans"),
+        "mfa_challenges": await db.fetchval("SELECT count(*) FROM mfa_challenges"),
     }
 
 
@@ -128,6 +137,7 @@ async def test_service_prune_applies_the_policy_and_says_what_it_removed(
         "login_failures: removed 2",
         f"audit_events: removed {BATCH_SIZE * 2 + 5}",
         "scans: removed 1",
+        "mfa_challenges: removed 1",
     ]
     assert await _remaining(db) == {
         "refresh_tokens": ["live", "spent-in-a-live-family"],
@@ -135,6 +145,7 @@ async def test_service_prune_applies_the_policy_and_says_what_it_removed(
         "login_failures": ["recent@example.com", "still-locked@example.com"],
         "audit_events": 1,
         "scans": 1,
+        "mfa_challenges": 1,
     }
     again = await asyncio.to_thread(_prune, database_url, tmp_path, SCAN_RETENTION_DAYS="30")
     assert again.returncode == 0
@@ -273,5 +284,5 @@ async def test_a_failed_prune_is_logged_and_retried_at_the_next_interval(
     # The failed runs got as far as the table that was away: what they removed stays removed.
     assert line == (
         "retention prune removed refresh_tokens=0 revoked_access_tokens=0 login_failures=2 "
-        f"audit_events={BATCH_SIZE * 2 + 5} scans=kept"
+        f"audit_events={BATCH_SIZE * 2 + 5} scans=kept mfa_challenges=1"
     )

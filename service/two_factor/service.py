@@ -1,0 +1,353 @@
+"""Two-factor sign-in with an authenticator app (TOTP, RFC 6238) and single-use backup codes.
+
+Every code is accepted once: a TOTP code by moving the account's `last_step` forward in one
+UPDATE (sql/two_factor/spend_step.sql), a backup code by marking it used in one UPDATE; the
+row lock makes concurrent uses of one code wait and then find it spent. Every code check is
+counted on the account's login lockout before the code is checked (the same atomic counter as
+passwords), so guesses are bounded however many arrive at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Literal, NamedTuple
+
+import asyncpg
+import pyotp
+from litestar.exceptions import NotAuthorizedException, ValidationException
+
+from service.accounts import credentials
+from service.db.pool import in_transaction
+from service.db.sql import load_sql
+from service.http.errors import Conflict, ServiceUnavailable, invalid_field
+from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
+from service.security.auth import LOCAL_PROVIDER, Caller
+from service.sessions.models import Token
+from service.sessions.refresh_tokens import start_session
+from service.settings import Settings
+from service.two_factor import secrets as keys
+from service.two_factor.models import BackupCodes, Enrolment
+
+START_ENROLMENT = load_sql("two_factor/start_enrolment")
+GET_CREDENTIAL = load_sql("two_factor/get_credential")
+CONFIRM_ENROLMENT = load_sql("two_factor/confirm_enrolment")
+SPEND_STEP = load_sql("two_factor/spend_step")
+SPEND_BACKUP_CODE = load_sql("two_factor/spend_backup_code")
+DELETE_BACKUP_CODES = load_sql("two_factor/delete_backup_codes")
+INSERT_BACKUP_CODES = load_sql("two_factor/insert_backup_codes")
+DELETE_CREDENTIAL = load_sql("two_factor/delete_credential")
+FIND_CHALLENGE = load_sql("two_factor/find_challenge")
+SPEND_CHALLENGE = load_sql("two_factor/spend_challenge")
+LOCK_MFA_USER = load_sql("two_factor/lock_mfa_user")
+GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
+
+ISSUER = "TaskFlow"
+STEP_SECONDS = 30
+# The code of the previous and the next 30-second step are accepted too (clock drift, RFC 6238 5.2).
+DRIFT_STEPS = 1
+WRONG_CODE = "the code is incorrect or was already used"
+
+
+class CheckedCode(NamedTuple):
+    """A code that matched, to be spent inside the change's transaction."""
+
+    kind: Literal["totp", "backup_code"]
+    step: int  # the TOTP time step; 0 for a backup code
+    backup_hash: bytes | None
+
+
+def _require_key(settings: Settings) -> None:
+    if settings.is_production and not settings.mfa_encryption_key:
+        raise ServiceUnavailable(
+            "two-factor sign-in is not configured on this server (it needs MFA_ENCRYPTION_KEY)"
+        )
+
+
+def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> str:
+    try:
+        return keys.decrypt_secret(settings, user_id, ciphertext)
+    except keys.UndecryptableSecret:
+        raise ServiceUnavailable(
+            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY "
+            "(it changed); an operator must restore the key"
+        ) from None
+
+
+def totp_step(secret: str, code: str, now: float | None = None) -> int | None:
+    """The time step whose code `code` is, within the drift window; None when none is."""
+    digits = code.replace(" ", "")
+    if len(digits) != 6 or not digits.isdigit():
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int((time.time() if now is None else now) // STEP_SECONDS)
+    for step in (current, current - DRIFT_STEPS, current + DRIFT_STEPS):
+        if hmac.compare_digest(totp.generate_otp(step), digits):
+            return step
+    return None
+
+
+def _match(settings: Settings, user_id: uuid.UUID, secret: str | None, code: str) -> CheckedCode | None:
+    if secret is not None:
+        step = totp_step(secret, code)
+        if step is not None:
+            return CheckedCode("totp", step, None)
+    if keys.looks_like_backup_code(code):
+        return CheckedCode("backup_code", 0, keys.backup_code_hash(settings, user_id, code))
+    return None
+
+
+async def _spend(connection: asyncpg.Connection, user_id: uuid.UUID, checked: CheckedCode) -> bool:
+    if checked.kind == "totp":
+        return await connection.fetchval(SPEND_STEP, user_id, checked.step) is not None
+    return await connection.fetchval(SPEND_BACKUP_CODE, user_id, checked.backup_hash) is not None
+
+
+async def _new_backup_codes(
+    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID
+) -> list[str]:
+    codes = keys.new_backup_codes()
+    await connection.execute(DELETE_BACKUP_CODES, user_id)
+    hashes = [keys.backup_code_hash(settings, user_id, code) for code in codes]
+    await connection.execute(INSERT_BACKUP_CODES, user_id, hashes)
+    return [f"{code[:5]}-{code[5:]}" for code in codes]
+
+
+def _local_only(caller: Caller) -> None:
+    if caller.provider != LOCAL_PROVIDER:
+        raise ValidationException(
+            f"this account signs in through {caller.provider}; turn on two-factor sign-in there"
+        )
+
+
+async def _email(pool: asyncpg.Pool, caller: Caller) -> str:
+    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    if account is None:
+        raise NotAuthorizedException("account is not active")
+    return credentials.normalise_email(account["email"])
+
+
+async def enrol(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, current_password: str, origin: RequestOrigin
+) -> Enrolment:
+    """A new pending authenticator (replacing a pending one); 409 when two-factor is already on."""
+    _local_only(caller)
+    _require_key(settings)
+    email = await credentials.check_current_password(pool, settings, caller, current_password, origin)
+    secret = pyotp.random_base32()
+    ciphertext = keys.encrypt_secret(settings, caller.id, secret)
+
+    async def store(connection: asyncpg.Connection) -> bool:
+        if await connection.fetchval(START_ENROLMENT, caller.id, ciphertext) is None:
+            return False
+        await record_event(
+            connection, "mfa.enrolled", origin=origin, actor=caller, target=Target.user(caller.id)
+        )
+        return True
+
+    if not await in_transaction(pool, store):
+        raise Conflict("two-factor sign-in is already on; turn it off first to enrol another authenticator")
+    uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=ISSUER)
+    return Enrolment(secret=secret, otpauth_uri=uri)
+
+
+async def _checked_code(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    user_id: uuid.UUID,
+    email: str,
+    secret: str | None,
+    code: str,
+    origin: RequestOrigin,
+) -> CheckedCode | None:
+    """Count the attempt (429 while locked), then match the code; a mismatch is audited."""
+    attempt = await credentials.count_code_attempt(pool, settings, email)
+    checked = _match(settings, user_id, secret, code)
+    if checked is None:
+        await credentials.record_code_failure(pool, settings, email, user_id, attempt, origin)
+    return checked
+
+
+async def confirm(
+    pool: asyncpg.Pool, settings: Settings, caller: Caller, code: str, origin: RequestOrigin
+) -> BackupCodes:
+    """Turn two-factor on with a first code from the app; the 10 backup codes, shown once."""
+    _local_only(caller)
+    credential = await pool.fetchrow(GET_CREDENTIAL, caller.id)
+    if credential is None:
+        raise Conflict("no authenticator is being enrolled: POST /api/auth/2fa/totp first")
+    if credential["confirmed"]:
+        raise Conflict("two-factor sign-in is already on")
+    secret = _secret(settings, caller.id, credential["secret_ciphertext"])
+    email = await _email(pool, caller)
+    attempt = await credentials.count_code_attempt(pool, settings, email)
+    step = totp_step(secret, code)
+    if step is None:
+        await credentials.record_code_failure(pool, settings, email, caller.id, attempt, origin)
+        raise invalid_field("code", WRONG_CODE)
+
+    async def turn_on(connection: asyncpg.Connection) -> list[str] | None:
+        if await connection.fetchval(CONFIRM_ENROLMENT, caller.id, step) is None:
+            return None
+        codes = await _new_backup_codes(connection, settings, caller.id)
+        await credentials.clear_failures(connection, email)
+        await record_event(
+            connection, "mfa.confirmed", origin=origin, actor=caller, target=Target.user(caller.id)
+        )
+        return codes
+
+    codes = await in_transaction(pool, turn_on)
+    if codes is None:
+        raise invalid_field("code", WRONG_CODE)
+    return BackupCodes(backup_codes=codes)
+
+
+async def _reauthenticated(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    current_password: str | None,
+    code: str | None,
+    origin: RequestOrigin,
+) -> tuple[str, CheckedCode | None]:
+    """(email, the code to spend or None when the password was the proof); 409 when two-factor is off."""
+    if (current_password is None) == (code is None):
+        raise ValidationException("send either current_password or code")
+    credential = await pool.fetchrow(GET_CREDENTIAL, caller.id)
+    if credential is None or not credential["confirmed"]:
+        raise Conflict("two-factor sign-in is not on")
+    if current_password is not None:
+        return await credentials.check_current_password(
+            pool, settings, caller, current_password, origin
+        ), None
+    assert code is not None
+    email = await _email(pool, caller)
+    secret = _secret(settings, caller.id, credential["secret_ciphertext"])
+    checked = await _checked_code(pool, settings, caller.id, email, secret, code, origin)
+    if checked is None:
+        raise invalid_field("code", WRONG_CODE)
+    return email, checked
+
+
+async def disable(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    current_password: str | None,
+    code: str | None,
+    origin: RequestOrigin,
+) -> None:
+    """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted."""
+    _local_only(caller)
+    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
+
+    async def turn_off(connection: asyncpg.Connection) -> bool:
+        if checked is not None and not await _spend(connection, caller.id, checked):
+            return False
+        await connection.execute(DELETE_CREDENTIAL, caller.id)
+        await connection.execute(DELETE_BACKUP_CODES, caller.id)
+        await credentials.clear_failures(connection, email)
+        by = "password" if checked is None else checked.kind
+        await record_event(
+            connection,
+            "mfa.disabled",
+            origin=origin,
+            actor=caller,
+            target=Target.user(caller.id),
+            details={"by": by},
+        )
+        return True
+
+    if not await in_transaction(pool, turn_off):
+        raise invalid_field("code", WRONG_CODE)
+
+
+async def regenerate_backup_codes(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    current_password: str | None,
+    code: str | None,
+    origin: RequestOrigin,
+) -> BackupCodes:
+    """10 new backup codes; the old ones stop working."""
+    _local_only(caller)
+    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
+
+    async def renew(connection: asyncpg.Connection) -> list[str] | None:
+        if checked is not None and not await _spend(connection, caller.id, checked):
+            return None
+        codes = await _new_backup_codes(connection, settings, caller.id)
+        await credentials.clear_failures(connection, email)
+        await record_event(
+            connection,
+            "mfa.backup_codes_regenerated",
+            origin=origin,
+            actor=caller,
+            target=Target.user(caller.id),
+        )
+        return codes
+
+    codes = await in_transaction(pool, renew)
+    if codes is None:
+        raise invalid_field("code", WRONG_CODE)
+    return BackupCodes(backup_codes=codes)
+
+
+async def verify(
+    pool: asyncpg.Pool, settings: Settings, mfa_token: str, code: str, origin: RequestOrigin
+) -> Token:
+    """The second step of a login: a code for the login's challenge -> a new session.
+
+    The challenge and the code are spent in one transaction, each by one conditional UPDATE:
+    of concurrent verifications with one code or one mfa_token, exactly one gets a session.
+    """
+    digest = keys.mfa_token_digest(mfa_token)
+    challenge = await pool.fetchrow(FIND_CHALLENGE, digest)
+    if challenge is None:
+        raise NotAuthorizedException("the mfa_token is invalid, expired or already used; log in again")
+    user_id: uuid.UUID = challenge["user_id"]
+    email = credentials.normalise_email(challenge["email"])
+    secret = _secret(settings, user_id, challenge["secret_ciphertext"])
+    checked = await _checked_code(pool, settings, user_id, email, secret, code, origin)
+    if checked is None:
+        raise NotAuthorizedException(WRONG_CODE)
+
+    async def sign_in(connection: asyncpg.Connection) -> Token:
+        # A refusal raises, so the transaction rolls back: a replayed code does not spend the
+        # challenge, and a spent challenge does not spend the code.
+        user = await connection.fetchrow(LOCK_MFA_USER, user_id)
+        if user is None or not user["is_active"]:
+            raise _Refused("account is not active")
+        if await connection.fetchval(SPEND_CHALLENGE, digest) is None:
+            raise _Refused("the mfa_token is invalid, expired or already used; log in again")
+        if not await _spend(connection, user_id, checked):
+            raise _Refused(WRONG_CODE)
+        await credentials.clear_failures(connection, email)
+        token = await start_session(connection, settings, user_id, origin)
+        await record_event(
+            connection,
+            "auth.login",
+            origin=origin,
+            actor=ActorRef(user_id, email),
+            target=Target.user(user_id),
+            details={"mfa": checked.kind},
+        )
+        return token
+
+    try:
+        return await in_transaction(pool, sign_in)
+    except _Refused as refused:
+        if refused.reason == WRONG_CODE:
+            details = {"reason": "code_already_used", "kind": checked.kind}
+            await record_event(
+                pool, "mfa.verify_failed", origin=origin, actor=ActorRef(user_id, email), details=details
+            )
+        raise NotAuthorizedException(refused.reason) from None
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

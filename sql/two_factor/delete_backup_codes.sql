@@ -1,0 +1,3 @@
+-- Every backup code of user $1 (before new ones are issued, or when two-factor is turned off).
+DELETE FROM backup_codes
+WHERE user_id = $1

@@ -1,0 +1,10 @@
+-- A new pending authenticator for $1 (replacing a pending one); no row when two-factor is
+-- already on, which only DELETE /api/auth/2fa/totp turns off.
+INSERT INTO totp_credentials AS t (user_id, secret_ciphertext)
+VALUES ($1, $2)
+ON CONFLICT (user_id) DO UPDATE
+SET secret_ciphertext = excluded.secret_ciphertext,
+    last_step = -1,
+    created_at = now()
+WHERE t.confirmed_at IS NULL
+RETURNING user_id
