@@ -35,6 +35,7 @@ EXPORT_AUDIT_EVENTS = load_sql("accounts/export_audit_events")
 EXPORT_TWO_FACTOR = load_sql("accounts/export_two_factor")
 SCRUB_AUDIT_ACTOR = load_sql("accounts/scrub_audit_actor")
 DELETE_LOGIN_FAILURES = load_sql("accounts/delete_login_failures")
+DELETE_ACCOUNT_MAIL = load_sql("accounts/delete_account_mail")
 LOCK_ADMIN_SET = load_sql("users/lock_admin_set")
 LOCK_USER_FOR_DELETE = load_sql("users/lock_user_for_delete")
 COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
@@ -48,7 +49,7 @@ async def get_me(db: asyncpg.Pool | asyncpg.Connection, caller: Caller) -> Me:
     row = await db.fetchrow(GET_ME, caller.id)
     if row is None:  # deleted between authentication and this query
         raise NotAuthorizedException("account is not active")
-    return row_to(Me, row)
+    return Me(**{name: row[name] for name in Me.__struct_fields__})  # not its version (the ETag)
 
 
 async def export(pool: asyncpg.Pool, caller: Caller) -> AccountExport:
@@ -102,6 +103,7 @@ async def delete_me(
         await connection.execute(SCRUB_AUDIT_ACTOR, caller.id)
         if email is not None:
             await connection.execute(DELETE_LOGIN_FAILURES, email)
+            await connection.execute(DELETE_ACCOUNT_MAIL, email)
         # Written before the delete, which then sets its actor_id to NULL: no name, no address.
         await record_event(
             connection,
