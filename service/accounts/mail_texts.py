@@ -65,6 +65,20 @@ def password_changed_mail(email: str) -> Mail:
     )
 
 
+def two_factor_disabled_mail(email: str) -> Mail:
+    lines = [
+        "Two-factor sign-in was just turned off for your account: a password alone now signs in.",
+        "If this was not you, reset your password at once, turn two-factor sign-in on again and contact us.",
+    ]
+    return Mail(
+        kind="two_factor_disabled",
+        recipient=email,
+        subject="Two-factor sign-in was turned off",
+        text="\n\n".join(lines) + "\n",
+        html=_html(lines),
+    )
+
+
 def email_change_mail(settings: Settings, new_email: str, token: str) -> Mail:
     link = _link(settings, "verify-email", token)
     lines = [

@@ -19,9 +19,11 @@ import pyotp
 from litestar.exceptions import NotAuthorizedException, ValidationException
 
 from service.accounts import credentials
+from service.accounts.mail_texts import two_factor_disabled_mail
 from service.db.pool import in_transaction
 from service.db.sql import load_sql
 from service.http.errors import Conflict, ServiceUnavailable, invalid_field
+from service.mail.outbox import enqueue_mail
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import LOCAL_PROVIDER, Caller
 from service.sessions.models import Token
@@ -238,7 +240,8 @@ async def disable(
     code: str | None,
     origin: RequestOrigin,
 ) -> None:
-    """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted."""
+    """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted,
+    and a notice goes to the account's address."""
     _local_only(caller)
     email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
 
@@ -248,6 +251,8 @@ async def disable(
         await connection.execute(DELETE_CREDENTIAL, caller.id)
         await connection.execute(DELETE_BACKUP_CODES, caller.id)
         await credentials.clear_failures(connection, email)
+        # A security notice, in the same transaction: it cannot be lost (service/mail/outbox.py).
+        await enqueue_mail(connection, two_factor_disabled_mail(email))
         by = "password" if checked is None else checked.kind
         await record_event(
             connection,

@@ -214,6 +214,13 @@ async def test_turning_two_factor_off(
     )
     assert off.status_code == 204
     assert "mfa.disabled" in await _actions(db)
+    # Each time, a notice to the account's address went into the outbox with the change.
+    notices = await db.fetch("SELECT recipient FROM mail_messages WHERE kind = 'two_factor_disabled'")
+    assert len(notices) == 2
+    email = await db.fetchval(
+        "SELECT email FROM users WHERE id = (SELECT user_id FROM refresh_tokens LIMIT 1)"
+    )
+    assert {row["recipient"] for row in notices} == {email}
 
 
 async def test_regenerated_backup_codes_replace_the_old_ones(
