@@ -125,7 +125,10 @@ def time_limit(item: pytest.Item) -> float:
     option = item.config.getoption("timeout", None)
     if option is not None:
         return float(option)
-    ini = item.config.getini("timeout")
+    try:
+        ini = item.config.getini("timeout")
+    except ValueError:  # pytest-timeout not loaded (a run with PYTEST_DISABLE_PLUGIN_AUTOLOAD)
+        return 0.0
     return float(ini) if ini else 0.0
 
 

@@ -20,14 +20,24 @@ const bearer: Middleware = {
 };
 api.use(bearer);
 
-export async function signIn(email: string, password: string): Promise<void> {
+// With two-factor sign-in on, a correct password answers a challenge instead of tokens: finish it
+// with POST /api/auth/2fa/verify and a code from the user's authenticator app.
+export async function signIn(email: string, password: string, askCode: () => Promise<string>): Promise<void> {
   const { data, error } = await api.POST("/api/auth/login", {
     body: { username: email, password },
     // The login form is application/x-www-form-urlencoded (the OAuth2 password grant).
     bodySerializer: (body) => new URLSearchParams(body as Record<string, string>),
   });
   if (error) throw new Error(error.detail);
-  accessToken = data.access_token;
+  if ("access_token" in data) {
+    accessToken = data.access_token;
+    return;
+  }
+  const verified = await api.POST("/api/auth/2fa/verify", {
+    body: { mfa_token: data.mfa_token, code: await askCode() },
+  });
+  if (verified.error) throw new Error(verified.error.detail);
+  accessToken = verified.data.access_token;
 }
 
 export async function openTasks(userId: string): Promise<Task[]> {
