@@ -35,7 +35,7 @@ import psycopg
 
 from service.db.paths import SQL_DIR
 
-log = logging.getLogger("service.db.embedded")
+log = logging.getLogger("service.embedded")  # the name it has always logged under
 
 SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_SECONDS = 60
