@@ -75,7 +75,8 @@ def _pytest_without_the_tools(workdir: Path, require: str | None) -> tuple[int, 
     # Only the plugins these tests need: every installed one (schemathesis, hypothesis) would
     # double the start-up.
     environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    plugins = ["-p", "no:cacheprovider", "-p", "pytest_asyncio.plugin", "-p", "pytest_timeout", "-p", "hide_tools"]
+    plugins = ["-p", "no:cacheprovider", "-p", "pytest_asyncio.plugin", "-p", "pytest_timeout"]
+    plugins += ["-p", "hide_tools"]
     config = ["-c", str(PROJECT_ROOT / "pyproject.toml"), "--rootdir", str(PROJECT_ROOT)]
     files = [str(workdir / "test_needs_a_tool.py"), *(file for file, _, _ in TOOL_DEPENDENT_TESTS)]
     result = subprocess.run(
