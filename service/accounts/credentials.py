@@ -30,7 +30,6 @@ from service.two_factor.secrets import new_mfa_token
 from service.users.models import User
 
 INSERT_USER = load_sql("accounts/insert_user")
-GET_USER = load_sql("users/get_user")
 GET_LOGIN_USER = load_sql("accounts/get_login_user")
 GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
@@ -212,8 +211,8 @@ def _versioned_user(row: asyncpg.Record) -> VersionedUser:
     return VersionedUser(Me(**{name: row[name] for name in Me.__struct_fields__}), row["version"])
 
 
-async def get_me(pool: asyncpg.Pool, user_id: uuid.UUID) -> VersionedUser:
-    row = await pool.fetchrow(GET_ME, user_id)
+async def get_me(db: asyncpg.Pool | asyncpg.Connection, user_id: uuid.UUID) -> VersionedUser:
+    row = await db.fetchrow(GET_ME, user_id)
     if row is None:  # deleted between authentication and this query
         raise NotAuthorizedException("account is not active")
     return _versioned_user(row)

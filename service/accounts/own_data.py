@@ -16,7 +16,6 @@ from service.accounts.models import (
     ExportedIdentity,
     ExportedTask,
     ExportedTwoFactor,
-    Me,
 )
 from service.db.pool import in_transaction
 from service.db.sql import load_sql, row_to, rows_to
@@ -27,7 +26,6 @@ from service.security.auth import LOCAL_PROVIDER, Caller
 from service.sessions.service import list_sessions
 from service.settings import Settings
 
-GET_ME = load_sql("accounts/get_me")
 EXPORT_IDENTITIES = load_sql("accounts/export_identities")
 EXPORT_TASKS = load_sql("accounts/export_tasks")
 EXPORT_SCANS = load_sql("accounts/export_scans")
@@ -45,20 +43,13 @@ DELETE_USER = load_sql("users/delete_user")
 FRESH_SIGN_IN_SECONDS = 300
 
 
-async def get_me(db: asyncpg.Pool | asyncpg.Connection, caller: Caller) -> Me:
-    row = await db.fetchrow(GET_ME, caller.id)
-    if row is None:  # deleted between authentication and this query
-        raise NotAuthorizedException("account is not active")
-    return Me(**{name: row[name] for name in Me.__struct_fields__})  # not its version (the ETag)
-
-
 async def export(pool: asyncpg.Pool, caller: Caller) -> AccountExport:
     """One consistent snapshot (a repeatable-read transaction) of every row about the caller."""
     async with (
         pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        profile = await get_me(connection, caller)
+        profile = (await credentials.get_me(connection, caller.id)).user
         two_factor = await connection.fetchrow(EXPORT_TWO_FACTOR, caller.id)
         return AccountExport(
             exported_at=datetime.datetime.now(datetime.UTC),
