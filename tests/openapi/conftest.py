@@ -76,3 +76,10 @@ def run_tool(command: list[str | Path], cwd: Path | None = None) -> subprocess.C
         timeout=300,
         check=False,
     )
+
+
+def compile_strictly(npm_bin: Path, source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`tsc --strict` over `source` in `cwd`, as a frontend's bundler setup compiles it."""
+    flags = ["--strict", "--noEmit", "--skipLibCheck", "--target", "es2022", "--module", "esnext"]
+    flags += ["--moduleResolution", "bundler", "--lib", "es2022,dom"]
+    return run_tool([npm_bin / "tsc", *flags, source], cwd=cwd)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.openapi.conftest import run_tool
+from tests.openapi.conftest import compile_strictly, run_tool
 from tests.openapi.test_generators import PACKAGE, openapi_python_client
 from tests.processes import serve
 from tests.system_tools import require_tool
@@ -39,24 +39,7 @@ def test_the_guides_openapi_fetch_client_compiles_in_strict_mode(
     shutil.copy(FETCH_CLIENT, tmp_path / FETCH_CLIENT.name)
     # openapi-fetch resolves from tests/openapi_tools/node_modules, as from a frontend's own.
     (tmp_path / "node_modules").symlink_to(npm_bin.parent, target_is_directory=True)
-    compiled = run_tool(
-        [
-            npm_bin / "tsc",
-            "--strict",
-            "--noEmit",
-            "--skipLibCheck",
-            "--target",
-            "es2022",
-            "--module",
-            "esnext",
-            "--moduleResolution",
-            "bundler",
-            "--lib",
-            "es2022,dom",
-            FETCH_CLIENT.name,
-        ],
-        cwd=tmp_path,
-    )
+    compiled = compile_strictly(npm_bin, FETCH_CLIENT.name, tmp_path)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openapi.conftest import run_tool
+from tests.openapi.conftest import compile_strictly, run_tool
 from tests.system_tools import require_tool
 
 TYPED_CLIENT = Path(__file__).with_name("typed_client.ts")
@@ -35,24 +35,7 @@ def test_openapi_typescript_types_compile_in_a_strict_client(
     generated = run_tool([npm_bin / "openapi-typescript", openapi_file, "-o", tmp_path / "api.ts"])
     assert generated.returncode == 0, generated.stdout + generated.stderr
     shutil.copy(TYPED_CLIENT, tmp_path / TYPED_CLIENT.name)
-    compiled = run_tool(
-        [
-            npm_bin / "tsc",
-            "--strict",
-            "--noEmit",
-            "--skipLibCheck",
-            "--target",
-            "es2022",
-            "--module",
-            "esnext",
-            "--moduleResolution",
-            "bundler",
-            "--lib",
-            "es2022,dom",
-            TYPED_CLIENT.name,
-        ],
-        cwd=tmp_path,
-    )
+    compiled = compile_strictly(npm_bin, TYPED_CLIENT.name, tmp_path)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
 
