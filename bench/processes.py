@@ -1,4 +1,5 @@
-"""The processes of a run: servers started on loopback and stopped by process group, and wrk."""
+"""The processes of a run: servers started on loopback and stopped by process group, wrk, and
+the CPU time each process tree spends while wrk runs (from /proc/PID/stat)."""
 
 from __future__ import annotations
 
@@ -64,18 +65,26 @@ def wait_ready(
 def started(
     command: list[str], env: dict[str, str], ready_url: str, any_status: bool = False, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
+    # stderr to a file, so a server that will not start says why (and a chatty one never blocks).
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     process = subprocess.Popen(
         command,
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         start_new_session=True,
     )
     try:
-        wait_ready(ready_url, process, any_status=any_status)
+        try:
+            wait_ready(ready_url, process, any_status=any_status)
+        except RuntimeError as exc:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}; its stderr ends:\n{tail}") from None
         yield process
     finally:
+        log.close()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -86,10 +95,61 @@ def started(
 
 
 def worker_pids(parent: int) -> list[int]:
-    children = Path(f"/proc/{parent}/task/{parent}/children")
-    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    nested = [pid for child in pids for pid in worker_pids(child)]
-    return [parent, *pids, *nested]
+    """`parent` and every process below it (children of any of its threads, recursively)."""
+    pids: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{parent}/task").iterdir())
+    except FileNotFoundError:
+        return [parent]
+    for task in tasks:
+        try:
+            pids.extend(int(p) for p in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    nested = [pid for child in dict.fromkeys(pids) for pid in worker_pids(child)]
+    return [parent, *nested]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of `root`'s process tree so far: for each live process, utime + stime
+    (fields 14 and 15 of /proc/PID/stat, all its threads) + cutime + cstime (16 and 17: its
+    children that exited and were reaped, so a PostgreSQL backend or a uvicorn worker that ends
+    between two samples still counts). Sampled right before and right after wrk."""
+    ticks = 0
+    for pid in worker_pids(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3; the name may hold spaces
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / CLOCK_TICKS
+
+
+_POSTGRES: dict[str, int] = {}
+
+
+def watch_postgres(pgdata: Path) -> int:
+    """Count the embedded PostgreSQL (its postmaster and every process below it: backends, which
+    persist in the pools, and the checkpointer, writers, autovacuum) in every wrk run's figures."""
+    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    _POSTGRES["pid"] = pid
+    return pid
+
+
+def raise_open_files(needed: int = 4 * USERS + 1024) -> int:
+    """Raise this process's soft RLIMIT_NOFILE (inherited by wrk and the servers) to `needed`,
+    within the hard limit: 1000 connections need 1000 descriptors in wrk and in the server."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 def rss_mb(pid: int) -> float:
@@ -111,9 +171,16 @@ def run_wrk(
     duration: int,
     threads: int = WRK_THREADS,
     timeout: int = 10,
+    server: int | None = None,
 ) -> dict[str, float]:
+    """One wrk run; its figures (report.lua's JSON line, rps) and, when `server` (the root pid of
+    the server's process tree) is given, `cpu_us` and `pg_us`: the CPU the server's processes and
+    the embedded PostgreSQL's spent during the run, in microseconds per request wrk counted."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script + "\n" + REPORT_LUA)
+    postgres = _POSTGRES.get("pid")
+    cpu_before = tree_cpu_seconds(server) if server else 0.0
+    pg_before = tree_cpu_seconds(postgres) if postgres else 0.0
     try:
         output = subprocess.run(
             [
@@ -131,6 +198,8 @@ def run_wrk(
             timeout=duration + 60,
             check=True,
         ).stdout
+        cpu_spent = tree_cpu_seconds(server) - cpu_before if server else 0.0
+        pg_spent = tree_cpu_seconds(postgres) - pg_before if postgres else 0.0
     finally:
         os.unlink(handle.name)
     if connections >= USERS:
@@ -142,6 +211,10 @@ def run_wrk(
         raise RuntimeError(f"wrk gave no summary:\n{output}")
     figures: dict[str, float] = json.loads(match.group(1))
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    if server and figures["requests"]:
+        figures["cpu_us"] = cpu_spent * 1e6 / figures["requests"]
+    if postgres and server and figures["requests"]:
+        figures["pg_us"] = pg_spent * 1e6 / figures["requests"]
     return figures
 
 

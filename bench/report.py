@@ -29,6 +29,10 @@ class Result:
     max_ms: float = 0
     requests: int = 0
     errors: int = 0
+    # CPU (user + system) of the server's process tree and of the embedded PostgreSQL's over the
+    # wrk run, in microseconds per request wrk counted (bench/processes.py, tree_cpu_seconds).
+    cpu_us_per_req: float = 0
+    pg_us_per_req: float = 0
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -38,12 +42,18 @@ def floor_by_workers(results: list[Result]) -> dict[int, float]:
     return {r.workers: r.rps for r in results if r.scenario == FLOOR}
 
 
+def floor_cpu_by_workers(results: list[Result]) -> dict[int, float]:
+    """The bare floor's server CPU per task list (us) at each worker count."""
+    return {r.workers: r.cpu_us_per_req for r in results if r.scenario == FLOOR and r.cpu_us_per_req}
+
+
 def table(results: list[Result], argon2_rps: float) -> str:
     """The printed table; `x floor` is over the bare floor with the same worker count."""
     floors = floor_by_workers(results)
+    floor_cpus = floor_cpu_by_workers(results)
     lines = [
         f"{'scenario':<30} {'w':>2} {'conn':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'x floor':>8}  note"
+        f"{'errors':>6} {'x floor':>8} {'cpu us/req':>10} {'pg us/req':>9} {'cpu x fl':>8}  note"
     ]
     for r in results:
         if r.scenario.startswith(STATEMENTS):
@@ -73,25 +83,140 @@ def table(results: list[Result], argon2_rps: float) -> str:
                 )
             )
             continue
-        ratio = ""
+        ratio = cpu_ratio = ""
         floor_rps = floors.get(r.workers)
         if floor_rps and r.scenario.startswith(("tasks_list", "floor_litestar")):
             ratio = f"{r.rps / floor_rps:.2f}"
-        if r.scenario == "login":
+        floor_cpu = floor_cpus.get(r.workers)
+        if floor_cpu and r.cpu_us_per_req and r.scenario.startswith(("tasks_list", "floor_")):
+            cpu_ratio = f"{r.cpu_us_per_req / floor_cpu:.2f}"
+        if r.scenario == "login" and argon2_rps:
             ratio = f"{r.rps / argon2_rps:.2f}a"
         extra = " ".join(f"{k}={v}" for k, v in r.extra.items())
+        cpu = f"{r.cpu_us_per_req:.0f}" if r.cpu_us_per_req else ""
+        pg = f"{r.pg_us_per_req:.0f}" if r.pg_us_per_req else ""
         lines.append(
             f"{r.scenario:<30} {r.workers:>2} {r.connections:>5} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} "
-            f"{r.p99_ms:>8.2f} {r.errors:>6} {ratio:>8}  {r.note} {extra}".rstrip()
+            f"{r.p99_ms:>8.2f} {r.errors:>6} {ratio:>8} {cpu:>10} {pg:>9} {cpu_ratio:>8}  {r.note} {extra}".rstrip()
         )
-    lines.append(
-        f"argon2 alone: {argon2_rps:.1f} verifications/s on {os.cpu_count()} cores "
-        "('a' ratios are login req/s over this)"
-    )
+    if argon2_rps:
+        lines.append(
+            f"argon2 alone: {argon2_rps:.1f} verifications/s on {os.cpu_count()} cores "
+            "('a' ratios are login req/s over this)"
+        )
     return "\n".join(lines)
 
 
-def write_results(results: list[Result], report: str, *, duration: int, argon2_rps: float) -> Path:
+def _verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def markdown(results: list[Result], argon2_rps: float) -> str:
+    """The issue's tables (contenders, 1000 users, workers, regressions) with each target's
+    verdict, as markdown; empty when none of those scenarios ran."""
+    by_name = {r.scenario: r for r in results}
+    out: list[str] = []
+    contenders = [r for r in results if r.scenario.startswith("contenders_")]
+    if contenders:
+        out += [
+            "Task list, 64 connections, one uvicorn worker each, all running at once, driven in turn; "
+            "medians over the rounds (ratios: median of the per-round ratios, range in brackets).",
+            "",
+            "| contender | req/s | p95 ms | server CPU us/req | x floor CPU | PG CPU us/req |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in contenders:
+            label = r.note.split(";")[0]
+            out.append(
+                f"| {label} | {r.rps:,.0f} | {r.p95_ms:.1f} | {r.cpu_us_per_req:.0f} | "
+                f"{r.extra['cpu_x']:.2f} ({r.extra['cpu_x_lo']:.2f}-{r.extra['cpu_x_hi']:.2f}) | "
+                f"{r.pg_us_per_req:.0f} |"
+            )
+        out.append("")
+        service = by_name.get("contenders_service")
+        if service:
+            ratio = service.extra["cpu_x"]
+            out.append(
+                f"- service CPU per request / floor (token cache): {ratio:.2f}x, target <= 1.10x: "
+                f"{_verdict(ratio <= 1.10)}"
+            )
+            uncached = by_name.get("contenders_floor_no_cache")
+            if uncached and uncached.cpu_us_per_req:
+                out.append(
+                    f"- service / floor (no cache): {service.cpu_us_per_req / uncached.cpu_us_per_req:.2f}x "
+                    "(medians; for reference, the floor without the service's token cache)"
+                )
+        for key, limit in (
+            ("traced_10", 1.10),
+            ("traced_100", 1.5),
+            ("traced_10_rx", 1.10),
+            ("traced_100_rx", 1.5),
+        ):
+            traced = by_name.get(f"contenders_{key}")
+            if traced and "cpu_x_service" in traced.extra:
+                ratio = traced.extra["cpu_x_service"]
+                out.append(
+                    f"- {traced.note.split(';')[0]}: CPU per request {ratio:.2f}x untraced "
+                    f"({traced.extra['cpu_x_service_lo']:.2f}-{traced.extra['cpu_x_service_hi']:.2f}), "
+                    f"target <= {limit:.2f}x: {_verdict(ratio <= limit)}"
+                )
+        out.append("")
+    service, floor = by_name.get("users1000_service"), by_name.get("users1000_floor_cache")
+    if service and floor:
+        out += [
+            f"{service.connections} users, 500 ms think time, one worker each, in turn; medians over the rounds.",
+            "",
+            "| server | req/s | p95 ms | p99 ms | server CPU us/req | PG CPU us/req | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in (floor, service):
+            out.append(
+                f"| {r.note.split(';')[0]} | {r.rps:,.0f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | "
+                f"{r.cpu_us_per_req:.0f} | {r.pg_us_per_req:.0f} | {r.errors} |"
+            )
+        x = service.extra
+        out += [
+            "",
+            f"- throughput {x['rps_x']:.2f}x the floor's, target >= 0.95x: {_verdict(x['rps_x'] >= 0.95)}",
+            f"- p95 {service.p95_ms:.1f} ms, target < 200 ms: {_verdict(service.p95_ms < 200)}; "
+            f"{x['p95_x']:.2f}x the floor's, target <= 1.2x: {_verdict(x['p95_x'] <= 1.2)}",
+            f"- p99 {service.p99_ms:.1f} ms, {x['p99_x']:.2f}x the floor's, target <= 1.5x: "
+            f"{_verdict(x['p99_x'] <= 1.5)}",
+            "",
+        ]
+    two = by_name.get("workers_ratio_w2")
+    if two:
+        out += [
+            f"- `--workers 2` over 1 on {os.cpu_count()} cores: {two.extra['rps_x']:.2f}x the req/s "
+            f"({two.rps:,.0f} against {by_name['workers_ratio_w1'].rps:,.0f}), CPU per request "
+            f"{two.extra['cpu_x']:.2f}x. Less than 2: PostgreSQL and wrk run on the same cores.",
+            "",
+        ]
+    rows = [by_name[name] for name in ("login", "tasks_create", "scan_submit") if name in by_name]
+    if rows:
+        out += [
+            "| regression row | w | req/s | p95 ms | server CPU us/req | PG CPU us/req | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            out.append(
+                f"| {r.scenario} | {r.workers} | {r.rps:,.1f} | {r.p95_ms:.1f} | {r.cpu_us_per_req:.0f} | "
+                f"{r.pg_us_per_req:.0f} | {r.errors} |"
+            )
+        login = by_name.get("login")
+        if login and argon2_rps:
+            ratio = login.rps / argon2_rps
+            out += [
+                "",
+                f"- login {ratio:.2f}x argon2 alone ({argon2_rps:.1f} verifications/s), "
+                f"target >= 0.90x: {_verdict(ratio >= 0.90)}",
+            ]
+    return "\n".join(out).strip()
+
+
+def write_results(
+    results: list[Result], report: str, *, duration: int, argon2_rps: float, summary: str = ""
+) -> Path:
     """bench/results/<timestamp>.json and latest.json; the path of the first."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -103,6 +228,7 @@ def write_results(results: list[Result], report: str, *, duration: int, argon2_r
         "floor_tasks_list_rps_by_workers": floor_by_workers(results),
         "results": [asdict(r) for r in results],
         "table": report,
+        "markdown": summary,
     }
     for name in (f"{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2) + "\n")

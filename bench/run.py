@@ -2,6 +2,15 @@
 
     uv run python bench/run.py                  # every scenario, 1 and 2 workers, ~8 minutes
     uv run python bench/run.py --duration 5 --workers 1 --only tasks_list,floor_tasks_list
+    uv run python bench/run.py --workers 1 --only issue   # the performance issue's figures
+    uv run python bench/run.py --workers 1 --only contenders,users1000 --duration 3 --rounds 1  # smoke
+
+`--only issue` is contenders,users1000,workers_ratio,login,tasks_create,scan_submit (see
+bench/contenders.py). Every wrk run also reports the server's and PostgreSQL's CPU per request
+(`cpu us/req`, `pg us/req`: utime + stime of each process tree from /proc/PID/stat over the
+run, divided by wrk's request count) and `cpu x fl`, the CPU per request over the floor's.
+The CPU targets use the floor with the token cache (bench/floor.py `app`), which does the same
+work as the service; the floor without it is reported beside it.
 
 `uv run python -m bench ...` is the same. Prints a table (`x floor`: over the bare floor run
 with the same worker count) and writes bench/results/<timestamp>.json (and latest.json).
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -20,9 +30,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py`: import `bench` as the package it is
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.contenders import (
+    CONTENDERS,
+    USERS1000,
+    WORKERS_RATIO,
+    bench_contenders,
+    bench_users1000,
+    bench_workers_ratio,
+)
 from bench.conventions import CONVENTIONS, bench_conventions
-from bench.processes import ROOT, ensure_wrk, free_port, started
-from bench.report import Result, table, write_results
+from bench.processes import ROOT, ensure_wrk, free_port, raise_open_files, started, watch_postgres
+from bench.report import Result, markdown, table, write_results
 from bench.scenarios import (
     BETTER_AUTH_SECRET,
     INTERLEAVED,
@@ -45,7 +63,21 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help=f"rounds of {INTERLEAVED} (service, floor, Litestar floor)"
     )
-    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None, help="scenario names")
+    parser.add_argument(
+        "--only",
+        type=lambda v: {n for name in v.split(",") for n in ISSUE.get(name, (name,))},
+        default=None,
+        help=f"scenario names; 'issue' is {','.join(ISSUE['issue'])}",
+    )
+    parser.add_argument(
+        "--users-duration", type=int, default=None, help=f"seconds per {USERS1000} run (2 x --duration)"
+    )
+    parser.add_argument(
+        "--no-receiver",
+        dest="receiver",
+        action="store_false",
+        help=f"{CONTENDERS} without the traced services exporting to a receiver (only the closed port)",
+    )
     parser.add_argument(
         "--baseline",
         default=None,
@@ -53,6 +85,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     wrk = ensure_wrk()
+    # SIGTERM unwinds like Ctrl+C: every server is stopped by process group, PostgreSQL too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    open_files = raise_open_files()
+    print(f"open files limit {open_files} (wrk and the servers inherit it)")
 
     from service.db import migrations
     from service.db.embedded import EmbeddedPostgres
@@ -63,6 +99,7 @@ def main() -> int:
         database = EmbeddedPostgres(data_dir)
         database_url = database.start()
         stack.callback(database.stop)
+        watch_postgres(database.pgdata)
         migrations.apply_pending(database_url)
         ai_port = free_port()
         env = {
@@ -76,6 +113,7 @@ def main() -> int:
             "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",
             "LOGIN_MAX_FAILURES": "1000000",
             "SHUTDOWN_DRAIN_SECONDS": "0",
+            "ACCOUNT_MAIL": "off",  # production requires SMTP_URL otherwise; no scenario sends mail
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(ROOT),
             "BETTER_AUTH_SECRET": BETTER_AUTH_SECRET,
@@ -98,14 +136,26 @@ def main() -> int:
                 bench_statements(args, env, results)
                 bench_tracing(args, wrk, env, results)
                 bench_conventions(args, wrk, env, results)
-        print("== argon2 alone")
-        argon2_rps = argon2_alone(env)
+                bench_contenders(args, wrk, env, results)
+                bench_users1000(args, wrk, env, results)
+                bench_workers_ratio(args, wrk, env, results)
+        argon2_rps = 0.0
+        if not args.only or "login" in args.only:  # what login is measured against
+            print("== argon2 alone")
+            argon2_rps = argon2_alone(env)
 
     report = table(results, argon2_rps)
+    summary = markdown(results, argon2_rps)
     print()
     print(report)
-    write_results(results, report, duration=args.duration, argon2_rps=argon2_rps)
+    if summary:
+        print()
+        print(summary)
+    write_results(results, report, duration=args.duration, argon2_rps=argon2_rps, summary=summary)
     return 0
+
+
+ISSUE = {"issue": (CONTENDERS, USERS1000, WORKERS_RATIO, "login", "tasks_create", "scan_submit")}
 
 
 if __name__ == "__main__":

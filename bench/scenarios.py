@@ -71,6 +71,22 @@ def post_json_script(token: str, path: str, body: str) -> str:
     )
 
 
+SCAN_BOUNDARY = "bench-scan-boundary"
+
+
+def scan_submit_script(token: str) -> str:
+    """A risk scan of a short text, as a browser's multipart form sends it."""
+    body = (
+        f'--{SCAN_BOUNDARY}\r\nContent-Disposition: form-data; name="text"\r\n\r\n'
+        f"Scan: tight budget and an aggressive deadline.\r\n--{SCAN_BOUNDARY}--\r\n"
+    )
+    return (
+        f'wrk.method = "POST"\nwrk.path = "/api/scan"\nwrk.body = {json.dumps(body)}\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={SCAN_BOUNDARY}"\n'
+    )
+
+
 def login_script(email: str) -> str:
     body = f"username={email}&password={PASSWORD}"
     return (
@@ -177,13 +193,16 @@ def measure(
     connections: int,
     duration: int,
     note: str = "",
+    server: int | None = None,
 ) -> dict[str, float]:
-    """Run one scenario, record its result and print its line."""
-    figures = run_wrk(wrk, base, script, connections=connections, duration=duration)
+    """Run one scenario, record its result and print its line. `server`: the root pid of the
+    server's process tree, for the CPU per request."""
+    figures = run_wrk(wrk, base, script, connections=connections, duration=duration, server=server)
     results.append(result_of(name, workers, connections, figures, note))
     print(
         f"  {name:<28} w={workers} c={connections:<4} {figures['rps']:>9.1f} req/s "
         f"p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms errors {figures['failed']}"
+        f" cpu {figures.get('cpu_us', 0):.0f} us/req pg {figures.get('pg_us', 0):.0f} us/req"
     )
     return figures
 
@@ -200,6 +219,8 @@ def result_of(name: str, workers: int, connections: int, figures: dict[str, floa
         max_ms=round(figures["max_ms"], 2),
         requests=int(figures["requests"]),
         errors=int(figures["failed"]),
+        cpu_us_per_req=round(figures.get("cpu_us", 0), 1),
+        pg_us_per_req=round(figures.get("pg_us", 0), 1),
         note=note,
     )
 
@@ -229,6 +250,7 @@ def bench_workers(
                 connections=connections,
                 duration=duration,
                 note=note,
+                server=server.pid,
             )
 
         scenario("health", 'wrk.path = "/health"\n')
@@ -240,6 +262,12 @@ def bench_workers(
                 f"/api/{seeded.writer_user_id}/tasks",
                 '{"title":"bench","description":"wrk"}',
             ),
+        )
+        scenario(
+            "scan_submit",
+            scan_submit_script(seeded.scans_token),
+            connections=16,
+            note="POST /api/scan (multipart text) to the demo AI service",
         )
         scenario("scans_first_page", get_script(seeded.scans_token, "/api/scans?limit=20"))
         scenario(
@@ -608,7 +636,7 @@ def bench_floor(
     for target in dict.fromkeys(runs[name][0] for name in wanted):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        with started(floor_command(target, port, workers), env, f"{base}/", any_status=True):
+        with started(floor_command(target, port, workers), env, f"{base}/", any_status=True) as server:
             for name in wanted:
                 app, script, connections, note = runs[name]
                 if app != target:
@@ -623,4 +651,5 @@ def bench_floor(
                     connections=connections,
                     duration=args.duration,
                     note=note,
+                    server=server.pid,
                 )

@@ -1,0 +1,305 @@
+"""The performance issue's comparisons: contenders side by side, 1000 users, two workers.
+
+`--only contenders`: the task list (20 rows, our HS256 token, 64 connections, one uvicorn
+worker each) on every contender, all started at once and driven by wrk in turn, `--rounds`
+rounds with the order rotating; each figure is its median over the rounds and each ratio the
+median of the per-round ratios (the VM's speed wanders by tens of percent over minutes, so a
+ratio is only taken between runs seconds apart). The contenders:
+
+- floor, token cache (bench/floor.py `app`): the bare ASGI floor verifying tokens through the
+  service's VerifiedTokenCache, as the service does. **This is the floor the targets use**: it
+  does the same work as the service (a repeated token is verified once per worker and then
+  answered from the cache, in both).
+- floor, no cache (`app_no_cache`): the same with the full HS256 check (pyjwt decode) on every
+  request; reported beside it so the cache's share is visible.
+- service; service traced at 10 % and at 100 % with the OTLP endpoint on a closed port (a free
+  port nobody listens on, as in the issue: spans are made and batched, the export fails fast);
+  the same two with a receiver in this process that reads every batch (the export's encoding
+  and sending counted too, the receiver's work not).
+- the FastAPI peer (bench/peer_fastapi.py) and the Litestar + advanced-alchemy peer
+  (bench/peer_litestar_aa.py), when the `bench` dependency group is installed.
+
+Per contender: req/s, p95 (wrk's done() hook), server CPU per request (utime + stime of the
+server's process tree over the run / wrk's request count), its ratio to the floor's in the same
+round, and PostgreSQL's CPU per request (the embedded server's whole process tree).
+
+`--only users1000`: 1000 connections, each waiting 500 ms between requests (wrk's `delay()`,
+first requests spread over one think time), for `--users-duration` seconds (2 x --duration,
+20 s by default): the service and the floor (token cache), one worker each, in turn.
+
+`--only workers_ratio`: the service with 2 workers and with 1, side by side in rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from bench.processes import USERS, floor_command, free_port, run_wrk, service_command, started
+from bench.report import Result
+from bench.scenarios import _SEEDED, get_script, think_time_script
+
+CONTENDERS = "contenders"
+USERS1000 = "users1000"
+WORKERS_RATIO = "workers_ratio"
+FLOOR_KEY = "floor_cache"
+
+
+@dataclass(frozen=True)
+class Server:
+    key: str
+    label: str
+    command: Callable[[int], list[str]]
+    env: dict[str, str]
+    ready: str = "/health/ready"
+    any_status: bool = False
+
+
+def _floor(key: str, label: str, target: str, env: dict[str, str]) -> Server:
+    return Server(key, label, lambda port: floor_command(target, port), env, "/", any_status=True)
+
+
+def _service(key: str, label: str, env: dict[str, str], workers: int = 1) -> Server:
+    return Server(key, label, lambda port: service_command(port, workers), env)
+
+
+def _traced(env: dict[str, str], endpoint: str, ratio: str) -> dict[str, str]:
+    return {
+        **env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+    }
+
+
+def installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(name) for name in modules)
+
+
+def start_all(stack: ExitStack, servers: list[Server]) -> dict[str, tuple[str, int]]:
+    """Every server on a free loopback port; key -> (base URL, root pid of its process tree)."""
+    running: dict[str, tuple[str, int]] = {}
+    for server in servers:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        process = stack.enter_context(
+            started(server.command(port), server.env, base + server.ready, any_status=server.any_status)
+        )
+        running[server.key] = (base, process.pid)
+    return running
+
+
+def in_rounds(
+    args: argparse.Namespace,
+    wrk: str,
+    script: str,
+    running: dict[str, tuple[str, int]],
+    label: str,
+    *,
+    connections: int = 64,
+    duration: int | None = None,
+    warm: bool = True,
+) -> list[dict[str, dict[str, float]]]:
+    """wrk on every server in turn, `--rounds` rounds, the order rotating; each round's figures
+    (req/s, percentiles, cpu_us, pg_us) by server key."""
+    if warm:  # every pool connection opened, statements prepared, caches filled
+        for base, pid in running.values():
+            run_wrk(wrk, base, script, connections=64, duration=2, server=pid)
+    keys = list(running)
+    rounds: list[dict[str, dict[str, float]]] = []
+    for number in range(args.rounds):
+        measured: dict[str, dict[str, float]] = {}
+        first = number % len(keys)
+        for key in keys[first:] + keys[:first]:
+            base, pid = running[key]
+            measured[key] = run_wrk(
+                wrk, base, script, connections=connections, duration=duration or args.duration, server=pid
+            )
+        rounds.append(measured)
+        print(
+            f"  {label} round {number + 1}: "
+            + ", ".join(
+                f"{k} {measured[k]['rps']:.0f} req/s {measured[k].get('cpu_us', 0):.0f} us" for k in keys
+            )
+        )
+    return rounds
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summarise(
+    scenario: str,
+    rounds: list[dict[str, dict[str, float]]],
+    key: str,
+    label: str,
+    *,
+    baseline: str,
+    connections: int,
+    workers: int = 1,
+) -> Result:
+    """`key`'s medians over the rounds and the medians of its per-round ratios to `baseline`."""
+    runs = [r[key] for r in rounds]
+
+    def med(field: str) -> float:
+        return _median([run.get(field, 0.0) for run in runs])
+
+    def ratio(field: str) -> float:
+        pairs = [(r[key].get(field, 0.0), r[baseline].get(field, 0.0)) for r in rounds]
+        return round(_median([a / b for a, b in pairs if b]), 3)
+
+    cpu_ratios = [
+        r[key].get("cpu_us", 0) / r[baseline]["cpu_us"] for r in rounds if r[baseline].get("cpu_us")
+    ]
+    return Result(
+        scenario=scenario,
+        workers=workers,
+        connections=connections,
+        rps=round(med("rps"), 1),
+        p50_ms=round(med("p50_ms"), 2),
+        p95_ms=round(med("p95_ms"), 2),
+        p99_ms=round(med("p99_ms"), 2),
+        max_ms=round(med("max_ms"), 2),
+        requests=int(sum(run["requests"] for run in runs)),
+        errors=int(sum(run["failed"] for run in runs)),
+        cpu_us_per_req=round(med("cpu_us"), 1),
+        pg_us_per_req=round(med("pg_us"), 1),
+        note=f"{label}; median of {len(rounds)} rounds beside {baseline}",
+        extra={
+            "rps_x": ratio("rps"),
+            "p95_x": ratio("p95_ms"),
+            "p99_x": ratio("p99_ms"),
+            "cpu_x": ratio("cpu_us"),
+            "cpu_x_lo": round(min(cpu_ratios), 3) if cpu_ratios else 0.0,
+            "cpu_x_hi": round(max(cpu_ratios), 3) if cpu_ratios else 0.0,
+        },
+    )
+
+
+def _task_script() -> str:
+    seeded = _SEEDED["done"]
+    return get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+
+
+def contender_servers(env: dict[str, str], receiver_url: str | None) -> list[Server]:
+    closed = f"http://127.0.0.1:{free_port()}"  # a free port nobody listens on
+    servers = [
+        _floor(FLOOR_KEY, "floor, token cache", "bench.floor:app", env),
+        _floor("floor_no_cache", "floor, no cache", "bench.floor:app_no_cache", env),
+        _service("service", "service", env),
+        _service("traced_10", "service, traced 10 % (closed port)", _traced(env, closed, "0.1")),
+        _service("traced_100", "service, traced 100 % (closed port)", _traced(env, closed, "1.0")),
+    ]
+    if receiver_url:
+        servers += [
+            _service("traced_10_rx", "service, traced 10 % (receiver)", _traced(env, receiver_url, "0.1")),
+            _service("traced_100_rx", "service, traced 100 % (receiver)", _traced(env, receiver_url, "1.0")),
+        ]
+    if installed("fastapi", "sqlalchemy"):
+        servers.append(
+            _floor("fastapi", "FastAPI + async SQLAlchemy + pydantic", "bench.peer_fastapi:app", env)
+        )
+    else:
+        print("  (no FastAPI peer: `uv sync --group bench` installs it)")
+    if installed("advanced_alchemy", "sqlalchemy"):
+        servers.append(
+            _floor(
+                "litestar_aa",
+                "Litestar + advanced-alchemy repository + JWTAuth",
+                "bench.peer_litestar_aa:app",
+                env,
+            )
+        )
+    else:
+        print("  (no Litestar + advanced-alchemy peer: `uv sync --group bench` installs it)")
+    return servers
+
+
+# Ratios each contender is also reported against (besides the floor with the token cache).
+AGAINST_SERVICE = ("traced_10", "traced_100", "traced_10_rx", "traced_100_rx")
+
+
+def bench_contenders(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    if args.only and CONTENDERS not in args.only:
+        return
+    from tests.observability.otlp_receiver import otlp_receiver
+
+    with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver(decode=False)) if args.receiver else None
+        servers = contender_servers(env, receiver.url if receiver else None)
+        running = start_all(stack, servers)
+        rounds = in_rounds(args, wrk, _task_script(), running, CONTENDERS)
+        if receiver:
+            print(f"  the receiver took {receiver.requests} OTLP export requests")
+    for server in servers:
+        result = summarise(
+            f"{CONTENDERS}_{server.key}", rounds, server.key, server.label, baseline=FLOOR_KEY, connections=64
+        )
+        if server.key in AGAINST_SERVICE:
+            over = summarise("", rounds, server.key, "", baseline="service", connections=64)
+            result.extra["cpu_x_service"] = over.extra["cpu_x"]
+            result.extra["cpu_x_service_lo"] = over.extra["cpu_x_lo"]
+            result.extra["cpu_x_service_hi"] = over.extra["cpu_x_hi"]
+            result.extra["rps_x_service"] = over.extra["rps_x"]
+        results.append(result)
+
+
+def bench_users1000(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    if args.only and USERS1000 not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks") + think_time_script(
+        staggered=True
+    )
+    duration = args.users_duration or 2 * args.duration
+    servers = [
+        _service("service", "service", env),
+        _floor(FLOOR_KEY, "floor, token cache", "bench.floor:app", env),
+    ]
+    with ExitStack() as stack:
+        running = start_all(stack, servers)
+        for base, pid in running.values():  # warm: the pools open every connection
+            run_wrk(wrk, base, _task_script(), connections=64, duration=2, server=pid)
+        rounds = in_rounds(
+            args, wrk, script, running, USERS1000, connections=USERS, duration=duration, warm=False
+        )
+    for server in servers:
+        results.append(
+            summarise(
+                f"{USERS1000}_{server.key}",
+                rounds,
+                server.key,
+                f"{server.label}; {USERS} users, {duration} s, 500 ms think time",
+                baseline=FLOOR_KEY,
+                connections=USERS,
+            )
+        )
+
+
+def bench_workers_ratio(
+    args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]
+) -> None:
+    """The service with 2 workers over 1 on the machine's cores, which PostgreSQL and wrk share."""
+    if args.only and WORKERS_RATIO not in args.only:
+        return
+    servers = [_service("w1", "service, 1 worker", env), _service("w2", "service, 2 workers", env, workers=2)]
+    with ExitStack() as stack:
+        running = start_all(stack, servers)
+        rounds = in_rounds(args, wrk, _task_script(), running, WORKERS_RATIO)
+    for server, workers in zip(servers, (1, 2), strict=True):
+        results.append(
+            summarise(
+                f"{WORKERS_RATIO}_{server.key}",
+                rounds,
+                server.key,
+                server.label,
+                baseline="w1",
+                connections=64,
+                workers=workers,
+            )
+        )
