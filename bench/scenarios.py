@@ -266,7 +266,8 @@ def bench_workers(
         scenario(
             "scan_submit",
             scan_submit_script(seeded.scans_token),
-            connections=16,
+            # SCAN_MAX_CONCURRENT_UPLOADS (8) per worker: a ninth upload in flight is a 503 by design.
+            connections=8,
             note="POST /api/scan (multipart text) to the demo AI service",
         )
         scenario("scans_first_page", get_script(seeded.scans_token, "/api/scans?limit=20"))
