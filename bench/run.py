@@ -54,6 +54,13 @@ from bench.scenarios import (
 )
 
 
+def _terminated(*_: object) -> None:
+    """The first SIGTERM unwinds like Ctrl+C (servers stopped by process group, PostgreSQL
+    stopped); a second one does not interrupt that cleanup."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -86,7 +93,7 @@ def main() -> int:
     args = parser.parse_args()
     wrk = ensure_wrk()
     # SIGTERM unwinds like Ctrl+C: every server is stopped by process group, PostgreSQL too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _terminated)
     open_files = raise_open_files()
     print(f"open files limit {open_files} (wrk and the servers inherit it)")
 
