@@ -39,9 +39,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+import httpx
+
 from bench.processes import USERS, floor_command, free_port, run_wrk, service_command, started
 from bench.report import Result
-from bench.scenarios import _SEEDED, get_script, think_time_script
+from bench.scenarios import _SEEDED, TASKS, get_script, think_time_script
 
 CONTENDERS = "contenders"
 USERS1000 = "users1000"
@@ -91,6 +93,19 @@ def start_all(stack: ExitStack, servers: list[Server]) -> dict[str, tuple[str, i
         )
         running[server.key] = (base, process.pid)
     return running
+
+
+def check_answers(running: dict[str, tuple[str, int]], token: str, path: str) -> None:
+    """Every contender answers the task list with the seeded tasks before it is timed: one that
+    answered 401, 403 or an empty page fast would otherwise look cheap."""
+    for key, (base, _) in running.items():
+        response = httpx.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        body = response.json() if response.status_code == 200 else None
+        items = body.get("items") if isinstance(body, dict) else body  # OffsetPagination or a list
+        if not isinstance(items, list) or len(items) != TASKS:
+            raise RuntimeError(
+                f"{key} answered the task list with {response.status_code}: {response.text[:300]}"
+            )
 
 
 def in_rounds(
@@ -186,6 +201,11 @@ def _task_script() -> str:
     return get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
 
 
+def _check(running: dict[str, tuple[str, int]]) -> None:
+    seeded = _SEEDED["done"]
+    check_answers(running, seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+
+
 def contender_servers(env: dict[str, str], receiver_url: str | None) -> list[Server]:
     closed = f"http://127.0.0.1:{free_port()}"  # a free port nobody listens on
     servers = [
@@ -233,6 +253,7 @@ def bench_contenders(args: argparse.Namespace, wrk: str, env: dict[str, str], re
         receiver = stack.enter_context(otlp_receiver(decode=False)) if args.receiver else None
         servers = contender_servers(env, receiver.url if receiver else None)
         running = start_all(stack, servers)
+        _check(running)
         rounds = in_rounds(args, wrk, _task_script(), running, CONTENDERS)
         if receiver:
             print(f"  the receiver took {receiver.requests} OTLP export requests")
@@ -263,6 +284,7 @@ def bench_users1000(args: argparse.Namespace, wrk: str, env: dict[str, str], res
     ]
     with ExitStack() as stack:
         running = start_all(stack, servers)
+        _check(running)
         for base, pid in running.values():  # warm: the pools open every connection
             run_wrk(wrk, base, _task_script(), connections=64, duration=2, server=pid)
         rounds = in_rounds(
@@ -290,6 +312,7 @@ def bench_workers_ratio(
     servers = [_service("w1", "service, 1 worker", env), _service("w2", "service, 2 workers", env, workers=2)]
     with ExitStack() as stack:
         running = start_all(stack, servers)
+        _check(running)
         rounds = in_rounds(args, wrk, _task_script(), running, WORKERS_RATIO)
     for server, workers in zip(servers, (1, 2), strict=True):
         results.append(
