@@ -11,7 +11,7 @@ from litestar.params import QueryParameter
 from service.db.sql import load_sql, rows_to
 from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.mail.models import MailMessage, MailMessagePage, MailStatus
-from service.security.guards import requires_admin
+from service.security.guards import access, requires_admin
 
 LIST_MESSAGES = load_sql("mail/list_messages")
 COUNT_MESSAGES = load_sql("mail/count_messages")
@@ -20,7 +20,7 @@ COUNT_MESSAGES = load_sql("mail/count_messages")
 class MailController(Controller):
     path = "/admin/mail"
     tags = ["mail"]
-    guards = [requires_admin]
+    before_request = access(requires_admin)  # type: ignore[assignment]
     security = BEARER_SECURITY
 
     @get(

@@ -1,12 +1,10 @@
 """Who is calling: bearer token -> verified claims -> an active user, once per request.
 
-One way to authenticate a route: a guard from service/security/guards.py on the controller or
-the handler (the task routes run theirs as a `before_request` hook, for speed) calls
-`authenticate(connection)`, which keeps the caller on the scope; a handler that needs the caller
-takes the `caller` dependency, which reads what the guard established. Two routes have no guard:
-logout and PATCH /me answer an oversized body with 413 before looking at the token
-(tests/reliability/test_hostile_clients.py), so there the `caller` dependency, resolved after
-the body is read, is what authenticates.
+`authenticate(connection)` is called by the route's requirement, the one way a route is
+authenticated (`before_request=access(...)`, service/security/guards.py, whose docstring has
+the rule); it keeps the caller on the scope. Handlers read that caller, never authenticating a
+second time: through the `caller` dependency (`CALLER_DEPENDENCY`), or, on the task routes, by
+calling `authenticated_caller(request)`, the function the dependency calls.
 """
 
 from __future__ import annotations
@@ -188,7 +186,8 @@ def authenticated_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Call
 
 
 async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    return await authenticate(request)
+    """The `caller` dependency: what the route's requirement stored, never a second authentication."""
+    return authenticated_caller(request)
 
 
 CALLER_DEPENDENCY = {"caller": Provide(provide_caller)}
