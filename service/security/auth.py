@@ -19,15 +19,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from service.db.sql import load_sql
+from service.accounts import queries as accounts_queries
 from service.identities.provisioning import Identity, user_for_identity
 from service.observability.audit import RequestOrigin
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.security.verification import verified_token
-
-GET_CALLER = load_sql("accounts/get_caller")
-MFA_ENABLED = load_sql("two_factor/mfa_enabled")
+from service.two_factor import queries as two_factor_queries
 
 _SCOPE_KEY = "caller"
 CALLER_CACHE_KEY = "caller_cache"
@@ -106,7 +104,7 @@ async def _caller_state(
         return user, revoked
     cache.misses += 1
     ticket = cache.ticket()
-    row = await state.pool.fetchrow(GET_CALLER, user_id, jti)
+    row = await accounts_queries.get_caller(state.pool, user_id, jti)
     if row is None:
         return None, False
     user = CachedUser(
@@ -168,7 +166,7 @@ async def _require_mfa(connection: ASGIConnection[Any, Any, Any, Any], caller: C
     provider sign in there, and their second factor is the provider's to require."""
     if caller.provider != LOCAL_PROVIDER or connection.route_handler.opt.get(MFA_EXEMPT):
         return
-    if not await connection.app.state.pool.fetchval(MFA_ENABLED, caller.id):
+    if not await two_factor_queries.mfa_enabled(connection.app.state.pool, caller.id):
         raise PermissionDeniedException(
             "administrators must turn on two-factor sign-in first: POST /api/auth/2fa/totp, "
             "then POST /api/auth/2fa/totp/confirm"
