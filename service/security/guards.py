@@ -27,7 +27,7 @@ then the requirement.
 Why not Litestar guards: Litestar 2.25's `authorize_connection` calls `guard(connection,
 copy(handler))`, a copy of the route handler per guard call, which was 5 % of a task-list
 request's CPU (bench/README.md). A handler's own `before_request` replaces its controller's, which
-is why `access` composes the route's hooks into the one it returns; tests/security/
+is why `access` composes the route's hooks into the one it returns; tests/architecture/
 test_route_access.py fails for an /api route that is neither public nor declared through `access`.
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
@@ -82,3 +83,27 @@ def test_access_accepts_only_a_requirement() -> None:
 
     with pytest.raises(TypeError):
         guards.access(not_a_requirement)
+
+
+BIG_JSON = b'{"x": "' + b"a" * 16 * 1024 + b'"}'
+JSON = {"Content-Type": "application/json"}
+TEXT = {"Content-Type": "text/plain"}
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/auth/logout"), ("PATCH", "/api/auth/me")])
+async def test_body_first_routes_answer_415_then_413_then_401(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """access(..., body_first=True): the body's checks come before the token's."""
+    assert (await client.request(method, path, content=b"{}", headers=TEXT)).status_code == 415
+    assert (await client.request(method, path, content=BIG_JSON, headers=JSON)).status_code == 413
+    assert (await client.request(method, path, content=b"{}", headers=JSON)).status_code == 401
+
+
+async def test_other_routes_answer_401_before_looking_at_the_body(client: httpx.AsyncClient) -> None:
+    for method, path in (("DELETE", "/api/auth/me"), ("POST", "/api/auth/2fa/totp"), ("POST", "/api/scan")):
+        for content, headers in ((b"{}", TEXT), (BIG_JSON, JSON)):
+            response = await client.request(method, path, content=content, headers=headers)
+            assert response.status_code == 401, (method, path, headers, response.text)
+    response = await client.post("/api/someone/tasks", content=b"{}", headers=TEXT)
+    assert response.status_code == 401
