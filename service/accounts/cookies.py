@@ -22,13 +22,11 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from service.db.sql import load_sql
+from service.accounts import queries
 from service.http.errors import invalid_field
 from service.sessions.models import Token
 from service.sessions.refresh_tokens import refresh_token_digest
 from service.settings import Settings
-
-GET_REFRESH_EXPIRY = load_sql("accounts/get_refresh_expiry")
 
 REFRESH_COOKIE = "refresh_token"
 # RFC 6749 section 5.1: a token answer is stored by no cache (Pragma for HTTP/1.0 ones).
@@ -77,9 +75,7 @@ async def token_response(
     lives as long as its family has left. Never stored by any cache (RFC 6749 section 5.1)."""
     if not cookies_on(settings):
         return Response(token, headers=TOKEN_CACHE_HEADERS)
-    expires_at: datetime.datetime | None = await pool.fetchval(
-        GET_REFRESH_EXPIRY, refresh_token_digest(token.refresh_token)
-    )
+    expires_at = await queries.get_refresh_expiry(pool, refresh_token_digest(token.refresh_token))
     remaining = (expires_at - datetime.datetime.now(datetime.UTC)).total_seconds() if expires_at else 0
     cookie = _refresh_cookie(settings, request, token.refresh_token, max(0, int(remaining)))
     return Response(token, cookies=[cookie], headers=TOKEN_CACHE_HEADERS)

@@ -10,11 +10,11 @@ import asyncpg
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ValidationException
 from msgspec import UNSET
 
+from service.accounts import queries
 from service.accounts.mail_texts import password_changed_mail
 from service.accounts.models import Me, RegisterRequest, UpdateMeRequest
 from service.accounts.verification import request_email_change, send_verification
 from service.db.pool import in_transaction
-from service.db.sql import load_sql, row_to
 from service.http.conditional import stale
 from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
@@ -25,23 +25,10 @@ from service.security.tokens import now_microseconds
 from service.sessions.models import Token
 from service.sessions.refresh_tokens import lock_user_sessions, revoke_other_refresh_families, start_session
 from service.settings import Settings
+from service.two_factor import queries as two_factor_queries
 from service.two_factor.models import MfaChallenge
 from service.two_factor.secrets import new_mfa_token
 from service.users.models import User
-
-INSERT_USER = load_sql("accounts/insert_user")
-GET_LOGIN_USER = load_sql("accounts/get_login_user")
-GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
-UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
-CHANGE_PASSWORD = load_sql("accounts/change_password")
-UPDATE_PROFILE = load_sql("accounts/update_profile")
-GET_ME = load_sql("accounts/get_me")
-LOCK_ME = load_sql("accounts/lock_me")
-COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
-CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
-LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
-FIND_LOCAL_EMAIL = load_sql("accounts/find_local_email")
-INSERT_CHALLENGE = load_sql("two_factor/insert_challenge")
 
 MFA_TOKEN_SECONDS = 300
 
@@ -70,10 +57,9 @@ async def register(
     password_hash = await passwords_for(settings).hash(checked_new_password(settings, data.password))
     email = normalise_email(data.email)
     async with pool.acquire() as connection, connection.transaction():
-        row = await connection.fetchrow(INSERT_USER, email, password_hash, data.full_name)
-        if row is None:
+        user = await queries.insert_user(connection, email, password_hash, data.full_name)
+        if user is None:
             raise Conflict("an account with this email already exists")
-        user = row_to(User, row)
         await record_event(
             connection,
             "auth.register",
@@ -90,8 +76,8 @@ async def _count_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> 
     the lockout window. 429 when the email is locked: the password is then not checked at all,
     so at most LOGIN_MAX_FAILURES guesses per window are ever evaluated, however many arrive at
     once, on any number of workers and hosts (the count is one atomic upsert in PostgreSQL)."""
-    counted = await pool.fetchrow(
-        COUNT_PASSWORD_ATTEMPT, email, settings.login_max_failures, settings.login_lockout_minutes
+    counted = await queries.count_password_attempt(
+        pool, email, settings.login_max_failures, settings.login_lockout_minutes
     )
     attempt: int = counted["attempt"]
     if attempt > settings.login_max_failures:
@@ -142,7 +128,7 @@ async def log_in(
     email = normalise_email(login_name)
     passwords = passwords_for(settings)
     attempt = await _count_attempt(pool, settings, email)
-    account = await pool.fetchrow(GET_LOGIN_USER, email)
+    account = await queries.get_login_user(pool, email)
     stored_hash: str | None = account["password_hash"] if account else None
     matches = await passwords.verify(stored_hash, password)
     if account is None or stored_hash is None or not matches:
@@ -166,18 +152,18 @@ async def log_in(
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
 
     async def start(connection: asyncpg.Connection) -> Token | MfaChallenge:
-        checked = await connection.fetchrow(LOCK_LOGIN_USER, user_id, stored_hash)
+        checked = await queries.lock_login_user(connection, user_id, stored_hash)
         if checked is None or not checked["is_active"]:
             raise NotAuthorizedException("account is not active")
         if not checked["same_password"]:  # changed while this attempt was being checked
             raise NotAuthorizedException(WRONG_CREDENTIALS)
         if rehashed is not None:
-            await connection.execute(UPDATE_PASSWORD_HASH, user_id, rehashed)
+            await queries.update_password_hash(connection, user_id, rehashed)
         if checked["mfa_enabled"]:
             # The run of failures goes on until a code is accepted too: otherwise someone who
             # knows the password could reset the lockout between code guesses by logging in.
             mfa_token, digest = new_mfa_token()
-            await connection.execute(INSERT_CHALLENGE, digest, user_id, MFA_TOKEN_SECONDS)
+            await two_factor_queries.insert_challenge(connection, digest, user_id, MFA_TOKEN_SECONDS)
             await record_event(
                 connection,
                 "auth.mfa_required",
@@ -187,7 +173,7 @@ async def log_in(
             )
             return MfaChallenge(mfa_token=mfa_token, expires_in=MFA_TOKEN_SECONDS)
         # This attempt was within the budget and proved the password: the run of failures ends.
-        await connection.execute(CLEAR_LOGIN_FAILURES, email)
+        await queries.clear_login_failures(connection, email)
         token = await start_session(connection, settings, user_id, origin)
         await record_event(
             connection,
@@ -212,7 +198,7 @@ def _versioned_user(row: asyncpg.Record) -> VersionedUser:
 
 
 async def get_me(db: asyncpg.Pool | asyncpg.Connection, user_id: uuid.UUID) -> VersionedUser:
-    row = await db.fetchrow(GET_ME, user_id)
+    row = await queries.get_me(db, user_id)
     if row is None:  # deleted between authentication and this query
         raise NotAuthorizedException("account is not active")
     return _versioned_user(row)
@@ -242,19 +228,18 @@ async def update_me(
 
     async def apply(connection: asyncpg.Connection) -> asyncpg.Record | None:
         if versions is not None:
-            current = await connection.fetchval(LOCK_ME, caller.id)
+            current = await queries.lock_me(connection, caller.id)
             if current is not None and current not in versions:
                 raise stale()
         if nothing_to_change:
-            return await connection.fetchrow(GET_ME, caller.id)
+            return await queries.get_me(connection, caller.id)
         if new_password is not None:
             await _change_password(connection, caller, new_password, origin)
         if new_email is not None:
             await request_email_change(connection, settings, caller.id, *new_email, origin)
         full_name_sent = changes.full_name is not UNSET
-        return await connection.fetchrow(
-            UPDATE_PROFILE, caller.id, full_name_sent, changes.full_name if full_name_sent else None
-        )
+        full_name = changes.full_name if isinstance(changes.full_name, str) else None
+        return await queries.update_profile(connection, caller.id, full_name_sent, full_name)
 
     row = await in_transaction(pool, apply)
     if row is None:
@@ -274,12 +259,11 @@ async def _change_password(
     # The sessions lock comes first, and the instant that ends older access tokens is read after
     # it: a refresh that was in flight has then committed, so its access token is older too.
     await lock_user_sessions(connection, caller.id)
-    changed = await connection.execute(
-        CHANGE_PASSWORD, caller.id, change.old_hash, change.new_hash, now_microseconds()
-    )
-    if changed != "UPDATE 1":
+    if not await queries.change_password(
+        connection, caller.id, change.old_hash, change.new_hash, now_microseconds()
+    ):
         raise Conflict("the password was changed meanwhile; log in again")
-    await connection.execute(CLEAR_LOGIN_FAILURES, change.email)
+    await queries.clear_login_failures(connection, change.email)
     await revoke_other_refresh_families(connection, caller)
     await enqueue_mail(connection, password_changed_mail(change.email))
     await record_event(
@@ -299,7 +283,7 @@ async def _verified_password_change(
     new_password = checked_new_password(settings, changes.password)
     if not isinstance(changes.current_password, str):
         raise invalid_field("current_password", "required to change the password")
-    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    account = await queries.get_password_hash(pool, caller.id)
     if account is None or account["password_hash"] is None:
         raise ValidationException(f"this account signs in through {caller.provider} and has no password here")
     email = normalise_email(account["email"])
@@ -323,7 +307,7 @@ async def _verified_email_change(
         )
     if not isinstance(changes.current_password, str):
         raise invalid_field("email", "a new email address needs current_password")
-    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    account = await queries.get_password_hash(pool, caller.id)
     if account is None or account["password_hash"] is None:
         raise ValidationException(
             f"this account signs in through {caller.provider}; change the address there"
@@ -336,7 +320,7 @@ async def _verified_email_change(
         raise invalid_field("current_password", "the current password is incorrect")
     if new_email == old_email:
         return None
-    if await pool.fetchval(FIND_LOCAL_EMAIL, new_email, caller.id):
+    if await queries.find_local_email(pool, new_email, caller.id):
         raise Conflict("an account with this email already exists")
     return old_email, new_email
 
@@ -347,7 +331,7 @@ async def check_current_password(
     """Prove the caller knows the account's password (before enrolling two-factor, turning it off,
     deleting the account), counted on the login lockout like PATCH /me's current_password; the
     account's normalised email. 400 when it is wrong, 429 while the email is locked."""
-    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    account = await queries.get_password_hash(pool, caller.id)
     if account is None:
         raise NotAuthorizedException("account is not active")
     if account["password_hash"] is None:
@@ -357,7 +341,7 @@ async def check_current_password(
     if not await passwords_for(settings).verify(account["password_hash"], password):
         await _record_failure(pool, settings, email, caller.id, "wrong_current_password", attempt, origin)
         raise invalid_field("current_password", "the current password is incorrect")
-    await pool.execute(CLEAR_LOGIN_FAILURES, email)
+    await queries.clear_login_failures(pool, email)
     return email
 
 
@@ -397,4 +381,4 @@ async def record_code_failure(
 
 
 async def clear_failures(connection: asyncpg.Connection | asyncpg.Pool, email: str) -> None:
-    await connection.execute(CLEAR_LOGIN_FAILURES, normalise_email(email))
+    await queries.clear_login_failures(connection, normalise_email(email))

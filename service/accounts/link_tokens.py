@@ -9,12 +9,7 @@ from typing import Literal
 
 import asyncpg
 
-from service.db.sql import load_sql
-
-INSERT_ACCOUNT_TOKEN = load_sql("accounts/insert_account_token")
-USE_ACCOUNT_TOKEN = load_sql("accounts/use_account_token")
-FIND_ACCOUNT_TOKEN = load_sql("accounts/find_account_token")
-COUNT_ACCOUNT_MAIL = load_sql("accounts/count_account_mail")
+from service.accounts import queries
 
 Purpose = Literal["verify_email", "change_email", "reset_password"]
 TOKEN_BYTES = 32
@@ -35,8 +30,8 @@ async def issue_token(
 ) -> str:
     """A new token for a link to `email`; inside the transaction that also enqueues the mail."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    await connection.execute(
-        INSERT_ACCOUNT_TOKEN, token_digest(token), user_id, purpose, email, LIFETIME_SECONDS[purpose]
+    await queries.insert_account_token(
+        connection, token_digest(token), user_id, purpose, email, LIFETIME_SECONDS[purpose]
     )
     return token
 
@@ -46,5 +41,5 @@ async def count_mail(
 ) -> tuple[int, int]:
     """(this mail's number for `email` in the current hour, seconds until the hour ends); committed
     on its own, before anything is sent, so a burst on any number of workers counts exactly."""
-    row = await pool.fetchrow(COUNT_ACCOUNT_MAIL, purpose, email.lower(), MAIL_WINDOW_SECONDS)
+    row = await queries.count_account_mail(pool, purpose, email.lower(), MAIL_WINDOW_SECONDS)
     return int(row["sent"]), int(row["retry_after"])

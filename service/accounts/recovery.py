@@ -15,30 +15,23 @@ import msgspec
 from litestar.exceptions import ValidationException
 from pgqueuer.domain.models import Job
 
+from service.accounts import queries
 from service.accounts.credentials import checked_new_password, normalise_email
 from service.accounts.link_tokens import (
-    FIND_ACCOUNT_TOKEN,
-    USE_ACCOUNT_TOKEN,
     count_mail,
     issue_token,
     token_digest,
 )
 from service.accounts.mail_texts import password_changed_mail, reset_mail
 from service.db.pool import in_transaction
-from service.db.sql import load_sql
 from service.http.errors import invalid_field
 from service.mail.outbox import enqueue_job, enqueue_mail
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.passwords import passwords_for
 from service.security.tokens import now_microseconds
+from service.sessions import queries as sessions_queries
 from service.sessions.refresh_tokens import lock_user_sessions
 from service.settings import Settings
-
-FIND_RESET_ACCOUNT = load_sql("accounts/find_reset_account")
-RESET_PASSWORD = load_sql("accounts/reset_password")
-CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
-END_SESSIONS = load_sql("sessions/end_sessions")
-SPEND_ACCOUNT_TOKENS = load_sql("accounts/spend_account_tokens")
 
 RESET_REQUEST_JOB = "password_reset_request"
 # Reset mails one address is sent per hour, however many requests name it.
@@ -70,7 +63,7 @@ class ResetRequests:
 
     async def __call__(self, job: Job) -> None:
         request = msgspec.json.decode(job.payload or b"{}", type=ResetRequest)
-        account = await self.pool.fetchrow(FIND_RESET_ACCOUNT, request.email)
+        account = await queries.find_reset_account(self.pool, request.email)
         if account is None or self.settings.account_mail != "on":
             await record_event(
                 self.pool,
@@ -114,22 +107,22 @@ async def reset_password(
     access_seconds = settings.access_token_expire_minutes * 60
 
     async def apply(connection: asyncpg.Connection) -> None:
-        user_id = await connection.fetchval(FIND_ACCOUNT_TOKEN, digest, "reset_password")
+        user_id = await queries.find_account_token(connection, digest, "reset_password")
         if user_id is None:
             raise invalid_field("token", INVALID_LINK)
         # The sessions lock first (docs/reliability.md), then the single-use update.
         await lock_user_sessions(connection, user_id)
-        spent = await connection.fetchrow(USE_ACCOUNT_TOKEN, digest, "reset_password")
+        spent = await queries.use_account_token(connection, digest, "reset_password")
         if spent is None:
             raise invalid_field("token", INVALID_LINK)
-        email = await connection.fetchval(
-            RESET_PASSWORD, user_id, new_hash, now_microseconds(), spent["email"]
+        email = await queries.reset_password(
+            connection, user_id, new_hash, now_microseconds(), spent["email"]
         )
         if email is None:
             raise ValidationException("account is not active")
-        await connection.execute(CLEAR_LOGIN_FAILURES, normalise_email(email))
-        ended = await connection.fetch(END_SESSIONS, user_id, None, None, access_seconds)
-        await connection.execute(SPEND_ACCOUNT_TOKENS, user_id, "reset_password")
+        await queries.clear_login_failures(connection, normalise_email(email))
+        ended = await sessions_queries.end_sessions(connection, user_id, None, None, access_seconds)
+        await queries.spend_account_tokens(connection, user_id, "reset_password")
         await enqueue_mail(connection, password_changed_mail(email))
         await record_event(
             connection,

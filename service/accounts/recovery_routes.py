@@ -20,6 +20,7 @@ from service.http.errors import require_json_body
 from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_responses
 from service.observability.audit import RequestOrigin
 from service.security.auth import CALLER_DEPENDENCY, Caller
+from service.security.guards import access, requires_user
 from service.users.models import User
 
 RESET_ACCEPTED = "if an account has this email, a link to reset its password is on its way"
@@ -53,6 +54,7 @@ class AccountRecoveryController(Controller):
         summary="Mail a new verification link to the caller",
         status_code=202,
         security=BEARER_SECURITY,
+        before_request=access(requires_user),
         responses=problem_responses(400, 401),
     )
     async def resend(

@@ -48,7 +48,7 @@ from service.observability.audit import RequestOrigin
 from service.observability.metrics import record_login
 from service.security.auth import CALLER_DEPENDENCY, MFA_EXEMPT, Caller
 from service.security.caller_listener import CALLER_LISTENER_KEY
-from service.security.guards import requires_user
+from service.security.guards import access, requires_user
 from service.sessions import refresh_tokens
 from service.sessions.models import Token
 from service.two_factor.models import MfaChallenge
@@ -229,7 +229,7 @@ class AuthController(Controller):
         status_code=204,
         security=BEARER_SECURITY,
         operation_class=_OptionalBodyOperation,
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body, body_first=True),
         opt={MFA_EXEMPT: True},
         responses=problem_responses(400, 401, 413, 415),
     )
@@ -255,7 +255,7 @@ class AuthController(Controller):
         operation_id="getMe",
         summary="The caller",
         security=BEARER_SECURITY,
-        guards=[requires_user],
+        before_request=access(requires_user),
         opt={MFA_EXEMPT: True},
         response_headers=[ETAG_HEADER],
         responses={**NOT_MODIFIED_RESPONSE, **problem_responses(401)},
@@ -272,7 +272,7 @@ class AuthController(Controller):
         operation_id="updateMe",
         summary="Change the caller's profile or password",
         security=BEARER_SECURITY,
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body, body_first=True),
         opt={MFA_EXEMPT: True},
         response_headers=[ETAG_HEADER],
         responses=problem_responses(400, 401, 409, 412, 413, 415),
@@ -298,7 +298,7 @@ class AuthController(Controller):
         operation_id="getMeExport",
         summary="Everything stored about the caller",
         security=BEARER_SECURITY,
-        guards=[requires_user],
+        before_request=access(requires_user),
         responses=problem_responses(401, 403),
     )
     async def export_me(self, state: State, caller: NamedDependency[Caller]) -> Response[AccountExport]:
@@ -314,9 +314,8 @@ class AuthController(Controller):
         summary="Delete the caller's account and everything it owns",
         status_code=204,
         security=BEARER_SECURITY,
-        guards=[requires_user],
         operation_class=_OptionalBodyOperation,
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body),
         responses=problem_responses(400, 401, 403, 409, 413, 415, 429),
     )
     async def delete_me(

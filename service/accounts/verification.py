@@ -7,20 +7,15 @@ import uuid
 import asyncpg
 from litestar.exceptions import ValidationException
 
+from service.accounts import queries
 from service.accounts.link_tokens import count_mail, issue_token, token_digest
 from service.accounts.mail_texts import email_change_mail, email_change_notice, verification_mail
-from service.db.sql import load_sql, row_to
 from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.settings import Settings
 from service.users.models import User
-
-MARK_EMAIL_VERIFIED = load_sql("accounts/mark_email_verified")
-GET_VERIFICATION_TARGET = load_sql("accounts/get_verification_target")
-USE_VERIFICATION_TOKEN = load_sql("accounts/use_verification_token")
-CHANGE_EMAIL = load_sql("accounts/change_email")
 
 # Verification mails sent on request (resend) to one address per hour.
 VERIFICATION_MAILS_PER_HOUR = 3
@@ -41,19 +36,17 @@ async def send_verification(
 async def verify_email(pool: asyncpg.Pool, token: str, origin: RequestOrigin) -> User:
     """Prove the account's address, or, for a link sent to a new address, move the account to it."""
     async with pool.acquire() as connection, connection.transaction():
-        spent = await connection.fetchrow(USE_VERIFICATION_TOKEN, token_digest(token))
+        spent = await queries.use_verification_token(connection, token_digest(token))
         if spent is None:
             raise invalid_field("token", INVALID_LINK)
         changing = spent["purpose"] == "change_email"
         try:
-            row = await connection.fetchrow(
-                CHANGE_EMAIL if changing else MARK_EMAIL_VERIFIED, spent["user_id"], spent["email"]
-            )
+            apply = queries.change_email if changing else queries.mark_email_verified
+            user = await apply(connection, spent["user_id"], spent["email"])
         except asyncpg.UniqueViolationError:
             raise Conflict("another account uses this email address now") from None
-        if row is None:  # the account changed its address, or was deactivated, since the mail
+        if user is None:  # the account changed its address, or was deactivated, since the mail
             raise invalid_field("token", INVALID_LINK)
-        user = row_to(User, row)
         await record_event(
             connection,
             "auth.email_changed" if changing else "auth.email_verified",
@@ -92,7 +85,7 @@ async def resend_verification(
 ) -> None:
     """A new link to the caller's address; nothing when it is verified already. 429 past
     VERIFICATION_MAILS_PER_HOUR for the address."""
-    target = await pool.fetchrow(GET_VERIFICATION_TARGET, caller.id)
+    target = await queries.get_verification_target(pool, caller.id)
     if target is None or not target["is_active"]:
         raise ValidationException("account is not active")
     if target["provider"] != "local" or not target["email"]:

@@ -16,7 +16,7 @@ from service.audit.models import AuditEventPage
 from service.http.errors import invalid_field
 from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.http.patterns import whole
-from service.security.guards import requires_admin
+from service.security.guards import access, requires_admin
 
 Action = Annotated[
     str | None,
@@ -46,7 +46,7 @@ def _utc(name: str, instant: datetime | None) -> datetime | None:
 class AuditEventsController(Controller):
     path = "/audit-events"
     tags = ["audit"]
-    guards = [requires_admin]
+    before_request = access(requires_admin)  # type: ignore[assignment]
     security = BEARER_SECURITY
 
     @get(

@@ -8,11 +8,8 @@ from typing import NamedTuple
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
-from service.db.sql import load_sql
+from service.identities import queries
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
-
-FIND_IDENTITY_USER = load_sql("identities/find_identity_user")
-PROVISION_IDENTITY = load_sql("identities/provision_identity")
 
 
 class Identity(NamedTuple):
@@ -27,12 +24,12 @@ class Identity(NamedTuple):
 
 async def user_for_identity(pool: asyncpg.Pool, verified: Identity, origin: RequestOrigin) -> uuid.UUID:
     """The user linked to (provider, subject), created just in time on the identity's first token."""
-    user_id: uuid.UUID | None = await pool.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
+    user_id = await queries.find_identity_user(pool, verified.provider, verified.subject)
     if user_id is not None:
         return user_id
     async with pool.acquire() as connection, connection.transaction():
-        user_id = await connection.fetchval(
-            PROVISION_IDENTITY,
+        user_id = await queries.provision_identity(
+            connection,
             verified.provider,
             verified.subject,
             verified.email,
@@ -40,7 +37,7 @@ async def user_for_identity(pool: asyncpg.Pool, verified: Identity, origin: Requ
             verified.email_verified,
         )
         if user_id is None:  # a concurrent first request linked this identity; use its user
-            user_id = await connection.fetchval(FIND_IDENTITY_USER, verified.provider, verified.subject)
+            user_id = await queries.find_identity_user(connection, verified.provider, verified.subject)
         else:
             await record_event(
                 connection,

@@ -11,14 +11,9 @@ from pgqueuer.domain.errors import RetryRequested
 from pgqueuer.domain.models import Job
 from prometheus_client import Counter, Gauge
 
-from service.db.sql import load_sql
+from service.mail import queries
 from service.mail.transport import DELIVERY_ERRORS, Transport, build_message
 from service.settings import Settings
-
-GET_PENDING_MESSAGE = load_sql("mail/get_pending_message")
-MARK_SENT = load_sql("mail/mark_sent")
-RECORD_FAILED_ATTEMPT = load_sql("mail/record_failed_attempt")
-COUNT_BY_STATUS = load_sql("mail/count_by_status")
 
 FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
@@ -50,7 +45,7 @@ def retry_delay(attempts_made: int) -> timedelta:
 
 
 async def refresh_mail_gauges(pool: asyncpg.Pool) -> None:
-    counts = {row["status"]: row["messages"] for row in await pool.fetch(COUNT_BY_STATUS)}
+    counts = await queries.count_by_status(pool)
     for status in ("pending", "sent", "dead"):
         MAIL_MESSAGES.labels(status).set(counts.get(status, 0))
 
@@ -66,7 +61,7 @@ class MailDelivery:
 
     async def __call__(self, job: Job) -> None:
         message_id = uuid.UUID(bytes=job.payload or b"")
-        row = await self.pool.fetchrow(GET_PENDING_MESSAGE, message_id)
+        row = await queries.get_pending_message(self.pool, message_id)
         if row is None:  # sent already (picked again after a crash), dead, or deleted with its account
             return
         message = build_message(
@@ -77,13 +72,13 @@ class MailDelivery:
         except DELIVERY_ERRORS as exc:
             await self._failed(message_id, row["attempts"] + 1, exc)
             return
-        await self.pool.execute(MARK_SENT, message_id)
+        await queries.mark_sent(self.pool, message_id)
         MAIL_DELIVERY_ATTEMPTS.labels("sent").inc()
 
     async def _failed(self, message_id: uuid.UUID, attempt: int, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
         dead = attempt >= self.settings.mail_max_attempts
-        await self.pool.execute(RECORD_FAILED_ATTEMPT, message_id, error, dead)
+        await queries.record_failed_attempt(self.pool, message_id, error, dead)
         if dead:
             MAIL_DELIVERY_ATTEMPTS.labels("dead").inc()
             log.error("mail %s is dead after %d attempts: %s", message_id, attempt, error)

@@ -16,24 +16,21 @@ import uuid
 
 import asyncpg
 
-from service.db.sql import load_sql
+from service.mail import queries
 from service.mail.models import Mail
-
-INSERT_MESSAGE = load_sql("mail/insert_message")
-ENQUEUE_JOB = load_sql("mail/enqueue_job")
 
 DELIVER_MAIL = "deliver_mail"
 
 
 async def enqueue_job(connection: asyncpg.Connection, entrypoint: str, payload: bytes) -> None:
     """A background job, committed with the caller's transaction (service.mail.worker runs it)."""
-    await connection.execute(ENQUEUE_JOB, entrypoint, payload)
+    await queries.enqueue_job(connection, entrypoint, payload)
 
 
 async def enqueue_mail(connection: asyncpg.Connection, mail: Mail) -> uuid.UUID:
     """Record `mail` and its delivery job on `connection`: pass the transaction's connection."""
-    message_id: uuid.UUID = await connection.fetchval(
-        INSERT_MESSAGE, mail.kind, mail.recipient, mail.subject, mail.text, mail.html
+    message_id = await queries.insert_message(
+        connection, mail.kind, mail.recipient, mail.subject, mail.text, mail.html
     )
     await enqueue_job(connection, DELIVER_MAIL, message_id.bytes)
     return message_id

@@ -8,19 +8,16 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from service.db.sql import load_sql, rows_to
 from service.http.openapi import BEARER_SECURITY, problem_responses
-from service.mail.models import MailMessage, MailMessagePage, MailStatus
-from service.security.guards import requires_admin
-
-LIST_MESSAGES = load_sql("mail/list_messages")
-COUNT_MESSAGES = load_sql("mail/count_messages")
+from service.mail import queries
+from service.mail.models import MailMessagePage, MailStatus
+from service.security.guards import access, requires_admin
 
 
 class MailController(Controller):
     path = "/admin/mail"
     tags = ["mail"]
-    guards = [requires_admin]
+    before_request = access(requires_admin)  # type: ignore[assignment]
     security = BEARER_SECURITY
 
     @get(
@@ -38,10 +35,5 @@ class MailController(Controller):
     ) -> MailMessagePage:
         """Newest first, without bodies. `status=dead`: mails every delivery attempt failed for,
         with the last error."""
-        async with (
-            state.pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await connection.fetch(LIST_MESSAGES, status, limit, offset)
-            total = await connection.fetchval(COUNT_MESSAGES, status)
-        return MailMessagePage(items=rows_to(MailMessage, rows), total=total, limit=limit, offset=offset)
+        messages, total = await queries.list_messages(state.pool, status, limit, offset)
+        return MailMessagePage(items=messages, total=total, limit=limit, offset=offset)

@@ -13,9 +13,7 @@ import asyncpg
 import msgspec
 from litestar.connection import ASGIConnection
 
-from service.db.sql import load_sql
-
-INSERT_EVENT = load_sql("audit/insert_event")
+from service.audit import queries
 
 log = logging.getLogger("service.audit")
 
@@ -81,16 +79,16 @@ async def record_event(
     """Persist one event; pass the transaction's connection so it commits or rolls back with the change."""
     actor_id = actor.id if actor is not None else None
     target_id = target.id if target is not None else None
-    await connection.execute(
-        INSERT_EVENT,
-        actor_id,
-        actor.email if actor is not None else None,
-        action,
-        target.type if target is not None else None,
-        target_id,
-        origin.ip,
-        origin.user_agent,
-        details or {},
+    await queries.insert_event(
+        connection,
+        actor_id=actor_id,
+        actor_email=actor.email if actor is not None else None,
+        action=action,
+        target_type=target.type if target is not None else None,
+        target_id=target_id,
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+        details=details or {},
     )
     log.info(
         "audit event",

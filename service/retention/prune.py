@@ -17,10 +17,9 @@ import asyncpg
 import msgspec
 
 from service.db.pool import create_pool
-from service.db.sql import load_sql
+from service.retention import queries
 from service.settings import Settings
 
-TRY_PRUNE_LOCK = load_sql("retention/try_prune_lock")
 BATCH_SIZE = 1000
 
 log = logging.getLogger("service.retention")
@@ -34,7 +33,9 @@ class Rule:
         self, table: str, query: str, arguments: Callable[[Settings], tuple[int, ...] | None]
     ) -> None:
         self.table = table
-        self.sql = load_sql(f"retention/{query}")
+        if query not in queries.DELETES:
+            raise ValueError(f"no retention query {query}")
+        self.query = query
         self.arguments = arguments
 
 
@@ -55,11 +56,10 @@ RULES = (
 Removed = dict[str, int | None]
 
 
-async def _delete_in_batches(pool: asyncpg.Pool, sql: str, arguments: tuple[int, ...]) -> int:
+async def _delete_in_batches(pool: asyncpg.Pool, query: str, arguments: tuple[int, ...]) -> int:
     removed = 0
     while True:
-        status = await pool.execute(sql, BATCH_SIZE, *arguments)
-        batch = int(status.split()[-1])
+        batch = await queries.delete_batch(pool, query, BATCH_SIZE, arguments)
         removed += batch
         if batch < BATCH_SIZE:
             return removed
@@ -72,13 +72,13 @@ async def prune(pool: asyncpg.Pool, database_url: str, settings: Settings) -> Re
     )
     try:
         async with lock_connection.transaction():
-            if not await lock_connection.fetchval(TRY_PRUNE_LOCK):
+            if not await queries.try_prune_lock(lock_connection):
                 return None
             removed: Removed = {}
             for rule in RULES:
                 arguments = rule.arguments(settings)
                 removed[rule.table] = (
-                    None if arguments is None else await _delete_in_batches(pool, rule.sql, arguments)
+                    None if arguments is None else await _delete_in_batches(pool, rule.query, arguments)
                 )
             return removed
     finally:

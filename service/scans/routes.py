@@ -28,7 +28,7 @@ from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
 from service.scans.uploads import BODY_READ_SECONDS, UploadSlots, scan_form_limits
 from service.security.auth import CALLER_DEPENDENCY, Caller
-from service.security.guards import requires_user
+from service.security.guards import access, requires_user
 from service.settings import Settings
 
 # Room for the multipart boundaries, part headers and the text and force_llm fields.
@@ -85,7 +85,7 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
 
 class ScanController(Controller):
     tags = ["scans"]
-    guards = [requires_user]
+    before_request = access(requires_user)  # type: ignore[assignment]
     dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
 
@@ -94,7 +94,7 @@ class ScanController(Controller):
         operation_id="createScan",
         summary="Scan a file or text for risks",
         status_code=201,
-        before_request=_read_scan_form,
+        before_request=access(requires_user, _read_scan_form),
         middleware=[UploadSlots],
         responses=problem_responses(400, 401, 408, 413, 415, 502),
     )

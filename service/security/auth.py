@@ -1,12 +1,10 @@
 """Who is calling: bearer token -> verified claims -> an active user, once per request.
 
-One way to authenticate a route: a guard from service/security/guards.py on the controller or
-the handler (the task routes run theirs as a `before_request` hook, for speed) calls
-`authenticate(connection)`, which keeps the caller on the scope; a handler that needs the caller
-takes the `caller` dependency, which reads what the guard established. Two routes have no guard:
-logout and PATCH /me answer an oversized body with 413 before looking at the token
-(tests/reliability/test_hostile_clients.py), so there the `caller` dependency, resolved after
-the body is read, is what authenticates.
+`authenticate(connection)` is called by the route's requirement, the one way a route is
+authenticated (`before_request=access(...)`, service/security/guards.py, whose docstring has
+the rule); it keeps the caller on the scope. Handlers read that caller, never authenticating a
+second time: through the `caller` dependency (`CALLER_DEPENDENCY`), or, on the task routes, by
+calling `authenticated_caller(request)`, the function the dependency calls.
 """
 
 from __future__ import annotations
@@ -21,15 +19,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from service.db.sql import load_sql
+from service.accounts import queries as accounts_queries
 from service.identities.provisioning import Identity, user_for_identity
 from service.observability.audit import RequestOrigin
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.tokens import InvalidToken, VerifiedToken
 from service.security.verification import verified_token
-
-GET_CALLER = load_sql("accounts/get_caller")
-MFA_ENABLED = load_sql("two_factor/mfa_enabled")
+from service.two_factor import queries as two_factor_queries
 
 _SCOPE_KEY = "caller"
 CALLER_CACHE_KEY = "caller_cache"
@@ -108,7 +104,7 @@ async def _caller_state(
         return user, revoked
     cache.misses += 1
     ticket = cache.ticket()
-    row = await state.pool.fetchrow(GET_CALLER, user_id, jti)
+    row = await accounts_queries.get_caller(state.pool, user_id, jti)
     if row is None:
         return None, False
     user = CachedUser(
@@ -170,7 +166,7 @@ async def _require_mfa(connection: ASGIConnection[Any, Any, Any, Any], caller: C
     provider sign in there, and their second factor is the provider's to require."""
     if caller.provider != LOCAL_PROVIDER or connection.route_handler.opt.get(MFA_EXEMPT):
         return
-    if not await connection.app.state.pool.fetchval(MFA_ENABLED, caller.id):
+    if not await two_factor_queries.mfa_enabled(connection.app.state.pool, caller.id):
         raise PermissionDeniedException(
             "administrators must turn on two-factor sign-in first: POST /api/auth/2fa/totp, "
             "then POST /api/auth/2fa/totp/confirm"
@@ -188,7 +184,8 @@ def authenticated_caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Call
 
 
 async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    return await authenticate(request)
+    """The `caller` dependency: what the route's requirement stored, never a second authentication."""
+    return authenticated_caller(request)
 
 
 CALLER_DEPENDENCY = {"caller": Provide(provide_caller)}

@@ -26,11 +26,10 @@ from typing import Any
 import asyncpg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.db.sql import load_sql
+from service.security import queries
 from service.security.caller_cache import CHANNEL, CallerCache
 from service.settings import Settings
 
-HEARTBEAT = load_sql("caller_cache/heartbeat")
 HEARTBEAT_SECONDS = 1.0
 TRUST_SECONDS = 2.0
 # The longest a request waits in `caught_up()`. At the deadline the cache is distrusted (every
@@ -162,7 +161,7 @@ class CallerListener:
             answered = False
             sent = time.monotonic()
             try:
-                await asyncio.wait_for(connection.fetchval(HEARTBEAT), TRUST_SECONDS)
+                await asyncio.wait_for(queries.heartbeat(connection), TRUST_SECONDS)
                 answered = not lost.is_set()
             finally:
                 if answered:

@@ -16,24 +16,12 @@ import asyncpg
 from litestar.exceptions import NotAuthorizedException
 
 from service.db.pool import in_transaction
-from service.db.sql import load_sql
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
 from service.security.auth import Caller
 from service.security.tokens import issue_access_token
+from service.sessions import queries
 from service.sessions.models import Token
 from service.settings import Settings
-
-START_REFRESH_FAMILY = load_sql("sessions/start_refresh_family")
-SPEND_REFRESH_TOKEN = load_sql("sessions/spend_refresh_token")
-INSERT_REFRESH_SUCCESSOR = load_sql("sessions/insert_refresh_successor")
-MARK_REFRESH_TOKEN_REPLACED = load_sql("sessions/mark_refresh_token_replaced")
-FIND_REFRESH_TOKEN = load_sql("sessions/find_refresh_token")
-REVOKE_REFRESH_FAMILY = load_sql("sessions/revoke_refresh_family")
-REVOKE_SESSION = load_sql("sessions/revoke_session")
-REVOKE_OTHER_SESSIONS = load_sql("sessions/revoke_other_sessions")
-REVOKE_ACCESS_TOKEN = load_sql("sessions/revoke_access_token")
-LOCK_USER_SESSIONS = load_sql("sessions/lock_user_sessions")
-LOCK_REFRESH_OWNER = load_sql("sessions/lock_refresh_owner")
 
 REFRESH_TOKEN_BYTES = 32
 
@@ -57,8 +45,8 @@ async def start_session(
     """A new refresh family and its first pair; call inside the login's transaction."""
     access = issue_access_token(settings, user_id)
     refresh, digest = _new_refresh_token()
-    await connection.execute(
-        START_REFRESH_FAMILY,
+    await queries.start_refresh_family(
+        connection,
         digest,
         user_id,
         access.jti,
@@ -73,7 +61,7 @@ async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID)
     """Take the lock that serialises ending this user's sessions with their refreshes (see
     sql/sessions/lock_user_sessions.sql); the first statement of every transaction that ends
     sessions. False when there is no such user."""
-    return await connection.fetchval(LOCK_USER_SESSIONS, user_id) is not None
+    return await queries.lock_user_sessions(connection, user_id)
 
 
 async def rotate_session(
@@ -85,17 +73,17 @@ async def rotate_session(
     async def rotate(connection: asyncpg.Connection) -> Token | None:
         # Share-lock the owner first: a revocation in flight finishes before this refresh reads
         # the token, and one that starts now waits for its successor to be committed.
-        if await connection.fetchval(LOCK_REFRESH_OWNER, digest) is None:
+        if not await queries.lock_refresh_owner(connection, digest):
             return None
-        spent = await connection.fetchrow(SPEND_REFRESH_TOKEN, digest)
+        spent = await queries.spend_refresh_token(connection, digest)
         if spent is None:
             return None
         access = issue_access_token(settings, spent["user_id"])
         refresh, successor_digest = _new_refresh_token()
-        successor_id = await connection.fetchval(
-            INSERT_REFRESH_SUCCESSOR, spent["id"], successor_digest, access.jti, origin.user_agent, origin.ip
+        successor_id = await queries.insert_refresh_successor(
+            connection, spent["id"], successor_digest, access.jti, origin.user_agent, origin.ip
         )
-        await connection.execute(MARK_REFRESH_TOKEN_REPLACED, spent["id"], successor_id)
+        await queries.mark_refresh_token_replaced(connection, spent["id"], successor_id)
         return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
 
     token = await in_transaction(pool, rotate)
@@ -109,15 +97,15 @@ async def _refusal(
 ) -> NotAuthorizedException:
     """Why the token could not be spent; a spent token presented again ends its family, access
     tokens included (SessionEnded)."""
-    found = await pool.fetchrow(FIND_REFRESH_TOKEN, digest)
+    found = await queries.find_refresh_token(pool, digest)
     if found is None:
         return NotAuthorizedException("invalid refresh token")
     if found["rotated"]:
 
         async def end_family(connection: asyncpg.Connection) -> None:
             await lock_user_sessions(connection, found["user_id"])
-            await connection.execute(
-                REVOKE_REFRESH_FAMILY, found["family_id"], settings.access_token_expire_minutes * 60
+            await queries.revoke_refresh_family(
+                connection, found["family_id"], settings.access_token_expire_minutes * 60
             )
             await record_event(
                 connection,
@@ -146,11 +134,11 @@ async def log_out(
     async def end(connection: asyncpg.Connection) -> None:
         await lock_user_sessions(connection, caller.id)
         if caller.token_jti is not None:
-            await connection.execute(
-                REVOKE_ACCESS_TOKEN, caller.token_jti, caller.id, caller.token_expires_at
+            await queries.revoke_access_token(
+                connection, caller.token_jti, caller.id, caller.token_expires_at
             )
-        await connection.execute(
-            REVOKE_SESSION, caller.id, caller.token_jti, digest, settings.access_token_expire_minutes * 60
+        await queries.revoke_session(
+            connection, caller.id, caller.token_jti, digest, settings.access_token_expire_minutes * 60
         )
         await record_event(
             connection, "auth.logout", origin=origin, actor=caller, target=Target.user(caller.id)
@@ -163,4 +151,4 @@ async def revoke_other_refresh_families(connection: asyncpg.Connection, caller: 
     """After a password change: revoke every refresh family of the caller except the one the
     caller's access token came from (their access tokens end by `tokens_valid_after`); call after
     `lock_user_sessions` in the same transaction."""
-    await connection.execute(REVOKE_OTHER_SESSIONS, caller.id, caller.token_jti)
+    await queries.revoke_other_sessions(connection, caller.id, caller.token_jti)

@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.observability.audit import RequestOrigin
 from service.security.auth import CALLER_DEPENDENCY, Caller
-from service.security.guards import requires_user
+from service.security.guards import access, requires_user
 from service.sessions import service as sessions
 from service.sessions.models import Session
 
@@ -23,7 +23,7 @@ class SessionsController(Controller):
     tags = ["auth"]
     dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
-    guards = [requires_user]
+    before_request = access(requires_user)  # type: ignore[assignment]
 
     @get("/", operation_id="listSessions", summary="The caller's sessions", responses=problem_responses(401))
     async def list_sessions(self, state: State, caller: NamedDependency[Caller]) -> list[Session]:

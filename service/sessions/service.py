@@ -14,21 +14,18 @@ import uuid
 import asyncpg
 from litestar.exceptions import NotFoundException
 
-from service.db.sql import load_sql, rows_to
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
+from service.sessions import queries
 from service.sessions.models import Session
 from service.sessions.refresh_tokens import lock_user_sessions
 from service.settings import Settings
-
-LIST_SESSIONS = load_sql("sessions/list_sessions")
-END_SESSIONS = load_sql("sessions/end_sessions")
 
 
 async def list_sessions(
     db: asyncpg.Pool | asyncpg.Connection, user_id: uuid.UUID, current_jti: uuid.UUID | None
 ) -> list[Session]:
-    return rows_to(Session, await db.fetch(LIST_SESSIONS, user_id, current_jti))
+    return await queries.list_sessions(db, user_id, current_jti)
 
 
 async def end_live_sessions(
@@ -43,8 +40,8 @@ async def end_live_sessions(
     every access token issued in them; the ended sessions' ids, sorted. Call after
     `lock_user_sessions` in the same transaction."""
     lifetime_seconds = settings.access_token_expire_minutes * 60
-    rows = await connection.fetch(END_SESSIONS, user_id, only, keep_access_jti, lifetime_seconds)
-    return sorted(str(row["id"]) for row in rows)
+    ended = await queries.end_sessions(connection, user_id, only, keep_access_jti, lifetime_seconds)
+    return sorted(str(session_id) for session_id in ended)
 
 
 async def end_session(

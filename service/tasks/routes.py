@@ -26,7 +26,7 @@ from service.http.conditional import (
 from service.http.errors import require_json_body
 from service.http.openapi import BEARER_SECURITY, DocumentedHeader, problem_responses
 from service.security.auth import authenticated_caller
-from service.security.guards import requires_own_user_id
+from service.security.guards import access, requires_own_user_id
 from service.tasks import queries
 from service.tasks.models import CreateTask, Task, UpdateTask
 
@@ -45,11 +45,6 @@ TaskId = Annotated[
 ]
 
 
-async def requires_own_user_id_and_json_body(request: Request[Any, Any, Any]) -> None:
-    await requires_own_user_id(request)
-    await require_json_body(request)
-
-
 def _pagination_headers(
     path: str, completed: bool | None, total: int, limit: int, offset: int
 ) -> dict[str, str]:
@@ -65,7 +60,7 @@ class TaskController(Controller):
     path = "/{user_id:str}/tasks"
     tags = ["tasks"]
     # Litestar unbinds a function set here; the closest before_request wins: see the JSON routes.
-    before_request = requires_own_user_id  # type: ignore[assignment]
+    before_request = access(requires_own_user_id)  # type: ignore[assignment]
     security = BEARER_SECURITY
 
     @get(
@@ -111,7 +106,7 @@ class TaskController(Controller):
         "/",
         operation_id="createTask",
         summary="Create a task",
-        before_request=requires_own_user_id_and_json_body,
+        before_request=access(requires_own_user_id, require_json_body),
         response_headers=[ETAG_HEADER],
         responses=problem_responses(400, 401, 403, 413, 415),
     )
@@ -152,7 +147,7 @@ class TaskController(Controller):
             "Fields left out keep their value; `description: null` clears the description. "
             "With If-Match, only if the task is still at that ETag (else 412)."
         ),
-        before_request=requires_own_user_id_and_json_body,
+        before_request=access(requires_own_user_id, require_json_body),
         response_headers=[ETAG_HEADER],
         responses=problem_responses(400, 401, 403, 404, 412, 413, 415),
     )

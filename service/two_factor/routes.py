@@ -16,7 +16,7 @@ from service.http.openapi import BEARER_SECURITY, PublicOperation, problem_respo
 from service.observability.audit import RequestOrigin
 from service.observability.metrics import record_login
 from service.security.auth import CALLER_DEPENDENCY, MFA_EXEMPT, Caller
-from service.security.guards import requires_user
+from service.security.guards import access, requires_user
 from service.sessions.models import Token
 from service.two_factor import service
 from service.two_factor.models import (
@@ -42,8 +42,7 @@ class TwoFactorController(Controller):
         summary="Start enrolling an authenticator app",
         status_code=200,
         security=BEARER_SECURITY,
-        guards=[requires_user],
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body),
         opt=_EXEMPT,
         responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
     )
@@ -68,8 +67,7 @@ class TwoFactorController(Controller):
         summary="Turn two-factor sign-in on",
         status_code=200,
         security=BEARER_SECURITY,
-        guards=[requires_user],
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body),
         opt=_EXEMPT,
         responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
     )
@@ -93,8 +91,7 @@ class TwoFactorController(Controller):
         summary="Turn two-factor sign-in off",
         status_code=204,
         security=BEARER_SECURITY,
-        guards=[requires_user],
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body),
         responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
     )
     async def disable(
@@ -116,8 +113,7 @@ class TwoFactorController(Controller):
         summary="Replace the backup codes",
         status_code=200,
         security=BEARER_SECURITY,
-        guards=[requires_user],
-        before_request=require_json_body,
+        before_request=access(requires_user, require_json_body),
         responses=problem_responses(400, 401, 409, 413, 415, 429, 503),
     )
     async def regenerate(

@@ -19,9 +19,9 @@ import pyotp
 from litestar.exceptions import NotAuthorizedException, ValidationException
 
 from service.accounts import credentials
+from service.accounts import queries as accounts_queries
 from service.accounts.mail_texts import two_factor_disabled_mail
 from service.db.pool import in_transaction
-from service.db.sql import load_sql
 from service.http.errors import Conflict, ServiceUnavailable, invalid_field
 from service.mail.outbox import enqueue_mail
 from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
@@ -29,21 +29,9 @@ from service.security.auth import LOCAL_PROVIDER, Caller
 from service.sessions.models import Token
 from service.sessions.refresh_tokens import start_session
 from service.settings import Settings
+from service.two_factor import queries
 from service.two_factor import secrets as keys
 from service.two_factor.models import BackupCodes, Enrolment
-
-START_ENROLMENT = load_sql("two_factor/start_enrolment")
-GET_CREDENTIAL = load_sql("two_factor/get_credential")
-CONFIRM_ENROLMENT = load_sql("two_factor/confirm_enrolment")
-SPEND_STEP = load_sql("two_factor/spend_step")
-SPEND_BACKUP_CODE = load_sql("two_factor/spend_backup_code")
-DELETE_BACKUP_CODES = load_sql("two_factor/delete_backup_codes")
-INSERT_BACKUP_CODES = load_sql("two_factor/insert_backup_codes")
-DELETE_CREDENTIAL = load_sql("two_factor/delete_credential")
-FIND_CHALLENGE = load_sql("two_factor/find_challenge")
-SPEND_CHALLENGE = load_sql("two_factor/spend_challenge")
-LOCK_MFA_USER = load_sql("two_factor/lock_mfa_user")
-GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 
 ISSUER = "TaskFlow"
 STEP_SECONDS = 30
@@ -102,17 +90,17 @@ def _match(settings: Settings, user_id: uuid.UUID, secret: str | None, code: str
 
 async def _spend(connection: asyncpg.Connection, user_id: uuid.UUID, checked: CheckedCode) -> bool:
     if checked.kind == "totp":
-        return await connection.fetchval(SPEND_STEP, user_id, checked.step) is not None
-    return await connection.fetchval(SPEND_BACKUP_CODE, user_id, checked.backup_hash) is not None
+        return await queries.spend_step(connection, user_id, checked.step)
+    return await queries.spend_backup_code(connection, user_id, checked.backup_hash)
 
 
 async def _new_backup_codes(
     connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID
 ) -> list[str]:
     codes = keys.new_backup_codes()
-    await connection.execute(DELETE_BACKUP_CODES, user_id)
+    await queries.delete_backup_codes(connection, user_id)
     hashes = [keys.backup_code_hash(settings, user_id, code) for code in codes]
-    await connection.execute(INSERT_BACKUP_CODES, user_id, hashes)
+    await queries.insert_backup_codes(connection, user_id, hashes)
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
 
@@ -124,7 +112,7 @@ def _local_only(caller: Caller) -> None:
 
 
 async def _email(pool: asyncpg.Pool, caller: Caller) -> str:
-    account = await pool.fetchrow(GET_PASSWORD_HASH, caller.id)
+    account = await accounts_queries.get_password_hash(pool, caller.id)
     if account is None:
         raise NotAuthorizedException("account is not active")
     return credentials.normalise_email(account["email"])
@@ -141,7 +129,7 @@ async def enrol(
     ciphertext = keys.encrypt_secret(settings, caller.id, secret)
 
     async def store(connection: asyncpg.Connection) -> bool:
-        if await connection.fetchval(START_ENROLMENT, caller.id, ciphertext) is None:
+        if not await queries.start_enrolment(connection, caller.id, ciphertext):
             return False
         await record_event(
             connection, "mfa.enrolled", origin=origin, actor=caller, target=Target.user(caller.id)
@@ -176,7 +164,7 @@ async def confirm(
 ) -> BackupCodes:
     """Turn two-factor on with a first code from the app; the 10 backup codes, shown once."""
     _local_only(caller)
-    credential = await pool.fetchrow(GET_CREDENTIAL, caller.id)
+    credential = await queries.get_credential(pool, caller.id)
     if credential is None:
         raise Conflict("no authenticator is being enrolled: POST /api/auth/2fa/totp first")
     if credential["confirmed"]:
@@ -190,7 +178,7 @@ async def confirm(
         raise invalid_field("code", WRONG_CODE)
 
     async def turn_on(connection: asyncpg.Connection) -> list[str] | None:
-        if await connection.fetchval(CONFIRM_ENROLMENT, caller.id, step) is None:
+        if not await queries.confirm_enrolment(connection, caller.id, step):
             return None
         codes = await _new_backup_codes(connection, settings, caller.id)
         await credentials.clear_failures(connection, email)
@@ -216,7 +204,7 @@ async def _reauthenticated(
     """(email, the code to spend or None when the password was the proof); 409 when two-factor is off."""
     if (current_password is None) == (code is None):
         raise ValidationException("send either current_password or code")
-    credential = await pool.fetchrow(GET_CREDENTIAL, caller.id)
+    credential = await queries.get_credential(pool, caller.id)
     if credential is None or not credential["confirmed"]:
         raise Conflict("two-factor sign-in is not on")
     if current_password is not None:
@@ -248,8 +236,8 @@ async def disable(
     async def turn_off(connection: asyncpg.Connection) -> bool:
         if checked is not None and not await _spend(connection, caller.id, checked):
             return False
-        await connection.execute(DELETE_CREDENTIAL, caller.id)
-        await connection.execute(DELETE_BACKUP_CODES, caller.id)
+        await queries.delete_credential(connection, caller.id)
+        await queries.delete_backup_codes(connection, caller.id)
         await credentials.clear_failures(connection, email)
         # A security notice, in the same transaction: it cannot be lost (service/mail/outbox.py).
         await enqueue_mail(connection, two_factor_disabled_mail(email))
@@ -309,7 +297,7 @@ async def verify(
     of concurrent verifications with one code or one mfa_token, exactly one gets a session.
     """
     digest = keys.mfa_token_digest(mfa_token)
-    challenge = await pool.fetchrow(FIND_CHALLENGE, digest)
+    challenge = await queries.find_challenge(pool, digest)
     if challenge is None:
         raise NotAuthorizedException("the mfa_token is invalid, expired or already used; log in again")
     user_id: uuid.UUID = challenge["user_id"]
@@ -322,10 +310,10 @@ async def verify(
     async def sign_in(connection: asyncpg.Connection) -> Token:
         # A refusal raises, so the transaction rolls back: a replayed code does not spend the
         # challenge, and a spent challenge does not spend the code.
-        user = await connection.fetchrow(LOCK_MFA_USER, user_id)
+        user = await queries.lock_mfa_user(connection, user_id)
         if user is None or not user["is_active"]:
             raise _Refused("account is not active")
-        if await connection.fetchval(SPEND_CHALLENGE, digest) is None:
+        if not await queries.spend_challenge(connection, digest):
             raise _Refused("the mfa_token is invalid, expired or already used; log in again")
         if not await _spend(connection, user_id, checked):
             raise _Refused(WRONG_CODE)

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from service.db.pool import create_pool
-from service.db.sql import load_sql, row_to
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.passwords import (
     MAX_PASSWORD_LENGTH,
@@ -27,12 +26,8 @@ from service.security.passwords import (
     passwords_for,
 )
 from service.settings import Settings
+from service.users import queries
 from service.users.models import User
-
-FIND_LOCAL_USER = load_sql("users/find_local_user")
-INSERT_ADMIN = load_sql("users/insert_admin")
-PROMOTE_USER = load_sql("users/promote_user")
-REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
 
 PASSWORD_VARIABLE = "SERVICE_ADMIN_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 _EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
@@ -95,17 +90,16 @@ async def create_or_promote(
     pool = await create_pool(settings, database_url)
     try:
         async with pool.acquire() as connection:
-            existing = await connection.fetchrow(FIND_LOCAL_USER, email)
+            existing = await queries.find_local_user(connection, email)
             if existing is not None and not promote_existing:
-                _refuse_to_promote(row_to(User, existing))
+                _refuse_to_promote(existing)
             # Asked before the transaction starts, so no lock is held while someone types.
             needs_password = existing is None or reset_password
             password_hash = await passwords_for(settings).hash(ask_password()) if needs_password else None
             async with connection.transaction():
-                row = await connection.fetchrow(FIND_LOCAL_USER, email)
-                if row is None:
+                user = await queries.find_local_user(connection, email)
+                if user is None:
                     return await _create(connection, email, password_hash)
-                user = row_to(User, row)
                 if not promote_existing:
                     _refuse_to_promote(user)
                 return await _promote(connection, user, password_hash)
@@ -127,10 +121,9 @@ def _refuse_to_promote(user: User) -> None:
 async def _create(connection: asyncpg.Connection, email: str, password_hash: str | None) -> str:
     if password_hash is None:
         raise AdminSetupError(f"the account {email} was deleted while this ran; run the command again")
-    row = await connection.fetchrow(INSERT_ADMIN, email, password_hash)
-    if row is None:
+    admin = await queries.insert_admin(connection, email, password_hash)
+    if admin is None:
         raise AdminSetupError(f"the account {email} was created while this ran; run the command again")
-    admin = row_to(User, row)
     await _record(connection, "user.admin_created", admin, {})
     return f"created the administrator {email}"
 
@@ -138,8 +131,7 @@ async def _create(connection: asyncpg.Connection, email: str, password_hash: str
 async def _promote(connection: asyncpg.Connection, user: User, password_hash: str | None) -> str:
     if user.role == "admin" and user.is_active and password_hash is None:
         return f"{user.email} is already an active administrator; nothing changed"
-    row = await connection.fetchrow(PROMOTE_USER, user.id, password_hash)
-    admin = row_to(User, row)
+    admin = await queries.promote_user(connection, user.id, password_hash)
     done = []
     if user.role != "admin":
         await _record(connection, "user.promoted", admin, {"from": user.role})
@@ -148,7 +140,7 @@ async def _promote(connection: asyncpg.Connection, user: User, password_hash: st
         await _record(connection, "user.reactivated", admin, {})
         done.append("reactivated")
     if password_hash is not None:
-        await connection.execute(REVOKE_REFRESH_TOKENS, user.id)
+        await queries.revoke_refresh_tokens(connection, user.id)
         await _record(connection, "user.password_reset", admin, {})
         done.append("given a new password (every session ended)")
     else:

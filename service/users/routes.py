@@ -18,7 +18,7 @@ from service.http.openapi import BEARER_SECURITY, problem_responses
 from service.http.patterns import NO_NUL
 from service.observability.audit import RequestOrigin
 from service.security.auth import CALLER_DEPENDENCY, Caller
-from service.security.guards import requires_admin, requires_self_or_admin
+from service.security.guards import access, requires_admin, requires_self_or_admin
 from service.sessions.models import Session
 from service.users import queries, service
 from service.users.models import Role, User, UserPage, UserUpdate
@@ -49,7 +49,7 @@ class UsersController(Controller):
     @get(
         "/",
         operation_id="listUsers",
-        guards=[requires_admin],
+        before_request=access(requires_admin),
         summary="List users (admin)",
         responses=problem_responses(400, 401, 403),
     )
@@ -71,7 +71,7 @@ class UsersController(Controller):
     @get(
         "/{user_id:uuid}",
         operation_id="getUser",
-        guards=[requires_self_or_admin],
+        before_request=access(requires_self_or_admin),
         summary="Get a user (self or admin)",
         responses=problem_responses(400, 401, 403, 404),
     )
@@ -85,9 +85,8 @@ class UsersController(Controller):
         "/{user_id:uuid}",
         http_method=[HttpMethod.PATCH, HttpMethod.PUT],
         operation_id=_update_user_operation_id,
-        guards=[requires_self_or_admin],
         summary="Update a user (self or admin)",
-        before_request=require_json_body,
+        before_request=access(requires_self_or_admin, require_json_body),
         responses=problem_responses(400, 401, 403, 404, 409, 413, 415),
     )
     async def update_user(
@@ -108,7 +107,7 @@ class UsersController(Controller):
 
     @delete(
         "/{user_id:uuid}",
-        guards=[requires_self_or_admin],
+        before_request=access(requires_self_or_admin),
         operation_id="deleteUser",
         summary="Delete a user (self or admin)",
         responses=problem_responses(400, 401, 403, 404, 409),
@@ -130,7 +129,7 @@ class UserSessionsController(Controller):
     tags = ["users"]
     dependencies = CALLER_DEPENDENCY
     security = BEARER_SECURITY
-    guards = [requires_admin]
+    before_request = access(requires_admin)  # type: ignore[assignment]
 
     @get(
         "/",

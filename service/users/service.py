@@ -12,7 +12,6 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from msgspec import UNSET
 
 from service.db.pool import in_transaction
-from service.db.sql import load_sql, row_to
 from service.http.errors import Conflict
 from service.observability.audit import RequestOrigin, Target, record_event
 from service.security.auth import Caller
@@ -23,25 +22,20 @@ from service.settings import Settings
 from service.users import queries
 from service.users.models import User, UserUpdate
 
-LOCK_USER = load_sql("users/lock_user")
-LOCK_USER_FOR_DELETE = load_sql("users/lock_user_for_delete")
-LOCK_ADMIN_SET = load_sql("users/lock_admin_set")
-COUNT_OTHER_ACTIVE_ADMINS = load_sql("users/count_other_active_admins")
-UPDATE_USER = load_sql("users/update_user")
-REVOKE_REFRESH_TOKENS = load_sql("users/revoke_refresh_tokens")
-DELETE_USER = load_sql("users/delete_user")
 
-
-async def _locked_user(connection: asyncpg.Connection, user_id: uuid.UUID, lock: str = LOCK_USER) -> User:
-    row = await connection.fetchrow(lock, user_id)
-    if row is None:
+async def _locked_user(
+    connection: asyncpg.Connection, user_id: uuid.UUID, *, for_delete: bool = False
+) -> User:
+    lock = queries.lock_user_for_delete if for_delete else queries.lock_user
+    user = await lock(connection, user_id)
+    if user is None:
         raise NotFoundException(f"no user {user_id}")
-    return row_to(User, row)
+    return user
 
 
 async def _keep_an_admin(connection: asyncpg.Connection, user_id: uuid.UUID) -> None:
     """Refuse to take away the last active administrator: nobody could manage users afterwards."""
-    if await connection.fetchval(COUNT_OTHER_ACTIVE_ADMINS, user_id) == 0:
+    if await queries.count_other_active_admins(connection, user_id) == 0:
         raise Conflict("this is the last active administrator; make another user an admin first")
 
 
@@ -55,7 +49,7 @@ async def update_user(
 
     async def change(connection: asyncpg.Connection) -> User:
         if changes.admin_fields:
-            await connection.execute(LOCK_ADMIN_SET)
+            await queries.lock_admin_set(connection)
         current = await _locked_user(connection, user_id)
         full_name = current.full_name if changes.full_name is UNSET else changes.full_name
         role = current.role if changes.role is UNSET else changes.role
@@ -67,10 +61,9 @@ async def update_user(
         if current.role == "admin" and current.is_active and (demoted or deactivated):
             await _keep_an_admin(connection, user_id)
         end_sessions = demoted or deactivated
-        row = await connection.fetchrow(UPDATE_USER, user_id, full_name, role, is_active, end_sessions)
-        updated = row_to(User, row)
+        updated = await queries.update_user(connection, user_id, full_name, role, is_active, end_sessions)
         if end_sessions:
-            await connection.execute(REVOKE_REFRESH_TOKENS, user_id)
+            await queries.revoke_refresh_tokens(connection, user_id)
         await _record_update(connection, caller, origin, current, updated)
         return updated
 
@@ -100,8 +93,8 @@ async def _record_update(
 
 async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, origin: RequestOrigin) -> None:
     async def delete(connection: asyncpg.Connection) -> None:
-        await connection.execute(LOCK_ADMIN_SET)
-        current = await _locked_user(connection, user_id, LOCK_USER_FOR_DELETE)
+        await queries.lock_admin_set(connection)
+        current = await _locked_user(connection, user_id, for_delete=True)
         if current.role == "admin" and current.is_active:
             await _keep_an_admin(connection, user_id)
         # Written before the delete: the actor may be the deleted user, and the row's actor_id
@@ -114,7 +107,7 @@ async def delete_user(pool: asyncpg.Pool, caller: Caller, user_id: uuid.UUID, or
             target=Target.user(user_id),
             details={"email": current.email, "role": current.role, "provider": current.provider},
         )
-        await connection.execute(DELETE_USER, user_id)
+        await queries.delete_user(connection, user_id)
 
     await in_transaction(pool, delete)
 

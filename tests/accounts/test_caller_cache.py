@@ -16,10 +16,11 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
+from service.accounts.queries import GET_CALLER
 from service.app import create_app
 from service.db import migrations
 from service.db.embedded import EmbeddedPostgres
-from service.security.auth import CALLER_CACHE_KEY, GET_CALLER
+from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CachedUser, CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener
 from service.settings import Settings
