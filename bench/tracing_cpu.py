@@ -34,7 +34,7 @@ from tests.processes import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = "bench-subject-tracing"
-CASES = {"off": None, "traced_10": "0.1", "traced_100": "1.0"}
+CASES = {"off": None, "traced_0": "0", "traced_10": "0.1", "traced_100": "1.0"}
 
 
 def cpu_ticks(pid: int) -> int:
