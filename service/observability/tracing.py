@@ -9,14 +9,20 @@ spawned, so that is after the fork) with a BatchSpanProcessor: spans are queued 
 exported by a background thread, so a slow or unreachable collector never delays or fails a
 request (the queue drops spans once full).
 
-A request gets a server span from Litestar's OpenTelemetry middleware (OpenTelemetry's ASGI
-instrumentation), continuing the caller's W3C `traceparent`/`tracestate`; it is renamed to the
-route template once routing has chosen one. Each database statement gets a child span named by
-its SQL file (TracedConnection), and each dependency's httpx client (the AI service's, each
-identity provider's) client spans that carry the context on to the callee.
+Sampling is decided first, for every request, by TracedAsgi (our own server span layer; it
+replaced OpenTelemetry's ASGI instrumentation, which did most of its work for every request,
+sampled or not): from the caller's W3C `traceparent`, parsed here, and the configured sampler,
+with the SDK samplers' rules. A request left out runs with a non-recording span in the context
+(the trace id, flags 00) and nothing else: no span objects, no attributes, no wrapped send. A
+sampled request gets one server span, renamed to the route template once routing has chosen
+one; each database statement gets a child span named by its SQL file (TracedConnection). These
+are the service's own light spans (_Span), handed to the span processor as the SDK's
+ReadableSpans when they end. Each dependency's httpx client (the AI service's, each identity
+provider's) has OpenTelemetry's httpx instrumentation: client spans that carry the context on.
 
-Propagation (OwnTraceContext, the process's propagator while tracing is on): a caller's
-`traceparent` and `tracestate` are read, so our span continues its trace; what we send the AI
+Propagation: a caller's `traceparent` and `tracestate` are read (TracedAsgi), so our span
+continues its trace; what we send (OwnTraceContext, the process's propagator while tracing is
+on, which the httpx instrumentation writes through) to the AI
 service and the identity providers is our own `traceparent` alone. A client's `tracestate` (its
 vendors' data) and `baggage` (any key=value pairs it likes) never reach our dependencies;
 baggage is not even read.
@@ -74,8 +80,6 @@ DEFAULT_SERVICE_NAME = "service"
 SHUTDOWN_EXPORT_SECONDS = 3.0
 # Where the trace id of the request's span waits for the access log and problem bodies.
 TRACE_ID_KEY = "trace_id"
-# Requests not worth a trace: probes and scrapes, many a minute, all alike (_untraced).
-UNTRACED_PATHS = ["^/health", "^/metrics$"]
 # Metrics are Prometheus' job (service.observability.metrics): the instrumentations' own are not recorded.
 _NO_METRICS = NoOpMeterProvider()
 # The server span's attributes (the older HTTP semantic conventions' names, as OpenTelemetry's
@@ -199,8 +203,9 @@ class _Span(trace.Span):
     what those need and handed to the span processor as an SDK ReadableSpan when it ends.
 
     Why not the SDK's own span: each cost 20 us to start and end plus 7 us per attribute on the
-    bench machine (/tmp micro-benchmark of Tracer.start_span; its attribute checks), which put a
-    fully sampled task list at 1.8x the untraced CPU. This one is plain slots and a dict; the
+    bench machine (`tracer.start_span(name, attributes=...).end()` timed in a loop; mostly its
+    attribute checks), which kept a fully sampled task list at 1.66x the untraced CPU
+    (bench/tracing_cpu.py; 1.23x with these). This one is plain slots and a dict; the
     attribute values are ours (str and int), so they need no checking. OpenTelemetry's own spans
     (the httpx client spans) take it as their parent through the context like any span."""
 
@@ -321,10 +326,10 @@ class _Span(trace.Span):
 class _Decision:
     """The sampler, as the server layer applies it before building anything for a request.
 
-    The same rules as the SDK's samplers (so the SDK, asked again for a sampled request's span,
-    agrees): ParentBased follows a valid parent's sampled flag; otherwise the root rule keeps a
-    trace when the low 64 bits of its trace id are below ratio * 2^64 (TraceIdRatioBased's
-    bound; always_on is ratio 1, always_off ratio 0)."""
+    The same rules as the SDK's samplers (the provider's, which still decides for the httpx
+    client spans under ours, so the two agree): ParentBased follows a valid parent's sampled
+    flag; otherwise the root rule keeps a trace when the low 64 bits of its trace id are below
+    ratio * 2^64 (TraceIdRatioBased's bound; always_on is ratio 1, always_off ratio 0)."""
 
     __slots__ = ("bound", "parent_based")
 
@@ -357,7 +362,7 @@ def parse_traceparent(value: bytes) -> tuple[str, str, int] | None:
 
 
 def _untraced(path: str) -> bool:
-    # UNTRACED_PATHS, without a regular expression per request.
+    # Requests not worth a trace: probes and scrapes, many a minute, all alike.
     return path.startswith("/health") or path == "/metrics"
 
 
