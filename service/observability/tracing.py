@@ -207,7 +207,10 @@ class _Span(trace.Span):
     attribute checks), which kept a fully sampled task list at 1.66x the untraced CPU
     (bench/tracing_cpu.py; 1.23x with these). This one is plain slots and a dict; the
     attribute values are ours (str and int), so they need no checking. OpenTelemetry's own spans
-    (the httpx client spans) take it as their parent through the context like any span."""
+    (the httpx client spans) take it as their parent through the context like any span. Unlike
+    the SDK's, the processor's on_start is not called (the batch and simple processors do
+    nothing there) and OTEL_SPAN_ATTRIBUTE_* limits do not apply (a handful of attributes, the
+    longest a statement's text from its SQL file)."""
 
     __slots__ = (
         "_context",
