@@ -223,3 +223,31 @@ def test_new_traces_are_kept_exactly_when_the_sdks_ratio_sampler_keeps_them(
     ]
     assert 800 < sum(kept) < 1200
     assert ours.sampled(ids[0], 1) is (sampler.startswith("parentbased") or kept[0])
+
+
+async def test_a_new_trace_left_out_is_passed_on_unsampled_under_the_id_the_log_names(
+    traced_client: TracedClient,
+    spans: InMemorySpanExporter,
+    faulty_ai: FaultyAi,
+    db: asyncpg.Connection,
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No caller's trace and the ratio says no: the AI service is told the trace is not sampled
+    (flags 02: random trace id, sampled bit off), so it does not start one of its own."""
+    user = await make_user(db)
+    headers = bearer(make_settings(database_url, tmp_path), user)
+    async with traced_client(
+        AI_SERVICE_URL=f"{faulty_ai.url}/ok",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",
+        LOG_LEVEL="INFO",
+    ) as client:
+        assert (await client.post("/api/scan", headers=headers, files=TEXT)).status_code == 201
+    assert spans.get_finished_spans() == ()
+    [seen] = faulty_ai.seen
+    version, trace_id, _span_id, flags = seen.headers["traceparent"].split("-")
+    assert (version, flags) == ("00", "02")
+    [access] = _access_lines(capsys.readouterr().err)
+    assert access["trace_id"] == trace_id
