@@ -286,7 +286,7 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     if tracer_provider is not None:
         from service.observability import tracing
 
-        handler = tracing.traced_asgi(handler, tracer_provider)
+        handler = tracing.traced_asgi(handler, tracer_provider, settings)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
     # counted in the metrics with their final status.
     handler = ReadYourWrites(handler, caller_listener)
