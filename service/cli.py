@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +21,10 @@ import msgspec
 from service.settings import Settings, SettingsError, load_env_file, load_settings
 
 log = logging.getLogger("service.cli")
+
+# `serve` started while its database was down applies pending migrations once it answers.
+MIGRATE_RETRY_SECONDS = 2
+MIGRATE_FAILED_RETRY_SECONDS = 30
 
 
 def _settings() -> Settings:
@@ -48,8 +54,54 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _reachable_at_start(url: str, *, migrate_requested: bool) -> bool:
+    """Whether DATABASE_URL answers now. `serve` starts either way: its workers answer 503 until
+    the database is back (docs/reliability.md). Only an explicit --migrate, which promises the
+    schema is migrated before anything is served, refuses to start: one line, exit 1."""
+    from service.db.pool import DatabaseUnreachable, check_reachable
+
+    try:
+        check_reachable(url, "DATABASE_URL")
+    except DatabaseUnreachable as exc:
+        if migrate_requested:
+            print(f"database error: {exc}; --migrate needs it to start", file=sys.stderr)
+            raise SystemExit(1) from None
+        log.warning("%s; serving anyway: requests answer 503 until it answers", exc)
+        return False
+    return True
+
+
+def _migrate_once_reachable(url: str) -> None:
+    """Apply pending migrations in a thread of the serving process as soon as the database answers
+    (readiness says 503 until then). A daemon thread: a migration cut short by the process's exit
+    rolls back (PostgreSQL's transactional DDL)."""
+    from service.db import migrations
+    from service.db.pool import DatabaseUnreachable, check_reachable
+
+    def migrate() -> None:
+        while True:
+            try:
+                check_reachable(url, "DATABASE_URL")
+                applied = migrations.apply_pending(url)
+            except DatabaseUnreachable:
+                time.sleep(MIGRATE_RETRY_SECONDS)
+                continue
+            except Exception:  # a failing migration: readiness stays 503, and it is tried again
+                log.exception(
+                    "applying migrations failed; trying again in %d s", MIGRATE_FAILED_RETRY_SECONDS
+                )
+                time.sleep(MIGRATE_FAILED_RETRY_SECONDS)
+                continue
+            log.info("the database answers: applied migrations: %s", ", ".join(applied) or "none pending")
+            return
+
+    log.info("pending migrations are applied once the database answers")
+    threading.Thread(target=migrate, name="migrate-once-reachable", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.observability.logs import configure_logging
 
     if args.reload and args.workers > 1:
@@ -61,13 +113,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    url, embedded = _database_url(settings)
+    url, embedded = resolve_database_url(settings)
     try:
         migrate = args.migrate if args.migrate is not None else not settings.is_production
-        if migrate:
+        reachable = embedded is not None or _reachable_at_start(url, migrate_requested=args.migrate is True)
+        if migrate and reachable:
             applied = migrations.apply_pending(url)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+        elif migrate:
+            _migrate_once_reachable(url)
         # Workers inherit the resolved URL, so they share the one embedded server.
         os.environ["DATABASE_URL"] = url
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
