@@ -426,8 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply the retention policy now (expired token rows, stale login failures, old audit events)",
         description=(
             "Deletes, in batches, refresh-token rows of ended sessions, expired revoked access tokens, "
-            "stale login failures, audit events older than AUDIT_RETENTION_DAYS and, when set, scans "
-            "older than SCAN_RETENTION_DAYS; prints what it removed per table. Safe while serving and "
+            "stale login failures, audit events older than AUDIT_RETENTION_DAYS, when set scans "
+            "older than SCAN_RETENTION_DAYS, sent mails older than MAIL_RETENTION_DAYS, job log rows "
+            "older than JOB_LOG_RETENTION_DAYS, spent or expired account links and ended mail "
+            "counters; prints what it removed per table. Safe while serving and "
             "from several hosts at once: one pruner runs at a time, the others report so and exit 0."
         ),
     )

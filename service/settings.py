@@ -140,6 +140,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
     scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
+    mail_retention_days: NonNegativeInt = 30  # sent mails; 0 keeps them forever
+    job_log_retention_days: NonNegativeInt = 30  # pgqueuer_log rows; 0 keeps them forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
     # OpenTelemetry's standard variables (service.observability.tracing): traces are exported only when an
     # endpoint is set.
