@@ -55,9 +55,10 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def _reachable_at_start(url: str, *, migrate_requested: bool) -> bool:
-    """Whether DATABASE_URL answers now. `serve` starts either way: its workers answer 503 until
-    the database is back (docs/reliability.md). Only an explicit --migrate, which promises the
-    schema is migrated before anything is served, refuses to start: one line, exit 1."""
+    """Whether DATABASE_URL answers now. `serve` (and `worker`) start either way: requests answer
+    503 and jobs wait until the database is back (docs/reliability.md). Only an explicit
+    --migrate, which promises the schema is migrated before anything is served, refuses to
+    start: one line, exit 1."""
     from service.db.pool import DatabaseUnreachable, check_reachable
 
     try:
@@ -66,7 +67,7 @@ def _reachable_at_start(url: str, *, migrate_requested: bool) -> bool:
         if migrate_requested:
             print(f"database error: {exc}; --migrate needs it to start", file=sys.stderr)
             raise SystemExit(1) from None
-        log.warning("%s; serving anyway: requests answer 503 until it answers", exc)
+        log.warning("%s; starting anyway: requests answer 503 and jobs wait until it answers", exc)
         return False
     return True
 
@@ -333,7 +334,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url, embedded = resolve_database_url(settings)
     try:
         if not settings.is_production:
-            migrations.apply_pending(url)
+            if embedded is not None or _reachable_at_start(url, migrate_requested=False):
+                migrations.apply_pending(url)
+            else:
+                _migrate_once_reachable(url)
         asyncio.run(_work_until_stopped(settings, url))
     finally:
         if embedded is not None:

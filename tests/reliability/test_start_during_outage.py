@@ -27,8 +27,9 @@ from litestar import Litestar, get
 from service.db import migrations
 from service.db.embedded import EmbeddedPostgres
 from service.http.exception_handlers import EXCEPTION_HANDLERS
+from tests import reaper
 from tests.conftest import bearer, make_settings
-from tests.processes import ServiceProcess, serve
+from tests.processes import ServiceProcess, run_service, serve, service_environment
 
 STRONG = "plum orchard at midnight 42"
 # Generous for a shared two-core machine: a spawned worker imports the whole service.
@@ -173,3 +174,24 @@ async def test_a_table_not_created_yet_is_503_not_500(database_url: str) -> None
         answer = await http.get("/pending-table")
     _assert_unavailable(answer)
     assert answer.json()["detail"] == "the database schema is being migrated; retry shortly"
+
+
+def test_service_worker_starts_during_an_outage_and_migrates_once_the_database_is_back(
+    tmp_path: Path,
+) -> None:
+    database = EmbeddedPostgres(tmp_path / "db")
+    url = database.start()
+    database.stop()
+    worker = run_service(
+        ["worker"], tmp_path, "worker.log", service_environment(url, tmp_path, LOG_LEVEL="INFO")
+    )
+    try:
+        _until(lambda: "worker started" in worker.output(), "the worker's start", worker)
+        assert "cannot connect to DATABASE_URL" in worker.output()
+        assert database.start() == url
+        _until(lambda: "applied migrations: 0001.users" in worker.output(), "the migrations", worker)
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=60) == 0, worker.output()
+    finally:
+        reaper.stop(worker.process, timeout=30)
+        database.stop()
