@@ -75,7 +75,8 @@ def _reachable_at_start(url: str, *, migrate_requested: bool) -> bool:
 def _migrate_once_reachable(url: str) -> None:
     """Apply pending migrations in a thread of the serving process as soon as the database answers
     (readiness says 503 until then). A daemon thread: a migration cut short by the process's exit
-    rolls back (PostgreSQL's transactional DDL)."""
+    rolls back (PostgreSQL's transactional DDL), though yoyo's lock row stays behind, as with any
+    migrator killed mid-run (docs/deploying.md)."""
     from service.db import migrations
     from service.db.pool import DatabaseUnreachable, check_reachable
 
