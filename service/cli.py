@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +21,10 @@ import msgspec
 from service.settings import Settings, SettingsError, load_env_file, load_settings
 
 log = logging.getLogger("service.cli")
+
+# `serve` started while its database was down applies pending migrations once it answers.
+MIGRATE_RETRY_SECONDS = 2
+MIGRATE_FAILED_RETRY_SECONDS = 30
 
 
 def _settings() -> Settings:
@@ -48,8 +54,56 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _reachable_at_start(url: str, *, migrate_requested: bool) -> bool:
+    """Whether DATABASE_URL answers now. `serve` (and `worker`) start either way: requests answer
+    503 and jobs wait until the database is back (docs/reliability.md). Only an explicit
+    --migrate, which promises the schema is migrated before anything is served, refuses to
+    start: one line, exit 1."""
+    from service.db.pool import DatabaseUnreachable, check_reachable
+
+    try:
+        check_reachable(url, "DATABASE_URL")
+    except DatabaseUnreachable as exc:
+        if migrate_requested:
+            print(f"database error: {exc}; --migrate needs it to start", file=sys.stderr)
+            raise SystemExit(1) from None
+        log.warning("%s; starting anyway: requests answer 503 and jobs wait until it answers", exc)
+        return False
+    return True
+
+
+def _migrate_once_reachable(url: str) -> None:
+    """Apply pending migrations in a thread of the serving process as soon as the database answers
+    (readiness says 503 until then). A daemon thread: a migration cut short by the process's exit
+    rolls back (PostgreSQL's transactional DDL), though yoyo's lock row stays behind, as with any
+    migrator killed mid-run (docs/deploying.md)."""
+    from service.db import migrations
+    from service.db.pool import DatabaseUnreachable, check_reachable
+
+    def migrate() -> None:
+        while True:
+            try:
+                check_reachable(url, "DATABASE_URL")
+                applied = migrations.apply_pending(url)
+            except DatabaseUnreachable:
+                time.sleep(MIGRATE_RETRY_SECONDS)
+                continue
+            except Exception:  # a failing migration: readiness stays 503, and it is tried again
+                log.exception(
+                    "applying migrations failed; trying again in %d s", MIGRATE_FAILED_RETRY_SECONDS
+                )
+                time.sleep(MIGRATE_FAILED_RETRY_SECONDS)
+                continue
+            log.info("the database answers: applied migrations: %s", ", ".join(applied) or "none pending")
+            return
+
+    log.info("pending migrations are applied once the database answers")
+    threading.Thread(target=migrate, name="migrate-once-reachable", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.db import migrations
+    from service.db.pool import resolve_database_url
     from service.observability.logs import configure_logging
 
     if args.reload and args.workers > 1:
@@ -61,13 +115,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    url, embedded = _database_url(settings)
+    url, embedded = resolve_database_url(settings)
     try:
         migrate = args.migrate if args.migrate is not None else not settings.is_production
-        if migrate:
+        reachable = embedded is not None or _reachable_at_start(url, migrate_requested=args.migrate is True)
+        if migrate and reachable:
             applied = migrations.apply_pending(url)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+        elif migrate:
+            _migrate_once_reachable(url)
         # Workers inherit the resolved URL, so they share the one embedded server.
         os.environ["DATABASE_URL"] = url
         # uvicorn re-raises SIGTERM after its graceful shutdown; exit cleanly through `finally`.
@@ -278,7 +335,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url, embedded = resolve_database_url(settings)
     try:
         if not settings.is_production:
-            migrations.apply_pending(url)
+            if embedded is not None or _reachable_at_start(url, migrate_requested=False):
+                migrations.apply_pending(url)
+            else:
+                _migrate_once_reachable(url)
         asyncio.run(_work_until_stopped(settings, url))
     finally:
         if embedded is not None:
@@ -371,8 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply the retention policy now (expired token rows, stale login failures, old audit events)",
         description=(
             "Deletes, in batches, refresh-token rows of ended sessions, expired revoked access tokens, "
-            "stale login failures, audit events older than AUDIT_RETENTION_DAYS and, when set, scans "
-            "older than SCAN_RETENTION_DAYS; prints what it removed per table. Safe while serving and "
+            "stale login failures, audit events older than AUDIT_RETENTION_DAYS, when set scans "
+            "older than SCAN_RETENTION_DAYS, sent mails older than MAIL_RETENTION_DAYS, job log rows "
+            "older than JOB_LOG_RETENTION_DAYS, spent or expired account links and ended mail "
+            "counters; prints what it removed per table. Safe while serving and "
             "from several hosts at once: one pruner runs at a time, the others report so and exit 0."
         ),
     )

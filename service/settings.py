@@ -93,6 +93,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
     # Per worker: scans in flight at once (also the AI service client's connections); more is 503.
     scan_max_concurrent_uploads: PositiveInt = 8
+    # A scan's whole body must arrive within this (408 beyond): 10 MiB at 1 Mbit/s takes 84 s.
+    scan_body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 120.0
     better_auth_secret: str | None = None
     better_auth_url: str | None = None
     # Better Auth options that move its key set or change its claims (docs/providers.md).
@@ -140,6 +142,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_cookie_domain: Annotated[str, msgspec.Meta(pattern=COOKIE_DOMAIN_PATTERN)] | None = None
     audit_retention_days: NonNegativeInt = 365  # 0 keeps audit events forever
     scan_retention_days: NonNegativeInt | None = None  # unset (or 0) keeps scans forever
+    mail_retention_days: NonNegativeInt = 30  # sent mails; 0 keeps them forever
+    job_log_retention_days: NonNegativeInt = 30  # pgqueuer_log rows; 0 keeps them forever
     prune_interval_minutes: NonNegativeInt = 60  # 0: the server never prunes on its own
     # OpenTelemetry's standard variables (service.observability.tracing): traces are exported only when an
     # endpoint is set.

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 
-from service.compat.asyncpg import AcquireHookPool, hooked_acquire_code
+from service.compat.asyncpg import (
+    AcquireHookPool,
+    fill_floor_in_background,
+    hooked_acquire_code,
+    quiet_floor_retries,
+)
 from service.db import embedded as embedded_server
 from service.db.embedded import EmbeddedPostgres
 from service.settings import Settings, SettingsError
@@ -245,11 +250,19 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """One pool per worker. Behind a transaction pooler, no statement may outlive its transaction.
 
+    The pool starts empty and never touches the database here: asyncpg opens the
+    DATABASE_POOL_MIN connections in the background (retrying while the database is down) and
+    requests open more as they need them. A worker started during a database outage therefore
+    starts and answers 503 until the database is back; had start-up needed a connection, the
+    worker would fail to start, and uvicorn's supervisor stops the whole host when a restarted
+    worker fails to start (docs/reliability.md).
+
     `connection_class` is service.observability.tracing's traced connection when traces are on."""
     transaction_pooler = settings.database_pooler == "transaction"
+    quiet_floor_retries()
     pool = FairPool(
         url,
-        min_size=settings.database_pool_min,
+        min_size=0,
         max_size=settings.database_pool_max,
         max_queries=50_000,
         max_inactive_connection_lifetime=300,
@@ -264,6 +277,7 @@ async def create_pool(
         server_settings={"application_name": "service"},
     )
     await pool
+    fill_floor_in_background(pool, settings.database_pool_min)
     return pool
 
 

@@ -120,6 +120,19 @@ def handle_transaction_conflict(request: Request[Any, Any, Any], exc: Exception)
     )
 
 
+def handle_schema_not_migrated(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # A table this version needs is missing: its migrations are pending (`service serve` started
+    # while the database was down applies them once it answers; readiness is 503 until then).
+    # Every SQL file is prepared against the migrated schema by the tests, so this is never a typo.
+    log.error("database schema not migrated on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "the database schema is being migrated; retry shortly",
+        {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
+
+
 # What a client is told when PostgreSQL or asyncpg refuses one of its values, by SQLSTATE. The
 # driver's own text names query arguments and Python reprs: it goes to the log, never to a client.
 _DATA_ERROR_DETAILS = {
@@ -173,6 +186,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     asyncpg.DataError: handle_data_error,
     asyncpg.exceptions.TransactionRollbackError: handle_transaction_conflict,
+    asyncpg.exceptions.UndefinedTableError: handle_schema_not_migrated,
     UnicodeDecodeError: handle_undecodable_text,
     RecursionError: handle_recursion,
     Exception: handle_unexpected,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import asyncpg
 import msgspec
 
+from service.accounts.link_tokens import MAIL_WINDOW_SECONDS
 from service.db.pool import create_pool
 from service.retention import queries
 from service.settings import Settings
@@ -50,6 +51,12 @@ RULES = (
     Rule("audit_events", "delete_old_audit_events", lambda settings: _days(settings.audit_retention_days)),
     Rule("scans", "delete_old_scans", lambda settings: _days(settings.scan_retention_days)),
     Rule("mfa_challenges", "delete_expired_mfa_challenges", lambda settings: ()),
+    Rule("mail_messages", "delete_old_sent_mails", lambda settings: _days(settings.mail_retention_days)),
+    Rule("pgqueuer_log", "delete_old_job_log", lambda settings: _days(settings.job_log_retention_days)),
+    Rule("account_tokens", "delete_spent_account_tokens", lambda settings: ()),
+    Rule(
+        "account_mail_counters", "delete_stale_account_mail_counters", lambda settings: (MAIL_WINDOW_SECONDS,)
+    ),
 )
 
 # What prune() found for each table: the rows removed, or None when the table is kept.

@@ -26,7 +26,7 @@ from service.scans import queries
 from service.scans.cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from service.scans.models import Scan, ScanForm, ScanPage
 from service.scans.submission import read_submission
-from service.scans.uploads import BODY_READ_SECONDS, UploadSlots, scan_form_limits
+from service.scans.uploads import UploadSlots, scan_form_limits
 from service.security.auth import CALLER_DEPENDENCY, Caller
 from service.security.guards import access, requires_user
 from service.settings import Settings
@@ -51,7 +51,7 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
     # parsed form is kept on the request, so `data` is built from it without reading the body again.
     settings: Settings = request.app.state.settings
     try:
-        async with asyncio.timeout(BODY_READ_SECONDS):
+        async with asyncio.timeout(settings.scan_body_timeout_seconds):
             fields = await read_bounded_form(request, scan_form_limits(settings.max_upload_bytes))
     except RequestEntityTooLarge:
         raise PayloadTooLarge(
@@ -59,7 +59,8 @@ async def _read_scan_form(request: Request[Any, Any, Any]) -> None:
         ) from None
     except TimeoutError:
         raise HTTPException(
-            status_code=408, detail=f"the upload did not arrive within {BODY_READ_SECONDS:g} seconds"
+            status_code=408,
+            detail=f"the upload did not arrive within {settings.scan_body_timeout_seconds:g} seconds",
         ) from None
     # Kept before any refusal below, so the files are closed once the answer is sent (UploadSlots).
     form: dict[str, Any] = {
@@ -116,7 +117,7 @@ class ScanController(Controller):
 
         Each worker takes SCAN_MAX_CONCURRENT_UPLOADS scans at a time; one more is 503 with
         Retry-After before its body is read. A form has at most 8 fields; `force_llm` at most
-        64 bytes; a body that has not arrived within 120 s is 408.
+        64 bytes; a body that has not arrived within SCAN_BODY_TIMEOUT_SECONDS (120 s) is 408.
         """
         state = request.app.state
         settings: Settings = state.settings

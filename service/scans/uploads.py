@@ -25,8 +25,6 @@ SPOOL_BYTES = 1024 * 1024
 FORCE_LLM_MAX_BYTES = 64
 # file, text, force_llm, and room for a client that also sends an empty field or two.
 MAX_SCAN_FORM_FIELDS = 8
-# The whole body must arrive within this: 10 MiB at 1 Mbit/s takes 84 s.
-BODY_READ_SECONDS = 120.0
 BUSY_RETRY_AFTER_SECONDS = 2
 
 

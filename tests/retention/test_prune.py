@@ -86,6 +86,45 @@ async def _seed(db: asyncpg.Connection) -> uuid.UUID:
         """,
         user_id,
     )
+    await db.execute(
+        """
+        INSERT INTO mail_messages
+            (kind, recipient, subject, text_body, html_body, status, created_at, sent_at)
+        SELECT kind, 'ada@example.com', kind, '', '', status, now() - created_ago, now() - sent_ago
+        FROM (VALUES ('sent-long-ago', 'sent', '40 days'::interval, '40 days'::interval),
+                     ('sent-recently', 'sent', '40 days', '29 days'),
+                     ('pending-for-long', 'pending', '40 days', NULL),
+                     ('dead-long-ago', 'dead', '40 days', NULL)
+        ) AS rows (kind, status, created_ago, sent_ago)
+        """
+    )
+    await db.execute(
+        """
+        INSERT INTO pgqueuer_log (created, job_id, status, priority, entrypoint)
+        VALUES (now() - interval '31 days', 1, 'picked', 0, 'deliver_mail'),
+               (now() - interval '31 days', 1, 'successful', 0, 'deliver_mail'),
+               (now() - interval '29 days', 2, 'successful', 0, 'deliver_mail')
+        """
+    )
+    await db.execute(
+        """
+        INSERT INTO account_tokens (token_hash, user_id, purpose, email, expires_at, used_at)
+        SELECT token_hash::bytea, $1, purpose, 'ada@example.com', now() + ends_in, now() - used_ago
+        FROM (VALUES ('spent', 'verify_email', '20 hours'::interval, '1 minute'::interval),
+                     ('expired', 'reset_password', '-1 second', NULL),
+                     ('valid', 'reset_password', '59 minutes', NULL),
+                     ('valid-change', 'change_email', '1 day', NULL)
+        ) AS rows (token_hash, purpose, ends_in, used_ago)
+        """,
+        user_id,
+    )
+    await db.execute(
+        """
+        INSERT INTO account_mail_counters (purpose, email, window_start, sent)
+        VALUES ('verify_email', 'stale@example.com', now() - interval '61 minutes', 3),
+               ('verify_email', 'current@example.com', now() - interval '59 minutes', 2)
+        """
+    )
     return user_id
 
 
@@ -122,6 +161,14 @@ async def _remaining(db: asyncpg.Connection) -> dict[str, object]:
         "audit_events": await db.fetchval("SELECT count(*) FROM audit_events"),
         "scans": await db.fetchval("SELECT count(*) FROM scans"),
         "mfa_challenges": await db.fetchval("SELECT count(*) FROM mfa_challenges"),
+        "mail_messages": sorted(row[0] for row in await db.fetch("SELECT kind FROM mail_messages")),
+        "pgqueuer_log": await db.fetchval("SELECT count(*) FROM pgqueuer_log"),
+        "account_tokens": sorted(
+            bytes(row[0]).decode() for row in await db.fetch("SELECT token_hash FROM account_tokens")
+        ),
+        "account_mail_counters": [
+            row[0] for row in await db.fetch("SELECT email FROM account_mail_counters")
+        ],
     }
 
 
@@ -138,6 +185,10 @@ async def test_service_prune_applies_the_policy_and_says_what_it_removed(
         f"audit_events: removed {BATCH_SIZE * 2 + 5}",
         "scans: removed 1",
         "mfa_challenges: removed 1",
+        "mail_messages: removed 1",
+        "pgqueuer_log: removed 2",
+        "account_tokens: removed 2",
+        "account_mail_counters: removed 1",
     ]
     assert await _remaining(db) == {
         "refresh_tokens": ["live", "spent-in-a-live-family"],
@@ -146,22 +197,58 @@ async def test_service_prune_applies_the_policy_and_says_what_it_removed(
         "audit_events": 1,
         "scans": 1,
         "mfa_challenges": 1,
+        "mail_messages": ["dead-long-ago", "pending-for-long", "sent-recently"],
+        "pgqueuer_log": 1,
+        "account_tokens": ["valid", "valid-change"],
+        "account_mail_counters": ["current@example.com"],
     }
     again = await asyncio.to_thread(_prune, database_url, tmp_path, SCAN_RETENTION_DAYS="30")
     assert again.returncode == 0
     assert all(line.endswith("removed 0") for line in again.stdout.splitlines())
 
 
-async def test_audit_events_and_scans_can_be_kept_forever(
+async def test_audit_events_scans_mails_and_the_job_log_can_be_kept_forever(
     database_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     await _seed(db)
-    result = await asyncio.to_thread(_prune, database_url, tmp_path, AUDIT_RETENTION_DAYS="0")
+    result = await asyncio.to_thread(
+        _prune,
+        database_url,
+        tmp_path,
+        AUDIT_RETENTION_DAYS="0",
+        MAIL_RETENTION_DAYS="0",
+        JOB_LOG_RETENTION_DAYS="0",
+    )
     assert result.returncode == 0, result.stderr
-    assert "audit_events: kept (no retention set)" in result.stdout.splitlines()
-    assert "scans: kept (no retention set)" in result.stdout.splitlines()
+    for table in ("audit_events", "scans", "mail_messages", "pgqueuer_log"):
+        assert f"{table}: kept (no retention set)" in result.stdout.splitlines()
     remaining = await _remaining(db)
     assert (remaining["audit_events"], remaining["scans"]) == (BATCH_SIZE * 2 + 6, 2)
+    assert (len(remaining["mail_messages"]), remaining["pgqueuer_log"]) == (4, 3)  # type: ignore[arg-type]
+
+
+async def test_sent_mails_go_in_batches_and_a_shorter_retention_keeps_only_newer_ones(
+    database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        """
+        INSERT INTO mail_messages (kind, recipient, subject, text_body, html_body, status, sent_at)
+        SELECT 'old', 'ada@example.com', 's', '', '', 'sent', now() - interval '8 days'
+        FROM generate_series(1, $1)
+        """,
+        BATCH_SIZE * 2 + 3,
+    )
+    await db.execute(
+        """
+        INSERT INTO mail_messages (kind, recipient, subject, text_body, html_body, status, sent_at)
+        VALUES ('newer', 'ada@example.com', 's', '', '', 'sent', now() - interval '6 days'),
+               ('waiting', 'ada@example.com', 's', '', '', 'pending', NULL)
+        """
+    )
+    result = await asyncio.to_thread(_prune, database_url, tmp_path, MAIL_RETENTION_DAYS="7")
+    assert result.returncode == 0, result.stderr
+    assert f"mail_messages: removed {BATCH_SIZE * 2 + 3}" in result.stdout.splitlines()
+    assert (await _remaining(db))["mail_messages"] == ["newer", "waiting"]
 
 
 def test_service_prune_says_so_when_the_database_is_down(tmp_path: Path) -> None:
@@ -175,7 +262,14 @@ def test_the_retention_settings_default_to_the_contract_and_refuse_nonsense(tmp_
     settings = load_settings({"DATA_DIR": str(tmp_path), "JWT_SECRET": "s" * 32}, env_file=tmp_path / ".env")
     assert (settings.audit_retention_days, settings.scan_retention_days) == (365, None)
     assert settings.prune_interval_minutes == 60
-    for variable in ("AUDIT_RETENTION_DAYS", "SCAN_RETENTION_DAYS", "PRUNE_INTERVAL_MINUTES"):
+    assert (settings.mail_retention_days, settings.job_log_retention_days) == (30, 30)
+    for variable in (
+        "AUDIT_RETENTION_DAYS",
+        "SCAN_RETENTION_DAYS",
+        "MAIL_RETENTION_DAYS",
+        "JOB_LOG_RETENTION_DAYS",
+        "PRUNE_INTERVAL_MINUTES",
+    ):
         with pytest.raises(SettingsError, match=variable):
             make_settings("postgresql://127.0.0.1:9/unused", tmp_path, **{variable: "-1"})
 
@@ -284,5 +378,6 @@ async def test_a_failed_prune_is_logged_and_retried_at_the_next_interval(
     # The failed runs got as far as the table that was away: what they removed stays removed.
     assert line == (
         "retention prune removed refresh_tokens=0 revoked_access_tokens=0 login_failures=2 "
-        f"audit_events={BATCH_SIZE * 2 + 5} scans=kept mfa_challenges=1"
+        f"audit_events={BATCH_SIZE * 2 + 5} scans=kept mfa_challenges=1 mail_messages=1 pgqueuer_log=2 "
+        "account_tokens=2 account_mail_counters=1"
     )
