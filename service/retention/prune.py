@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 
 from service.accounts.link_tokens import MAIL_WINDOW_SECONDS
-from service.db.pool import create_pool
+from service.db.pool import CONNECT_TIMEOUT_SECONDS, create_pool
 from service.retention import queries
 from service.settings import Settings
 
@@ -75,7 +75,10 @@ async def _delete_in_batches(pool: asyncpg.Pool, query: str, arguments: tuple[in
 async def prune(pool: asyncpg.Pool, database_url: str, settings: Settings) -> Removed | None:
     """Apply every rule; None (and nothing removed) when another pruner holds the lock."""
     lock_connection = await asyncpg.connect(
-        database_url, statement_cache_size=0, server_settings={"application_name": "service-prune"}
+        database_url,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        statement_cache_size=0,
+        server_settings={"application_name": "service-prune"},
     )
     try:
         async with lock_connection.transaction():

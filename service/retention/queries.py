@@ -17,6 +17,10 @@ DELETES = {
         "delete_old_audit_events",
         "delete_old_scans",
         "delete_expired_mfa_challenges",
+        "delete_old_sent_mails",
+        "delete_old_job_log",
+        "delete_spent_account_tokens",
+        "delete_stale_account_mail_counters",
     )
 }
 
