@@ -203,6 +203,7 @@ if __name__ == "__main__":
                 AUTH_RATE_LIMIT_PER_MINUTE="100000000",
                 LOG_LEVEL="INFO",
                 AI_SERVICE_URL="http://127.0.0.1:9",
+                ACCOUNT_MAIL="off",  # production requires SMTP_URL otherwise; nothing here sends mail
             )
             uvloop.run(main(arguments))
         finally:

@@ -24,11 +24,11 @@ from service.accounts.recovery import RESET_REQUEST_JOB, ResetRequests
 from service.accounts.recovery_routes import AccountRecoveryController
 from service.accounts.routes import AuthController
 from service.audit.routes import AuditEventsController
-from service.compat.litestar import replace_handler_function
+from service.compat.litestar import cors_only_with_origin, replace_handler_function
 from service.db.pool import close_pool, create_pool, resolve_database_url
 from service.health.routes import HealthController, MetricsController
 from service.http.client_ip import ClientAddressResolver
-from service.http.compression import CompressionMiddleware
+from service.http.compression import Compression
 from service.http.docs import DocsController
 from service.http.exception_handlers import ERROR_TRACKER_KEY, EXCEPTION_HANDLERS
 from service.http.middleware import RequestContextMiddleware
@@ -45,7 +45,7 @@ from service.retention.prune import prune_periodically
 from service.scans.routes import scan_handlers
 from service.security.auth import CALLER_CACHE_KEY
 from service.security.caller_cache import CallerCache
-from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, ReadYourWrites, listen_url
+from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener, listen_url
 from service.security.jwks import STATE_KEY as JWKS_STATE_KEY
 from service.security.jwks import JwksCache
 from service.security.providers import key_check_at_startup
@@ -281,21 +281,24 @@ def create_app(settings: Settings | None = None, tracer_provider: TracerProvider
     _allow_every_method_on_options(app)
     if settings.sentry_dsn:
         _start_error_tracking(app, settings)
-    # The router's 404s and 405s count against the rate limit too (service.security.rate_limit).
-    handler = rate_limiting.count_unrouted(app.asgi_handler)
+    # Litestar's CORS layer only for requests with an Origin header (service/compat/litestar.py).
+    handler = cors_only_with_origin(app.asgi_handler)
     if tracer_provider is not None:
         from service.observability import tracing
 
         handler = tracing.traced_asgi(handler, tracer_provider, settings)
     # Outermost, so 404s, 405s and CORS preflights carry the request id and headers too, and are
-    # counted in the metrics with their final status.
-    handler = ReadYourWrites(handler, caller_listener)
-    if settings.compression_min_bytes:
-        handler = CompressionMiddleware(handler, min_bytes=settings.compression_min_bytes)
+    # counted in the metrics with their final status. Compression, read-your-writes and the
+    # counting of the router's 404s and 405s against the rate limit are hooks of this one layer.
     app.asgi_handler = RequestContextMiddleware(
         handler,
         production=settings.is_production,
         client_addresses=ClientAddressResolver(settings.trusted_proxies),
         metrics=metrics.RequestMetrics() if settings.metrics_enabled else None,
+        compression=(
+            Compression(min_bytes=settings.compression_min_bytes) if settings.compression_min_bytes else None
+        ),
+        hold=caller_listener.caught_up,
+        unrouted=rate_limiting.unrouted.refusal,
     )
     return app

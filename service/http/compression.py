@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 
-from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Message, Send
 
 from service.http.conditional import COMPRESSED_SUFFIX
 
@@ -31,14 +31,6 @@ _GZIP_WBITS = 31  # zlib's gzip container
 _NEVER_UNDER = ("/api/auth", "/api/v1/auth")
 _TEXTUAL = (b"application/json", b"application/problem+json", b"text/", b"application/javascript")
 _VARY = (b"vary", b"Accept-Encoding")
-
-
-def accepts_gzip(scope: Scope) -> bool:
-    """Whether Accept-Encoding admits gzip (by name or `*`) with a q-value above 0."""
-    for name, value in scope["headers"]:
-        if name == b"accept-encoding":
-            return _accepts_gzip(value.decode("latin-1"))
-    return False
 
 
 def _accepts_gzip(header: str) -> bool:
@@ -79,19 +71,28 @@ def _tagged_compressed(value: bytes) -> bytes:
     return value
 
 
-class CompressionMiddleware:
-    def __init__(self, app: ASGIApp, *, min_bytes: int = MIN_BYTES, level: int = GZIP_LEVEL) -> None:
-        self.app = app
+class Compression:
+    """Applied by the outermost layer (service.http.middleware.RequestContextMiddleware), which
+    reads Accept-Encoding in its one pass over the request's headers and, for a client that takes
+    gzip, sends through `sender(send)`. A client that does not take gzip gets no Vary either, and
+    costs no layer and no `send` wrapper: its answer is `private`, so no shared cache serves it on.
+    """
+
+    def __init__(self, *, min_bytes: int = MIN_BYTES, level: int = GZIP_LEVEL) -> None:
         self.min_bytes = min_bytes
         self.level = level
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A client that does not take gzip gets no Vary either, and costs no send wrapper (about
-        # 5 % of a task list's CPU): its answer is `private`, so no shared cache serves it on.
-        if scope["type"] != "http" or scope["path"].startswith(_NEVER_UNDER) or not accepts_gzip(scope):
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, self._sender(send))
+    def applies(self, path: str, accept_encoding: bytes | None) -> bool:
+        """Whether to compress the answer to a request for `path` with this Accept-Encoding."""
+        return (
+            accept_encoding is not None
+            and not path.startswith(_NEVER_UNDER)
+            and _accepts_gzip(accept_encoding.decode("latin-1"))
+        )
+
+    def sender(self, send: Send) -> Send:
+        """`send`, compressing what is worth it (the headers are final by then)."""
+        return self._sender(send)
 
     def _sender(self, send: Send) -> Send:
         start: HTTPResponseStartEvent | None = None

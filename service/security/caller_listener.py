@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 import asyncpg
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.security import queries
 from service.security.caller_cache import CHANNEL, CallerCache
@@ -91,7 +90,13 @@ class CallerListener:
         """Return once every announcement committed before this call is in the cache (one
         heartbeat round trip, shared by every request waiting at the time), or at once when
         the cache is not trusted, since nothing is then served from it. At most
-        CATCH_UP_SECONDS: then the cache is distrusted, which serves the same purpose."""
+        CATCH_UP_SECONDS: then the cache is distrusted, which serves the same purpose.
+
+        Read-your-writes: the outermost layer (service.http.middleware, its `hold`) awaits this
+        before the response of an authenticated request with an unsafe method starts (it may
+        have logged out, changed a password or a role, or deleted an account). Safe methods,
+        and requests without credentials (register, login, refresh: none of them changes what
+        the cache holds), are not held."""
         if not self.cache.trusted():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -197,39 +202,3 @@ def _release(waiting: list[asyncio.Future[None]]) -> None:
     for waiter in waiting:
         if not waiter.done():
             waiter.set_result(None)
-
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _authorized(scope: Scope) -> bool:
-    return any(name == b"authorization" for name, _ in scope["headers"])
-
-
-class ReadYourWrites:
-    """ASGI layer: an authenticated request with an unsafe method (which may have logged out,
-    changed a password or a role, or deleted an account) holds its response until this worker's
-    listener has applied every announcement committed so far. Safe methods, and requests without
-    credentials (register, login, refresh: none of them changes what the cache holds), pass
-    straight through."""
-
-    def __init__(self, app: ASGIApp, listener: CallerListener) -> None:
-        self.app = app
-        self.listener = listener
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] in _SAFE_METHODS  # type: ignore[typeddict-item]
-            or not _authorized(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        listener = self.listener
-
-        async def send_after_catching_up(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                await listener.caught_up()
-            await send(message)
-
-        await self.app(scope, receive, send_after_catching_up)

@@ -7,8 +7,8 @@ an IPv6 client is counted by its /64, the smallest block an ISP hands a customer
 of its 2^64 addresses would otherwise have a budget of its own.
 
 404s and 405s count too (a scanner probing paths spends its budget): Litestar's router answers
-them before any of the app's middleware runs, so `CountUnrouted`, a layer around the router,
-counts them. Failed /metrics authentications have a limit of their own (`metrics_auth`):
+them before any of the app's middleware runs, so the outermost layer has `UnroutedCounting`
+count them. Failed /metrics authentications have a limit of their own (`metrics_auth`):
 AUTH_RATE_LIMIT_PER_MINUTE per address, counted before the token is checked.
 
 Why not Litestar's RateLimitMiddleware: it keeps a sliding history of every request's timestamp
@@ -100,10 +100,8 @@ return 0
 """
 # The app state's key for the RateLimiting object (the /metrics handler counts failures with it).
 STATE_KEY = "rate_limiting"
-# Set in the scope once RateLimitMiddleware has counted a request, so CountUnrouted does not.
+# Set in the scope once RateLimitMiddleware has counted a request, so UnroutedCounting does not.
 _COUNTED = "rate_limit_counted"
-# Answers Litestar's router gives before the app's middleware runs.
-_UNROUTED_STATUSES = frozenset({404, 405})
 _encoder = msgspec.json.Encoder()
 
 
@@ -138,6 +136,9 @@ class MemoryCounter:
         self.counts: dict[str, int] = {}
 
     async def hit(self, key: str) -> int:
+        return self.increment(key)
+
+    def increment(self, key: str) -> int:
         count = self.counts.get(key, 0) + 1
         self.counts[key] = count
         return count
@@ -174,7 +175,8 @@ class StoreOutage:
         self.down = False
 
     def skipping(self) -> bool:
-        return time.monotonic() < self.retry_at
+        # No clock read while the store has never failed (every request asks).
+        return self.retry_at != 0.0 and time.monotonic() < self.retry_at
 
     def failed(self, exc: Exception) -> None:
         if not self.down:
@@ -217,20 +219,31 @@ class RateLimitMiddleware:
         reset = (window + 1) * WINDOW_SECONDS - int(now)
         # Sign-in routes count against their own limit first, then the general one; the response
         # headers describe the first.
-        limits = [limiting.general]
-        if (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES:  # type: ignore[typeddict-item]
-            limits.insert(0, limiting.sign_in)
-        try:
-            async with asyncio.timeout(REDIS_DEADLINE_SECONDS):
-                counts = [await self._hit(limit, address, window, reset) for limit in limits]
-        except (RedisError, OSError, TimeoutError) as exc:
-            limiting.outage.failed(exc)
-            await self.app(scope, receive, send)
-            return
-        limiting.outage.answered()
+        sign_in = (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES  # type: ignore[typeddict-item]
+        limits = limiting.sign_in_limits if sign_in else limiting.general_limits
+        memory = limiting.memory
+        if memory is not None:
+            # In memory a count is one dict update: no deadline and no awaits. asyncio.timeout and
+            # the awaited hits were 3.2 % of a task list's samples (py-spy, bench/cpu_per_request.py).
+            first = 0
+            for limit in limits:
+                count = memory.increment(limiting.key(limit, address, window))
+                if count > limit.per_minute:
+                    raise _too_many(limit, reset)
+                first = first or count
+        else:
+            try:
+                async with asyncio.timeout(REDIS_DEADLINE_SECONDS):
+                    counts = [await self._hit(limit, address, window, reset) for limit in limits]
+            except (RedisError, OSError, TimeoutError) as exc:
+                limiting.outage.failed(exc)
+                await self.app(scope, receive, send)
+                return
+            limiting.outage.answered()
+            first = counts[0]
         scope[_COUNTED] = True  # type: ignore[literal-required]
         # The outermost layer adds these to the response (one send wrapper for all headers).
-        scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - counts[0]), reset)  # type: ignore[literal-required]
+        scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - first), reset)  # type: ignore[literal-required]
         await self.app(scope, receive, send)
 
     async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
@@ -248,44 +261,26 @@ def _too_many(limit: Limit, reset: int) -> TooManyRequests:
     )
 
 
-class CountUnrouted:
+class UnroutedCounting:
     """Counts, under the general limit, the 404s and 405s Litestar's router answers before any
     middleware of the app runs; past the limit the answer is the same 429 as RateLimitMiddleware's.
 
-    It sits inside the request-context layer (which has set `client_ip`) and only looks at the
-    status of a response's start, so a routed request costs one `send` wrapper here: 2.6-5.3 us
-    per request around a no-op ASGI app, on a busy 2-core machine (100,000 calls, 5 runs). The
-    router's 404s cannot be counted any cheaper from inside Litestar: no middleware of the app
-    runs for them, and exception handlers cannot await the counter (Redis).
+    The outermost layer (service.http.middleware.RequestContextMiddleware) calls `refusal` with
+    the start of every 404 or 405 it sends, so a routed request costs nothing here: no layer and
+    no `send` wrapper of its own (a layer of its own with its wrapper was 2.6-5.3 us per request
+    around a no-op ASGI app). The router's 404s cannot be counted from inside Litestar: no
+    middleware of the app runs for them, and exception handlers cannot await the counter (Redis).
     """
 
-    def __init__(self, app: ASGIApp, limiting: RateLimiting) -> None:
-        self.app = app
+    def __init__(self, limiting: RateLimiting) -> None:
         self.limiting = limiting
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        replaced = False
-
-        async def send_counted(message: Message) -> None:
-            nonlocal replaced
-            if replaced:  # the rest of the answer the 429 replaced
-                return
-            if (
-                message["type"] == "http.response.start"
-                and message["status"] in _UNROUTED_STATUSES
-                and _COUNTED not in scope
-            ):
-                refusal = await self._count(scope)
-                if refusal is not None:
-                    replaced = True
-                    await self._send_refusal(scope, message, refusal, send)
-                    return
-            await send(message)
-
-        await self.app(scope, receive, send_counted)
+    async def refusal(self, scope: Scope, start: Message) -> tuple[Message, Message] | None:
+        """The 429's start and body to send instead of this unrouted answer, or None to send it."""
+        if _COUNTED in scope or scope["path"].startswith(EXEMPT_PREFIXES):
+            return None
+        refusal = await self._count(scope)
+        return None if refusal is None else _refusal_messages(scope, start, refusal)
 
     async def _count(self, scope: Scope) -> TooManyRequests | None:
         limiting = self.limiting
@@ -305,38 +300,36 @@ class CountUnrouted:
         scope[RESPONSE_HEADERS_KEY] = _headers(limit, max(0, limit.per_minute - count), reset)  # type: ignore[literal-required]
         return _too_many(limit, reset) if count > limit.per_minute else None
 
-    @staticmethod
-    async def _send_refusal(scope: Scope, start: Message, refusal: TooManyRequests, send: Send) -> None:
-        """The 429 problem+json in place of the router's answer, keeping its other headers (CORS)."""
-        request_id = scope.get("request_id")  # type: ignore[call-overload]
-        body = _encoder.encode(
-            Problem(
-                status=429,
-                title="Too Many Requests",
-                detail=refusal.detail,
-                instance=scope["path"],
-                request_id=request_id if isinstance(request_id, str) else None,
-            )
+
+def _refusal_messages(scope: Scope, start: Message, refusal: TooManyRequests) -> tuple[Message, Message]:
+    """The 429 problem+json in place of the router's answer, keeping its other headers (CORS)."""
+    request_id = scope.get("request_id")  # type: ignore[call-overload]
+    body = _encoder.encode(
+        Problem(
+            status=429,
+            title="Too Many Requests",
+            detail=refusal.detail,
+            instance=scope["path"],
+            request_id=request_id if isinstance(request_id, str) else None,
         )
-        headers = cast("list[tuple[bytes, bytes]]", start.get("headers", []))
-        kept = [
-            (name, value)
-            for name, value in headers
-            if name.lower() not in (b"content-type", b"content-length")
-        ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    *kept,
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", (refusal.headers or {})["Retry-After"].encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    )
+    headers = cast("list[tuple[bytes, bytes]]", start.get("headers", []))
+    kept = [
+        (name, value) for name, value in headers if name.lower() not in (b"content-type", b"content-length")
+    ]
+    return (
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                *kept,
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", (refusal.headers or {})["Retry-After"].encode()),
+            ],
+        },
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
 
 
 def _headers(limit: Limit, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
@@ -366,11 +359,13 @@ class RateLimiting:
             settings.auth_rate_limit_per_minute,
             "too many failed /metrics authentications from this address",
         )
+        self.general_limits = (self.general,)
+        self.sign_in_limits = (self.sign_in, self.general)
         self.outage = StoreOutage()
         self.redis: Redis | None = None
         self.counter: Counter
         self.prefix = ""
-        self._memory: MemoryCounter | None = None
+        self.memory: MemoryCounter | None = None
         self.clock: Clock = time.time
         if settings.redis_url:
             self.redis = Redis.from_url(
@@ -381,16 +376,17 @@ class RateLimiting:
             self.prefix = f"{settings.redis_key_prefix}:"
             self.counter = RedisCounter(self.redis)
         else:
-            self._memory = MemoryCounter()
-            self.counter = self._memory
+            self.memory = MemoryCounter()
+            self.counter = self.memory
 
     @property
     def middleware(self) -> list[DefineMiddleware]:
         return [DefineMiddleware(RateLimitMiddleware, limiting=self)]
 
-    def count_unrouted(self, app: ASGIApp) -> ASGIApp:
-        """`app` (Litestar's handler) with its 404s and 405s counted: see CountUnrouted."""
-        return CountUnrouted(app, self)
+    @property
+    def unrouted(self) -> UnroutedCounting:
+        """What counts the router's 404s and 405s (for the outermost layer): see UnroutedCounting."""
+        return UnroutedCounting(self)
 
     def key(self, limit: Limit, address: str, window: int) -> str:
         return f"{self.prefix}{limit.name}:{address}:{window}"
@@ -428,7 +424,7 @@ class RateLimiting:
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         app.state[STATE_KEY] = self
         self.clock = app.state.get(CLOCK_KEY, time.time)
-        sweeper = None if self._memory is None else asyncio.create_task(self._sweep(self._memory))
+        sweeper = None if self.memory is None else asyncio.create_task(self._sweep(self.memory))
         try:
             yield
         finally:

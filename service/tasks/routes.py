@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -18,6 +17,7 @@ from service.http.conditional import (
     ConditionalGet,
     IfMatch,
     digest_tag,
+    json_with_tag,
     required_versions,
     row_tag,
     stale,
@@ -100,7 +100,7 @@ class TaskController(Controller):
         headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
         # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
         tag = digest_tag(body, headers["X-Total-Count"].encode())
-        return with_tag(request, tag, body, headers=headers, media_type=MediaType.JSON)
+        return json_with_tag(request, tag, body, {name.lower(): value for name, value in headers.items()})
 
     @post(
         "/",

@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.config.cors import CORSConfig
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 
-from service.compat.litestar import StructSchemaPlugin, cached_form, replace_handler_function
+from service.compat.litestar import (
+    StructSchemaPlugin,
+    cached_form,
+    cors_only_with_origin,
+    replace_handler_function,
+)
 
 
 def test_the_struct_schema_plugin_can_still_be_extended() -> None:
@@ -52,3 +58,28 @@ async def test_the_parsed_form_is_cached_on_the_scope_as_a_dict() -> None:
     async with AsyncTestClient(Litestar([read_form])) as client:
         response = await client.post("/form", files={"file": ("", b""), "text": (None, "hello")})
     assert response.json() == {"is_dict": True, "keys": ["file", "text"]}
+
+
+async def test_the_cors_layer_is_the_app_handler_and_is_skipped_only_without_an_origin() -> None:
+    @get("/thing", sync_to_thread=False)
+    def read_thing() -> str:
+        return "thing"
+
+    app = Litestar([read_thing], cors_config=CORSConfig(allow_origins=["https://app.example"]))
+    plain = app.asgi_handler
+    app.asgi_handler = cors_only_with_origin(plain)
+    assert app.asgi_handler is not plain, "Litestar's handler is no longer its CORS layer"
+    assert app.asgi_handler.app is plain.app  # type: ignore[attr-defined]
+    async with AsyncTestClient(app) as client:
+        with_origin = await client.get("/thing", headers={"Origin": "https://app.example"})
+        preflight = await client.options(
+            "/thing", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+        )
+        without = await client.get("/thing")
+    assert with_origin.headers["access-control-allow-origin"] == "https://app.example"
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert without.text == "thing"
+    assert "access-control-allow-origin" not in without.headers
+    without_cors = Litestar([read_thing]).asgi_handler
+    assert cors_only_with_origin(without_cors) is without_cors
