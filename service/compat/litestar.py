@@ -17,7 +17,12 @@
   is Litestar's CORS layer around the exception layer around the router. The CORS layer does
   nothing for a request without an Origin header but costs, on every request, its bypass check
   and a Headers object built from the scope: 1.7 % of a task list's samples (py-spy,
-  bench/cpu_per_request.py). `cors_only_with_origin` sends only requests with an Origin through it.
+  bench/cpu_per_request.py). `cors_only_with_origin` sends only requests with an Origin through it,
+  and can put a layer of ours (the task list's fast path) between it and the exception layer.
+- `ASGIRouter.handle_routing`, `normalize_path` and `is_valid_host` (`litestar._asgi`): how the
+  router picks a route for a request. `routed` asks the router's own (cached) decision, so the task
+  list's fast path (service/tasks/fast_list.py) answers exactly the requests Litestar would
+  route to that handler, with the path and path parameters Litestar would give it.
 
 tests/compat/test_litestar.py fails when any of these moves.
 """
@@ -27,11 +32,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from litestar import Litestar
+from litestar._asgi.utils import is_valid_host
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware._internal.cors import CORSMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, RouteHandlerType, Scope, Send
+from litestar.utils.path import normalize_path
 from litestar.utils.scope.state import ScopeState
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "cached_form",
     "cors_only_with_origin",
     "replace_handler_function",
+    "routed",
 ]
 
 
@@ -78,7 +87,36 @@ class _OriginGate:
         await self.app(scope, receive, send)
 
 
-def cors_only_with_origin(handler: ASGIApp) -> ASGIApp:
+def cors_only_with_origin(handler: ASGIApp, inner: Callable[[ASGIApp], ASGIApp] | None = None) -> ASGIApp:
     """`handler` (an app's `asgi_handler`) with its CORS layer skipped for requests without an
-    Origin header; unchanged when it is not Litestar's CORS layer (no CORS config)."""
-    return _OriginGate(handler) if isinstance(handler, CORSMiddleware) else handler
+    Origin header; unchanged when it is not Litestar's CORS layer (no CORS config). `inner`
+    wraps what the CORS layer wraps (the exception layer around the router)."""
+    if not isinstance(handler, CORSMiddleware):
+        return handler if inner is None else inner(handler)
+    if inner is not None:
+        handler.app = inner(handler.app)
+    return _OriginGate(handler)
+
+
+Routed = tuple[RouteHandlerType, str, dict[str, Any], str]
+
+
+def routed(app: Litestar, scope: Scope) -> Routed | None:
+    """Where `app`'s router sends this HTTP request: (handler, path, path parameters, path
+    template), as it would write them into the scope; None when it would answer itself (404,
+    405, an invalid Host header) or the scope has a root_path."""
+    if scope.get("root_path"):
+        return None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            if not is_valid_host(value):
+                return None
+            break
+    try:
+        # Called as the router calls it, so both share its routing cache's entries.
+        _, handler, path, params, template = app.asgi_router.handle_routing(
+            path=normalize_path(scope["path"]), method=scope.get("method")
+        )
+    except Exception:  # the router's NotFoundException, MethodNotAllowedException
+        return None
+    return handler, path, params, template

@@ -140,19 +140,26 @@ class EncodedAnswer(Response[bytes]):
         await send(body)
 
 
-def json_with_tag(
-    request: Request[Any, Any, Any], tag: str, body: bytes, headers: dict[str, str]
-) -> Response[Any]:
-    """`with_tag` for a JSON body encoded already, as an EncodedAnswer: `headers` (lowercase
+def tagged_json(
+    scope: Scope, tag: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The status, header pairs and body of a JSON answer encoded already: `headers` (lowercase
     names), then ETag; a 304 without body, content-type or content-length when If-None-Match
     says the client holds it."""
     encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     encoded.append((b"etag", tag.encode("latin-1")))
-    if not_modified(request_header(request.scope, b"if-none-match"), tag):
-        return EncodedAnswer(304, encoded, b"")
+    if not_modified(request_header(scope, b"if-none-match"), tag):
+        return 304, encoded, b""
     encoded.append((b"content-type", b"application/json"))
     encoded.append((b"content-length", str(len(body)).encode()))
-    return EncodedAnswer(200, encoded, body)
+    return 200, encoded, body
+
+
+def json_with_tag(
+    request: Request[Any, Any, Any], tag: str, body: bytes, headers: dict[str, str]
+) -> Response[Any]:
+    """`with_tag` for a JSON body encoded already, as an EncodedAnswer (`tagged_json`)."""
+    return EncodedAnswer(*tagged_json(request.scope, tag, body, headers))
 
 
 def required_versions(if_match: str | None) -> list[str] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar.connection import ASGIConnection
@@ -143,9 +143,11 @@ def _caller_in_scope(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller |
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    cached = _caller_in_scope(connection)
+    cached = connection.scope.get(_SCOPE_KEY)  # type: ignore[call-overload]
     if cached is not None:
-        return cached
+        if isinstance(cached, Exception):  # what `authenticate_remembered` met for this request
+            raise cached
+        return cast("Caller", cached)
     state = connection.app.state
     token = _bearer_token(connection)
     try:
@@ -173,6 +175,17 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller
         await _require_mfa(connection, caller)
     connection.scope[_SCOPE_KEY] = caller  # type: ignore[literal-required]
     return caller
+
+
+async def authenticate_remembered(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    """`authenticate`, keeping a failure on the scope too: the task list's fast path
+    (service/tasks/fast_list.py) hands a request it cannot answer to the router, whose route
+    then raises the very same exception instead of verifying the token a second time."""
+    try:
+        return await authenticate(connection)
+    except Exception as exc:
+        connection.scope[_SCOPE_KEY] = exc  # type: ignore[literal-required]
+        raise
 
 
 async def _require_mfa(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -> None:

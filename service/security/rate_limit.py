@@ -102,6 +102,8 @@ return 0
 STATE_KEY = "rate_limiting"
 # Set in the scope once RateLimitMiddleware has counted a request, so UnroutedCounting does not.
 _COUNTED = "rate_limit_counted"
+# The 429 a request was refused with, for a second `admit` of the same request to raise again.
+_REFUSED = "rate_limit_refused"
 _encoder = msgspec.json.Encoder()
 
 
@@ -209,48 +211,9 @@ class RateLimitMiddleware:
         self.limiting = limiting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiting = self.limiting
-        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES) or limiting.outage.skipping():
-            await self.app(scope, receive, send)
-            return
-        address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
-        now = limiting.clock()
-        window = int(now // WINDOW_SECONDS)
-        reset = (window + 1) * WINDOW_SECONDS - int(now)
-        # Sign-in routes count against their own limit first, then the general one; the response
-        # headers describe the first.
-        sign_in = (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES  # type: ignore[typeddict-item]
-        limits = limiting.sign_in_limits if sign_in else limiting.general_limits
-        memory = limiting.memory
-        if memory is not None:
-            # In memory a count is one dict update: no deadline and no awaits. asyncio.timeout and
-            # the awaited hits were 3.2 % of a task list's samples (py-spy, bench/cpu_per_request.py).
-            first = 0
-            for limit in limits:
-                count = memory.increment(limiting.key(limit, address, window))
-                if count > limit.per_minute:
-                    raise _too_many(limit, reset)
-                first = first or count
-        else:
-            try:
-                async with asyncio.timeout(REDIS_DEADLINE_SECONDS):
-                    counts = [await self._hit(limit, address, window, reset) for limit in limits]
-            except (RedisError, OSError, TimeoutError) as exc:
-                limiting.outage.failed(exc)
-                await self.app(scope, receive, send)
-                return
-            limiting.outage.answered()
-            first = counts[0]
-        scope[_COUNTED] = True  # type: ignore[literal-required]
-        # The outermost layer adds these to the response (one send wrapper for all headers).
-        scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - first), reset)  # type: ignore[literal-required]
+        if scope["type"] == "http":
+            await self.limiting.admit(scope)
         await self.app(scope, receive, send)
-
-    async def _hit(self, limit: Limit, address: str, window: int, reset: int) -> int:
-        count = await self.limiting.counter.hit(self.limiting.key(limit, address, window))
-        if count > limit.per_minute:
-            raise _too_many(limit, reset)
-        return count
 
 
 def _too_many(limit: Limit, reset: int) -> TooManyRequests:
@@ -390,6 +353,56 @@ class RateLimiting:
 
     def key(self, limit: Limit, address: str, window: int) -> str:
         return f"{self.prefix}{limit.name}:{address}:{window}"
+
+    async def admit(self, scope: Scope) -> None:
+        """Count this request (once: a second call for the same request, after the task list's
+        fast path counted it and handed it to the router, repeats the first's outcome) and
+        raise the 429 past a limit; put the RateLimit-* headers in the scope."""
+        if _COUNTED in scope:
+            return
+        refused: TooManyRequests | None = scope.get(_REFUSED)  # type: ignore[call-overload,assignment]
+        if refused is not None:
+            raise refused
+        if scope["path"].startswith(EXEMPT_PREFIXES) or self.outage.skipping():
+            return
+        address = client_key(scope.get("client_ip") or "unknown")  # type: ignore[typeddict-item,arg-type]
+        now = self.clock()
+        window = int(now // WINDOW_SECONDS)
+        reset = (window + 1) * WINDOW_SECONDS - int(now)
+        # Sign-in routes count against their own limit first, then the general one; the response
+        # headers describe the first.
+        sign_in = (scope["method"], scope.get("path_template")) in SIGN_IN_ROUTES  # type: ignore[typeddict-item]
+        limits = self.sign_in_limits if sign_in else self.general_limits
+        memory = self.memory
+        if memory is not None:
+            # In memory a count is one dict update: no deadline and no awaits. asyncio.timeout and
+            # the awaited hits were 3.2 % of a task list's samples (py-spy, bench/cpu_per_request.py).
+            first = 0
+            for limit in limits:
+                count = memory.increment(self.key(limit, address, window))
+                if count > limit.per_minute:
+                    scope[_REFUSED] = refusal = _too_many(limit, reset)  # type: ignore[literal-required]
+                    raise refusal
+                first = first or count
+        else:
+            try:
+                async with asyncio.timeout(REDIS_DEADLINE_SECONDS):
+                    counts = [await self._hit(scope, limit, address, window, reset) for limit in limits]
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.outage.failed(exc)
+                return
+            self.outage.answered()
+            first = counts[0]
+        scope[_COUNTED] = True  # type: ignore[literal-required]
+        # The outermost layer adds these to the response (one send wrapper for all headers).
+        scope[RESPONSE_HEADERS_KEY] = _headers(limits[0], max(0, limits[0].per_minute - first), reset)  # type: ignore[literal-required]
+
+    async def _hit(self, scope: Scope, limit: Limit, address: str, window: int, reset: int) -> int:
+        count = await self.counter.hit(self.key(limit, address, window))
+        if count > limit.per_minute:
+            scope[_REFUSED] = refusal = _too_many(limit, reset)  # type: ignore[literal-required]
+            raise refusal
+        return count
 
     async def spend_attempt(self, limit: Limit, scope: Scope) -> str | None:
         """Count one attempt at a secret before it is checked, atomically, so a burst gets no

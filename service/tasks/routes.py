@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -15,12 +15,13 @@ from service.http.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED_RESPONSE,
     ConditionalGet,
+    EncodedAnswer,
     IfMatch,
     digest_tag,
-    json_with_tag,
     required_versions,
     row_tag,
     stale,
+    tagged_json,
     with_tag,
 )
 from service.http.errors import require_json_body
@@ -31,7 +32,20 @@ from service.tasks import queries
 from service.tasks.models import CreateTask, Task, UpdateTask
 
 MAX_OFFSET = 100_000
+LIST_OPERATION_ID = "listTasks"
+# What the task list's fast path (service/tasks/fast_list.py) met while querying, for this route
+# to raise in its place: the same exception, answered by the same exception handlers.
+FAST_PATH_FAILURE_KEY = "task_list_failure"
 _encode = msgspec.json.Encoder().encode
+# What a path keeps as it is in a URL: RFC 3986's pchar and "/"; the rest (a provider subject's
+# non-ASCII letters, spaces, quotes, "%") is percent-encoded as UTF-8, so a header can carry it.
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+
+
+def url_path(path: str) -> str:
+    """A decoded ASGI path as it is written in a URL (a Link or Location header)."""
+    return quote(path, safe=_PATH_SAFE)
+
 
 TaskId = Annotated[
     int,
@@ -52,8 +66,19 @@ def _pagination_headers(
     if offset + limit < total:
         query = {} if completed is None else {"completed": str(completed).lower()}
         query.update(limit=str(limit), offset=str(offset + limit))
-        headers["Link"] = f'<{path}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = f'<{url_path(path)}?{urlencode(query)}>; rel="next"'
     return headers
+
+
+def list_answer(
+    scope: Any, tasks: list[Task], total: int, completed: bool | None, limit: int, offset: int
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The task list's status, header pairs and body: the route's and its fast path's."""
+    body = _encode(tasks)
+    headers = _pagination_headers(scope["path"], completed, total, limit, offset)
+    # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
+    tag = digest_tag(body, headers["X-Total-Count"].encode())
+    return tagged_json(scope, tag, body, {name.lower(): value for name, value in headers.items()})
 
 
 class TaskController(Controller):
@@ -65,7 +90,7 @@ class TaskController(Controller):
 
     @get(
         "/",
-        operation_id="listTasks",
+        operation_id=LIST_OPERATION_ID,
         summary="List the caller's tasks, newest first",
         response_headers=[
             DocumentedHeader(
@@ -93,14 +118,13 @@ class TaskController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
         caller = authenticated_caller(request)
+        failure: Exception | None = request.scope.get(FAST_PATH_FAILURE_KEY)  # type: ignore[call-overload,assignment]
+        if failure is not None:
+            raise failure
         tasks, total = await queries.list_tasks(
             request.app.state.pool, caller.id, caller.subject, completed, limit, offset
         )
-        body = _encode(tasks)
-        headers = _pagination_headers(request.scope["path"], completed, total, limit, offset)
-        # Encoded here rather than by Litestar, so the tag is a digest of the very bytes sent.
-        tag = digest_tag(body, headers["X-Total-Count"].encode())
-        return json_with_tag(request, tag, body, {name.lower(): value for name, value in headers.items()})
+        return EncodedAnswer(*list_answer(request.scope, tasks, total, completed, limit, offset))  # type: ignore[return-value]
 
     @post(
         "/",
@@ -119,7 +143,7 @@ class TaskController(Controller):
         created = await queries.create_task(
             request.app.state.pool, caller.id, caller.subject, data.title, data.description, data.is_completed
         )
-        location = f"{request.url.path.rstrip('/')}/{created.task.id}"
+        location = f"{url_path(request.url.path.rstrip('/'))}/{created.task.id}"
         return Response(
             created.task, status_code=201, headers={"Location": location, "ETag": row_tag(created.version)}
         )
