@@ -9,12 +9,14 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from service.compat.litestar import (
     StructSchemaPlugin,
     cached_form,
     cors_only_with_origin,
     replace_handler_function,
+    routed,
 )
 
 
@@ -83,3 +85,53 @@ async def test_the_cors_layer_is_the_app_handler_and_is_skipped_only_without_an_
     assert "access-control-allow-origin" not in without.headers
     without_cors = Litestar([read_thing]).asgi_handler
     assert cors_only_with_origin(without_cors) is without_cors
+
+
+async def test_a_layer_put_inside_the_cors_layer_sees_requests_after_it() -> None:
+    @get("/thing", sync_to_thread=False)
+    def read_thing() -> str:
+        return "thing"
+
+    seen: list[str] = []
+
+    def inner(app: ASGIApp) -> ASGIApp:
+        async def layer(scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope["path"])
+            await app(scope, receive, send)
+
+        return layer
+
+    app = Litestar([read_thing], cors_config=CORSConfig(allow_origins=["https://app.example"]))
+    app.asgi_handler = cors_only_with_origin(app.asgi_handler, inner=inner)
+    async with AsyncTestClient(app) as client:
+        with_origin = await client.get("/thing", headers={"Origin": "https://app.example"})
+        without = await client.get("/thing/")
+    assert with_origin.headers["access-control-allow-origin"] == "https://app.example"
+    assert without.text == "thing"
+    assert seen == ["/thing", "/thing/"]
+
+
+def test_routed_is_the_routers_own_decision() -> None:
+    @get("/api/{user_id:str}/things", sync_to_thread=False)
+    def list_things() -> str:
+        return "things"
+
+    @get("/api/users/{user_id:uuid}", sync_to_thread=False)
+    def read_user() -> None:
+        return None
+
+    app = Litestar([list_things, read_user])
+
+    def scope(path: str, method: str = "GET", host: bytes = b"testserver") -> Any:
+        return {"type": "http", "path": path, "method": method, "headers": [(b"host", host)]}
+
+    handler, path, params, template = routed(app, scope("/api/someone/things/")) or (None,) * 4
+    assert handler is not None
+    assert handler.handler_name == "list_things"
+    assert path == "/api/someone/things"
+    assert params == {"user_id": "someone"}
+    assert template == "/api/{user_id}/things"
+    assert routed(app, scope("/api/someone/things", "POST")) is None  # the router's 405
+    assert routed(app, scope("/api/someone/nothing")) is None  # its 404
+    assert routed(app, scope("/api/someone/things", host=b"bad host")) is None  # its 400
+    assert routed(app, {**scope("/api/someone/things"), "root_path": "/mounted"}) is None
