@@ -92,3 +92,24 @@ async def test_a_supabase_user_works_with_seed_002_paths(external_client: httpx.
     # The same subject from Better Auth is another account: it cannot see the Supabase user's task.
     look = await external_client.get(f"/api/{subject}/tasks/{task_id}", headers=better_auth_token(subject))
     assert look.status_code == 404
+
+
+async def test_a_subject_outside_latin_1_gets_percent_encoded_link_and_location(
+    external_client: httpx.AsyncClient,
+) -> None:
+    subject = "пользователь-7"  # a header cannot carry it as it is (it had made the list a 500)
+    encoded = "%D0%BF%D0%BE%D0%BB%D1%8C%D0%B7%D0%BE%D0%B2%D0%B0%D1%82%D0%B5%D0%BB%D1%8C-7"
+    for headers in (better_auth_token(subject), supabase_token(subject)):
+        created = [
+            await external_client.post(f"/api/{subject}/tasks", json={"title": title}, headers=headers)
+            for title in ("one", "two")
+        ]
+        assert [answer.status_code for answer in created] == [201, 201]
+        assert created[0].headers["location"] == f"/api/{encoded}/tasks/{created[0].json()['id']}"
+        for prefix in ("/api", "/api/v1"):
+            listed = await external_client.get(f"{prefix}/{subject}/tasks?limit=1", headers=headers)
+            assert listed.status_code == 200
+            assert listed.headers["link"] == f'<{prefix}/{encoded}/tasks?limit=1&offset=1>; rel="next"'
+            next_url = listed.headers["link"][1:].partition(">")[0]
+            following = await external_client.get(next_url, headers=headers)
+            assert [task["title"] for task in following.json()] == ["one"]
