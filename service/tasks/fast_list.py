@@ -24,7 +24,7 @@ compares the answers byte for byte.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from litestar import Litestar
 from litestar.connection import ASGIConnection
@@ -36,12 +36,17 @@ from service.security.auth import authenticate_remembered
 from service.security.rate_limit import STATE_KEY as RATE_LIMITING_KEY
 from service.security.rate_limit import RateLimiting
 from service.tasks import queries
-from service.tasks.routes import FAST_PATH_FAILURE_KEY, LIST_OPERATION_ID, MAX_OFFSET, list_answer
+from service.tasks.routes import (
+    DEFAULT_LIMIT,
+    FAST_PATH_FAILURE_KEY,
+    LIST_OPERATION_ID,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    list_answer,
+)
 
 # The app state's key for the fast path itself (tests read how many requests it answered).
 STATE_KEY = "task_list_fast_path"
-MAX_LIMIT = 200
-DEFAULT_LIMIT = 50
 
 
 def _number(value: bytes, maximum: int) -> int | None:
@@ -148,6 +153,6 @@ class FastTaskList:
         return True
 
 
-def fast_task_list(litestar: Litestar) -> Any:
+def fast_task_list(litestar: Litestar) -> Callable[[ASGIApp], ASGIApp]:
     """The wrapper for `cors_only_with_origin(..., inner=...)`: the fast path around what it gets."""
     return lambda app: FastTaskList(app, litestar)

@@ -32,6 +32,8 @@ from service.tasks import queries
 from service.tasks.models import CreateTask, Task, UpdateTask
 
 MAX_OFFSET = 100_000
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
 LIST_OPERATION_ID = "listTasks"
 # What the task list's fast path (service/tasks/fast_list.py) met while querying, for this route
 # to raise in its place: the same exception, answered by the same exception handlers.
@@ -114,7 +116,7 @@ class TaskController(Controller):
         completed: Annotated[
             bool | None, QueryParameter(description="Only completed (true) or only open (false) tasks.")
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=200, description="Page size.")] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Tasks to skip.")] = 0,
     ) -> Response[list[Task]]:
         caller = authenticated_caller(request)
