@@ -259,7 +259,9 @@ async def test_an_ipv6_64_shares_one_budget(app_client: Client) -> None:
 # 6. /metrics token guesses
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
+# The redis case starts the session's redis-server through request.getfixturevalue, which
+# tests/harness.py does not follow: `slow` by hand.
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.slow)])
 async def test_metrics_token_guesses_are_limited(
     app_client: Client, request: pytest.FixtureRequest, store: str
 ) -> None:
