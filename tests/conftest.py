@@ -282,13 +282,15 @@ async def running(app: Litestar) -> AsyncIterator[Litestar]:
 
 
 # create_app registers about 440 route handlers (every /api route twice, with its /api/v1 twin),
-# 0.2-0.4 s a call on a 2-core machine: more than everything else a typical in-process test does
-# (measured: the fast tier spent most of its setup time there). So the `app` fixture builds one
+# 0.2-0.6 s a call on a busy 2-core machine: more than everything else a typical in-process test
+# does (tests/tasks and tests/users: 130 tests in 90 s with an app each, 11 s reusing one, load
+# 5). So the `app` fixture (and `app_for`'s other callers) builds one
 # app per distinct settings and gives later tests that app with its per-app state renewed
 # (`_renewed`): the rate limiter's counters and clock, the caller cache and its listener, the
 # request metrics, `app.state`, the logging set-up. Whatever a lifespan makes (pool, HTTP
 # clients, key caches, workers) is new anyway: every test runs the lifespan afresh. Tests that
-# change the app itself (register routes, hand it a tracer) call create_app.
+# change the app itself (register routes, hand it a tracer) call create_app. An app kept here
+# holds about 2 MB; a new per-app object that keeps state between requests belongs in _RENEWABLE.
 _REUSABLE: dict[bytes, tuple[Litestar, dict[str, Any]]] = {}
 _RENEWABLE = (RateLimiting, CallerListener, RequestMetrics)
 
@@ -314,7 +316,7 @@ def _renewable_parts(app: Litestar) -> dict[type, list[Any]]:
 def _renewed(app: Litestar, settings: Settings, pristine: dict[str, Any]) -> Litestar:
     """`app` as create_app(settings) would make it again."""
     configure_logging(settings.log_level, settings.log_format)
-    app.state._state.clear()
+    app.state.clear()
     app.state.update(pristine)
     for kind, parts in _renewable_parts(app).items():
         for part in parts:

@@ -8,7 +8,8 @@ fixture function uses, followed through the helpers of tests/ they call, reachin
 starts processes some other way (or through a fixture it asks for with
 `request.getfixturevalue`, which is not followed) is marked `@pytest.mark.slow` by hand.
 
-`uv run pytest -m "not slow"` is the fast tier; `uv run pytest` runs everything.
+`uv run pytest -m "not slow"` is the fast tier (`-n 2` spreads it over two cores with pytest-xdist);
+`uv run pytest` runs everything.
 
 Time limits: pytest-timeout fails a test that runs past its limit (pyproject.toml's `timeout`, or
 `@pytest.mark.timeout(N)`) with every thread's stack, and the run goes on. Should a test not
