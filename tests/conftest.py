@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import msgspec
 import psycopg
 import pytest
 import redis
@@ -28,7 +29,11 @@ from litestar import Litestar
 from service.app import create_app
 from service.db import migrations
 from service.db.embedded import EmbeddedPostgres
-from service.security.caller_listener import CALLER_LISTENER_KEY
+from service.observability.logs import configure_logging
+from service.observability.metrics import RequestMetrics
+from service.security.caller_cache import CallerCache
+from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener
+from service.security.rate_limit import RateLimiting
 from service.security.tokens import issue_access_token
 from service.settings import Settings, load_settings
 from tests import harness, reaper
@@ -244,6 +249,9 @@ async def db(database_url: str, emptying: str) -> AsyncIterator[asyncpg.Connecti
         await connection.close()
 
 
+_RUNNING: set[int] = set()  # the apps whose lifespan `running` has started and not yet ended
+
+
 @asynccontextmanager
 async def running(app: Litestar) -> AsyncIterator[Litestar]:
     """Run the app's lifespan in a task of its own: pytest-asyncio sets fixtures up and tears
@@ -256,22 +264,93 @@ async def running(app: Litestar) -> AsyncIterator[Litestar]:
             started.set()
             await stop.wait()
 
+    _RUNNING.add(id(app))
     task = asyncio.create_task(lifespan())
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        task.result()
     try:
+        if task.done():
+            waiter.cancel()
+            task.result()
         yield app
     finally:
         stop.set()
-        await task
+        try:
+            await task
+        finally:
+            _RUNNING.discard(id(app))
+
+
+# create_app registers about 440 route handlers (every /api route twice, with its /api/v1 twin),
+# 0.2-0.6 s a call on a busy 2-core machine: more than everything else a typical in-process test
+# does (tests/tasks and tests/users: 130 tests in 90 s with an app each, 11 s reusing one, load
+# 5). So the `app` fixture (and `app_for`'s other callers) builds one
+# app per distinct settings and gives later tests that app with its per-app state renewed
+# (`_renewed`): the rate limiter's counters and clock, the caller cache and its listener, the
+# request metrics, `app.state`, the logging set-up. Whatever a lifespan makes (pool, HTTP
+# clients, key caches, workers) is new anyway: every test runs the lifespan afresh. Tests that
+# change the app itself (register routes, hand it a tracer) call create_app. An app kept here
+# holds about 2 MB; a new per-app object that keeps state between requests belongs in _RENEWABLE.
+_REUSABLE: dict[bytes, tuple[Litestar, dict[str, Any]]] = {}
+_RENEWABLE = (RateLimiting, CallerListener, RequestMetrics)
+
+
+def _renewable_parts(app: Litestar) -> dict[type, list[Any]]:
+    """The objects of `_RENEWABLE` in the app's layers (attributes of service objects, followed
+    from the outermost ASGI layer)."""
+    found: dict[type, list[Any]] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [app.asgi_handler]
+    while stack:
+        thing = stack.pop()
+        if id(thing) in seen:
+            continue
+        seen.add(id(thing))
+        if isinstance(thing, _RENEWABLE):
+            found.setdefault(type(thing), []).append(thing)
+        elif type(thing).__module__.startswith("service.") and hasattr(thing, "__dict__"):
+            stack.extend(vars(thing).values())
+    return found
+
+
+def _renewed(app: Litestar, settings: Settings, pristine: dict[str, Any]) -> Litestar:
+    """`app` as create_app(settings) would make it again."""
+    configure_logging(settings.log_level, settings.log_format)
+    app.state.clear()
+    app.state.update(pristine)
+    for kind, parts in _renewable_parts(app).items():
+        for part in parts:
+            if kind is RateLimiting:
+                part.__init__(settings)
+            elif kind is CallerListener:
+                part.__init__(CallerCache(settings.caller_cache_size))
+            else:
+                part.__init__()
+    return app
+
+
+def app_for(settings: Settings) -> Litestar:
+    """create_app(settings), or the app made earlier for equal settings, renewed. An app whose
+    layers are not as `_renewed` knows them (one each of rate limiting and caller listener),
+    or that owns a tracer or an error tracker, is made anew each time."""
+    if settings.tracing_enabled or settings.sentry_dsn:
+        return create_app(settings)
+    key = msgspec.json.encode(msgspec.structs.replace(settings, data_dir=""))
+    if key in _REUSABLE:
+        app, pristine = _REUSABLE[key]
+        if id(app) not in _RUNNING:  # else a second app for equal settings in the same test
+            return _renewed(app, settings, pristine)
+        return create_app(settings)
+    app = create_app(settings)
+    parts = _renewable_parts(app)
+    if len(parts.get(RateLimiting, ())) == 1 and len(parts.get(CallerListener, ())) == 1:
+        _REUSABLE[key] = (app, dict(app.state))
+    return app
 
 
 @pytest.fixture
 async def app(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[Litestar]:
-    async with running(create_app(settings)) as application:
+    async with running(app_for(settings)) as application:
         yield application
 
 

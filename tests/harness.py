@@ -5,9 +5,11 @@ Tiers: a test is `slow` when it or one of its fixtures starts OS processes or ne
 of its own). `mark_slow_tests` finds them by reading the code: the names a test function or a
 fixture function uses, followed through the helpers of tests/ they call, reaching
 `subprocess`, `asyncio.create_subprocess_exec`, `EmbeddedPostgres` or `tests.reaper`. A test that
-starts processes some other way is marked `@pytest.mark.slow` by hand.
+starts processes some other way (or through a fixture it asks for with
+`request.getfixturevalue`, which is not followed) is marked `@pytest.mark.slow` by hand.
 
-`uv run pytest -m "not slow"` is the fast tier; `uv run pytest` runs everything.
+`uv run pytest -m "not slow"` is the fast tier (`-n 2` spreads it over two cores with pytest-xdist);
+`uv run pytest` runs everything.
 
 Time limits: pytest-timeout fails a test that runs past its limit (pyproject.toml's `timeout`, or
 `@pytest.mark.timeout(N)`) with every thread's stack, and the run goes on. Should a test not

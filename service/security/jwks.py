@@ -32,6 +32,8 @@ import jwt
 import msgspec
 from litestar.datastructures import State
 
+from service.http.tls import client_tls_context
+
 log = logging.getLogger("service.security.jwks")
 
 MIN_TTL_SECONDS = 300
@@ -133,6 +135,7 @@ class JwksCache:
                 ),
                 timeout=FETCH_TIMEOUT_SECONDS,
                 follow_redirects=False,
+                verify=client_tls_context(),
             )
             if self._on_client is not None:
                 self._on_client(client)

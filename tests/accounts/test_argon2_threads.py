@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.security.passwords import passwords_for, usable_cpus
+from service.settings import Settings
 from tests.conftest import make_settings
 
 
@@ -71,3 +72,16 @@ def test_argon2_threads_must_be_a_positive_count(tmp_path: Path, value: str) -> 
 
     with pytest.raises(SettingsError, match="ARGON2_THREADS"):
         make_settings("postgresql://unused@127.0.0.1:9/unused", tmp_path, ARGON2_THREADS=value)
+
+
+async def test_the_production_parameters_hash_and_verify() -> None:
+    """The suite hashes with 8 MiB and one pass (`settings_environ` in tests/conftest.py) to stay
+    fast; this hash uses what production uses when ARGON2_* are unset."""
+    settings = Settings()
+    passwords = passwords_for(settings)
+    stored = await passwords.hash("correct horse battery staple")
+    assert f"$m={settings.argon2_memory_kib},t={settings.argon2_time_cost},p=1$" in stored
+    assert (settings.argon2_memory_kib, settings.argon2_time_cost) == (19456, 2)  # docs/auth.md
+    assert await passwords.verify(stored, "correct horse battery staple")
+    assert not await passwords.verify(stored, "correct horse battery stapler")
+    assert not passwords.needs_rehash(stored)

@@ -9,8 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.app import create_app
-from tests.conftest import make_settings, running
+from tests.conftest import app_for, make_settings, running
 
 TRACING_HEADERS = "sentry-trace, baggage, traceparent"
 ClientWith = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -28,7 +27,7 @@ def preflight(origin: str, request_headers: str = "authorization, content-type")
 def client_with(database_url: str, tmp_path: Path, db: asyncpg.Connection) -> ClientWith:
     @asynccontextmanager
     async def connect(**environment: str) -> AsyncIterator[httpx.AsyncClient]:
-        async with running(create_app(make_settings(database_url, tmp_path, **environment))) as app:
+        async with running(app_for(make_settings(database_url, tmp_path, **environment))) as app:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
                 yield http

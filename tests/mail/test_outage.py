@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from service.app import create_app
+from service.mail import delivery, worker
+from service.mail.delivery import retry_delay
 from tests.accounts.conftest import register
 from tests.conftest import bearer, caught_up_first, make_user, running
 from tests.mail.conftest import Inbox, mail_settings
 
 ADA = "ada@example.com"
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries 0.2 s apart, noticed within 0.2 s, instead of 2 s doubling, noticed within the
+    worker's 5 s poll: the outage is under test here, not the schedule
+    (`test_retries_back_off_from_two_seconds_to_ten_minutes` checks that)."""
+    monkeypatch.setattr(delivery, "FIRST_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(worker, "DEQUEUE_TIMEOUT", timedelta(seconds=0.2))
+
+
+def test_retries_back_off_from_two_seconds_to_ten_minutes() -> None:
+    assert delivery.FIRST_RETRY_SECONDS == 2.0
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 9, 10, 30)] == [2, 4, 8, 512, 600, 600]
 
 
 async def _until(db: asyncpg.Connection, query: str, timeout: float = 30) -> asyncpg.Record:
@@ -26,7 +44,10 @@ async def _until(db: asyncpg.Connection, query: str, timeout: float = 30) -> asy
 
 
 async def test_registration_during_an_smtp_outage_answers_at_once_and_mails_later(
-    mail_client: httpx.AsyncClient, inbox: Inbox, db: asyncpg.Connection
+    quick_retries: None,  # first: before mail_client starts the app and its worker
+    mail_client: httpx.AsyncClient,
+    inbox: Inbox,
+    db: asyncpg.Connection,
 ) -> None:
     inbox.stop()
     assert (await register(mail_client, ADA)).status_code == 201
@@ -41,7 +62,7 @@ async def test_registration_during_an_smtp_outage_answers_at_once_and_mails_late
 
 
 async def test_a_mail_that_keeps_failing_is_dead_counted_and_shown_to_admins(
-    database_url: str, tmp_path: Path, inbox: Inbox, db: asyncpg.Connection
+    quick_retries: None, database_url: str, tmp_path: Path, inbox: Inbox, db: asyncpg.Connection
 ) -> None:
     inbox.stop()
     settings = mail_settings(database_url, tmp_path, inbox, MAIL_MAX_ATTEMPTS="2")

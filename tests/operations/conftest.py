@@ -14,7 +14,7 @@ import redis.asyncio
 from litestar import Litestar
 
 from service.app import create_app
-from tests.conftest import make_settings, running
+from tests.conftest import app_for, make_settings, running
 
 AppClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -27,7 +27,9 @@ def app_client(database_url: str, tmp_path: Path, db: asyncpg.Connection) -> App
     async def open_client(
         peer: str = "127.0.0.1", prepare: Callable[[Litestar], None] | None = None, **env: str
     ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(make_settings(database_url, tmp_path, **env))
+        settings = make_settings(database_url, tmp_path, **env)
+        # `prepare` may change the app for good (register a route): then it is this test's own.
+        app = create_app(settings) if prepare is not None else app_for(settings)
         if prepare is not None:
             prepare(app)
         async with running(app):

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -27,12 +27,11 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.testing import RequestFactory
 
-from service.app import create_app
 from service.security.auth import Caller, authenticate
 from service.security.jwks import STATE_KEY, JwksCache
 from service.security.providers import KEY_CHECK_STATE_KEY
 from service.settings import Settings
-from tests.conftest import caught_up, make_settings, running
+from tests.conftest import app_for, caught_up, make_settings, running
 from tests.processes import http_server_in_thread
 
 SUPABASE_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
@@ -115,9 +114,10 @@ class JwksServer:
         self.keys = [key.public_jwk for key in keys]
 
 
-def _handler_for(server: JwksServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(current: Callable[[], JwksServer]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            server = current()
             server.requests[self.path] += 1
             if server.failing:
                 self.send_response(503)
@@ -144,9 +144,35 @@ def _handler_for(server: JwksServer) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def serving(server: JwksServer) -> Iterator[JwksServer]:
-    with http_server_in_thread(_handler_for(server)) as httpd:
+    with http_server_in_thread(_handler_for(lambda: server)) as httpd:
         server.url = f"http://127.0.0.1:{httpd.server_port}"
         yield server
+
+
+@dataclass
+class Endpoint:
+    """A JWKS endpoint on one port for the whole session, serving the current test's JwksServer:
+    the providers' URLs, hence the settings, stay the same from test to test, so the `app`
+    fixture reuses one app (tests/conftest.py, `app_for`) instead of building one per test."""
+
+    server: JwksServer
+    url: str = ""
+
+
+@contextmanager
+def endpoint(path: str) -> Iterator[Endpoint]:
+    served = Endpoint(JwksServer(path=path))
+    with http_server_in_thread(_handler_for(lambda: served.server)) as httpd:
+        served.url = f"http://127.0.0.1:{httpd.server_port}"
+        yield served
+
+
+def behind(served: Endpoint, *keys: SigningKey) -> JwksServer:
+    """A new JwksServer publishing `keys`, in place of the previous test's behind `served`."""
+    server = JwksServer(path=served.server.path, url=served.url)
+    server.publish(*keys)
+    served.server = server
+    return server
 
 
 class WarningsOf(logging.Handler):
@@ -184,20 +210,30 @@ def better_auth_keys() -> dict[str, SigningKey]:
     return {algorithm: new_key(algorithm) for algorithm in BETTER_AUTH_ALGORITHMS}
 
 
-@pytest.fixture
-def supabase_server(supabase_es256: SigningKey, supabase_rs256: SigningKey) -> Iterator[JwksServer]:
-    server = JwksServer(path=SUPABASE_JWKS_PATH)
-    server.publish(supabase_es256, supabase_rs256)
-    with serving(server):
-        yield server
+@pytest.fixture(scope="session")
+def supabase_endpoint() -> Iterator[Endpoint]:
+    with endpoint(SUPABASE_JWKS_PATH) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def better_auth_endpoint() -> Iterator[Endpoint]:
+    with endpoint(BETTER_AUTH_JWKS_PATH) as served:
+        yield served
 
 
 @pytest.fixture
-def better_auth_server(better_auth_keys: dict[str, SigningKey]) -> Iterator[JwksServer]:
-    server = JwksServer(path=BETTER_AUTH_JWKS_PATH)
-    server.publish(*better_auth_keys.values())
-    with serving(server):
-        yield server
+def supabase_server(
+    supabase_endpoint: Endpoint, supabase_es256: SigningKey, supabase_rs256: SigningKey
+) -> JwksServer:
+    """Supabase's JWKS endpoint, new for this test (its keys, failures and request counts)."""
+    return behind(supabase_endpoint, supabase_es256, supabase_rs256)
+
+
+@pytest.fixture
+def better_auth_server(better_auth_endpoint: Endpoint, better_auth_keys: dict[str, SigningKey]) -> JwksServer:
+    """Better Auth's JWKS endpoint, new for this test."""
+    return behind(better_auth_endpoint, *better_auth_keys.values())
 
 
 @pytest.fixture
@@ -223,7 +259,7 @@ def settings(
 async def app_with_clock(settings: Settings, clock: Clock, *servers: JwksServer) -> AsyncIterator[Litestar]:
     """The app, its start-up key check done, with a cache on `clock` and nothing fetched yet:
     `servers` forget the start-up check's requests."""
-    async with running(create_app(settings)) as app:
+    async with running(app_for(settings)) as app:
         await app.state[KEY_CHECK_STATE_KEY]
         for server in servers:
             server.forget_requests()

@@ -21,6 +21,7 @@ from litestar.exceptions import HTTPException
 
 from service.http.errors import DEPENDENCY_RETRY_AFTER_SECONDS, BadGateway, ServiceUnavailable
 from service.http.patterns import NO_NUL
+from service.http.tls import client_tls_context
 from service.observability.metrics import AiCallOutcome, record_ai_call
 from service.settings import Settings
 
@@ -94,6 +95,7 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         timeout=settings.ai_service_timeout_seconds,
         follow_redirects=False,
+        verify=client_tls_context(),
     )
 
 
