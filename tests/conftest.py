@@ -8,6 +8,7 @@ created there for the session and dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import time
@@ -308,8 +309,12 @@ def _renewable_parts(app: Litestar) -> dict[type, list[Any]]:
         seen.add(id(thing))
         if isinstance(thing, _RENEWABLE):
             found.setdefault(type(thing), []).append(thing)
-        elif type(thing).__module__.startswith("service.") and hasattr(thing, "__dict__"):
-            stack.extend(vars(thing).values())
+        elif inspect.ismethod(thing):  # a layer's hook: a bound method of a service object
+            stack.append(thing.__self__)
+        elif type(thing).__module__.startswith("service."):
+            stack.extend(vars(thing).values() if hasattr(thing, "__dict__") else ())
+            for kind in type(thing).__mro__:
+                stack.extend(getattr(thing, slot, None) for slot in getattr(kind, "__slots__", ()))
     return found
 
 
