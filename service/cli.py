@@ -274,6 +274,46 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mfa_rotate(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from service.db import migrations
+    from service.db.pool import resolve_database_url
+    from service.settings import mfa_key_id
+    from service.two_factor.rotation import run_once
+
+    settings = _settings()
+    url, embedded = resolve_database_url(settings)
+    try:
+        if not settings.is_production:
+            migrations.apply_pending(url)
+        done = asyncio.run(run_once(settings, url, args.batch_size))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"mfa-rotate: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop_if_started_here()
+    current = mfa_key_id(settings.mfa_encryption_key) if settings.mfa_encryption_key else "development"
+    print(
+        f"two-factor secrets: {done.examined}; re-encrypted under key {current}: {done.reencrypted}; "
+        f"already under it: {done.already_current}"
+    )
+    if done.changed_meanwhile:
+        print(
+            f"mfa-rotate: {done.changed_meanwhile} secrets kept changing while this ran; run it again",
+            file=sys.stderr,
+        )
+    if done.undecryptable:
+        print(
+            f"mfa-rotate: {len(done.undecryptable)} secrets decrypt with none of the configured keys "
+            "(MFA_ENCRYPTION_KEY, MFA_ENCRYPTION_OLD_KEYS); keep the old keys until they are found. "
+            f"Users: {', '.join(str(user_id) for user_id in done.undecryptable[:20])}",
+            file=sys.stderr,
+        )
+    return 0 if done.complete else 1
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from service.app import create_app
 
@@ -374,6 +414,16 @@ def cmd_demo_ai(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 10000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -439,6 +489,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     prune.set_defaults(handler=cmd_prune)
+
+    mfa_rotate = commands.add_parser(
+        "mfa-rotate",
+        help="re-encrypt every two-factor secret under MFA_ENCRYPTION_KEY (after a key rotation)",
+        description=(
+            "Reads every stored two-factor secret in batches and re-encrypts those made with a key "
+            "of MFA_ENCRYPTION_OLD_KEYS (or before keys were named) under MFA_ENCRYPTION_KEY. "
+            "Idempotent and safe while serving, also twice at once: a secret changed meanwhile is "
+            "left as it was written. Exit 0 when every secret is under the current key (the old "
+            "keys may go), 1 otherwise. docs/operations.md has the runbook."
+        ),
+    )
+    mfa_rotate.add_argument(
+        "--batch-size", type=_batch_size, default=500, help="secrets per UPDATE (default 500)"
+    )
+    mfa_rotate.set_defaults(handler=cmd_mfa_rotate)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -34,6 +34,7 @@ from service.settings import Settings, load_settings
 from tests import harness, reaper
 from tests.system_tools import require_tool
 
+TEST_MFA_ENCRYPTION_KEY = "test-mfa-encryption-key-" + "m" * 32
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -216,6 +217,8 @@ def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dic
         # need delivery. An address is set so that production settings load.
         "SMTP_URL": "smtp://127.0.0.1:9",
         "MAIL_WORKER": "off",
+        # Production refuses to start without it (two-factor secrets are encrypted with it).
+        "MFA_ENCRYPTION_KEY": TEST_MFA_ENCRYPTION_KEY,
     }
     environ.update(overrides)
     return environ

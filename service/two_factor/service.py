@@ -48,20 +48,18 @@ class CheckedCode(NamedTuple):
     backup_hash: bytes | None
 
 
-def _require_key(settings: Settings) -> None:
-    if settings.is_production and not settings.mfa_encryption_key:
-        raise ServiceUnavailable(
-            "two-factor sign-in is not configured on this server (it needs MFA_ENCRYPTION_KEY)"
-        )
+def _require_two_factor(settings: Settings) -> None:
+    if settings.two_factor == "off":
+        raise ServiceUnavailable("two-factor sign-in is turned off on this server (TWO_FACTOR=off)")
 
 
-def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> str:
+def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> keys.Secret:
     try:
         return keys.decrypt_secret(settings, user_id, ciphertext)
     except keys.UndecryptableSecret:
         raise ServiceUnavailable(
-            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY "
-            "(it changed); an operator must restore the key"
+            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY or "
+            "MFA_ENCRYPTION_OLD_KEYS (a key was removed); an operator must restore the key"
         ) from None
 
 
@@ -78,13 +76,12 @@ def totp_step(secret: str, code: str, now: float | None = None) -> int | None:
     return None
 
 
-def _match(settings: Settings, user_id: uuid.UUID, secret: str | None, code: str) -> CheckedCode | None:
-    if secret is not None:
-        step = totp_step(secret, code)
-        if step is not None:
-            return CheckedCode("totp", step, None)
+def _match(user_id: uuid.UUID, secret: keys.Secret, code: str) -> CheckedCode | None:
+    step = totp_step(secret.totp, code)
+    if step is not None:
+        return CheckedCode("totp", step, None)
     if keys.looks_like_backup_code(code):
-        return CheckedCode("backup_code", 0, keys.backup_code_hash(settings, user_id, code))
+        return CheckedCode("backup_code", 0, keys.backup_code_hash(secret.backup_key, user_id, code))
     return None
 
 
@@ -95,11 +92,11 @@ async def _spend(connection: asyncpg.Connection, user_id: uuid.UUID, checked: Ch
 
 
 async def _new_backup_codes(
-    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID
+    connection: asyncpg.Connection, backup_key: bytes, user_id: uuid.UUID
 ) -> list[str]:
     codes = keys.new_backup_codes()
     await queries.delete_backup_codes(connection, user_id)
-    hashes = [keys.backup_code_hash(settings, user_id, code) for code in codes]
+    hashes = [keys.backup_code_hash(backup_key, user_id, code) for code in codes]
     await queries.insert_backup_codes(connection, user_id, hashes)
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
@@ -123,10 +120,10 @@ async def enrol(
 ) -> Enrolment:
     """A new pending authenticator (replacing a pending one); 409 when two-factor is already on."""
     _local_only(caller)
-    _require_key(settings)
+    _require_two_factor(settings)
     email = await credentials.check_current_password(pool, settings, caller, current_password, origin)
     secret = pyotp.random_base32()
-    ciphertext = keys.encrypt_secret(settings, caller.id, secret)
+    ciphertext = keys.encrypt_secret(settings, caller.id, secret, keys.new_backup_key())
 
     async def store(connection: asyncpg.Connection) -> bool:
         if not await queries.start_enrolment(connection, caller.id, ciphertext):
@@ -147,13 +144,13 @@ async def _checked_code(
     settings: Settings,
     user_id: uuid.UUID,
     email: str,
-    secret: str | None,
+    secret: keys.Secret,
     code: str,
     origin: RequestOrigin,
 ) -> CheckedCode | None:
     """Count the attempt (429 while locked), then match the code; a mismatch is audited."""
     attempt = await credentials.count_code_attempt(pool, settings, email)
-    checked = _match(settings, user_id, secret, code)
+    checked = _match(user_id, secret, code)
     if checked is None:
         await credentials.record_code_failure(pool, settings, email, user_id, attempt, origin)
     return checked
@@ -164,6 +161,7 @@ async def confirm(
 ) -> BackupCodes:
     """Turn two-factor on with a first code from the app; the 10 backup codes, shown once."""
     _local_only(caller)
+    _require_two_factor(settings)
     credential = await queries.get_credential(pool, caller.id)
     if credential is None:
         raise Conflict("no authenticator is being enrolled: POST /api/auth/2fa/totp first")
@@ -172,7 +170,7 @@ async def confirm(
     secret = _secret(settings, caller.id, credential["secret_ciphertext"])
     email = await _email(pool, caller)
     attempt = await credentials.count_code_attempt(pool, settings, email)
-    step = totp_step(secret, code)
+    step = totp_step(secret.totp, code)
     if step is None:
         await credentials.record_code_failure(pool, settings, email, caller.id, attempt, origin)
         raise invalid_field("code", WRONG_CODE)
@@ -180,7 +178,7 @@ async def confirm(
     async def turn_on(connection: asyncpg.Connection) -> list[str] | None:
         if not await queries.confirm_enrolment(connection, caller.id, step):
             return None
-        codes = await _new_backup_codes(connection, settings, caller.id)
+        codes = await _new_backup_codes(connection, secret.backup_key, caller.id)
         await credentials.clear_failures(connection, email)
         await record_event(
             connection, "mfa.confirmed", origin=origin, actor=caller, target=Target.user(caller.id)
@@ -200,24 +198,25 @@ async def _reauthenticated(
     current_password: str | None,
     code: str | None,
     origin: RequestOrigin,
-) -> tuple[str, CheckedCode | None]:
-    """(email, the code to spend or None when the password was the proof); 409 when two-factor is off."""
+) -> tuple[str, CheckedCode | None, bytes]:
+    """(email, the code to spend or None when the password was the proof, the secret's
+    ciphertext); 409 when two-factor is off."""
     if (current_password is None) == (code is None):
         raise ValidationException("send either current_password or code")
     credential = await queries.get_credential(pool, caller.id)
     if credential is None or not credential["confirmed"]:
         raise Conflict("two-factor sign-in is not on")
+    ciphertext: bytes = credential["secret_ciphertext"]
     if current_password is not None:
-        return await credentials.check_current_password(
-            pool, settings, caller, current_password, origin
-        ), None
+        email = await credentials.check_current_password(pool, settings, caller, current_password, origin)
+        return email, None, ciphertext
     assert code is not None
     email = await _email(pool, caller)
-    secret = _secret(settings, caller.id, credential["secret_ciphertext"])
+    secret = _secret(settings, caller.id, ciphertext)
     checked = await _checked_code(pool, settings, caller.id, email, secret, code, origin)
     if checked is None:
         raise invalid_field("code", WRONG_CODE)
-    return email, checked
+    return email, checked, ciphertext
 
 
 async def disable(
@@ -231,7 +230,7 @@ async def disable(
     """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted,
     and a notice goes to the account's address."""
     _local_only(caller)
-    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
+    email, checked, _ = await _reauthenticated(pool, settings, caller, current_password, code, origin)
 
     async def turn_off(connection: asyncpg.Connection) -> bool:
         if checked is not None and not await _spend(connection, caller.id, checked):
@@ -266,12 +265,15 @@ async def regenerate_backup_codes(
 ) -> BackupCodes:
     """10 new backup codes; the old ones stop working."""
     _local_only(caller)
-    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
+    email, checked, ciphertext = await _reauthenticated(
+        pool, settings, caller, current_password, code, origin
+    )
+    backup_key = _secret(settings, caller.id, ciphertext).backup_key
 
     async def renew(connection: asyncpg.Connection) -> list[str] | None:
         if checked is not None and not await _spend(connection, caller.id, checked):
             return None
-        codes = await _new_backup_codes(connection, settings, caller.id)
+        codes = await _new_backup_codes(connection, backup_key, caller.id)
         await credentials.clear_failures(connection, email)
         await record_event(
             connection,
