@@ -12,7 +12,8 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
-from typing import Literal, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Literal, NamedTuple, TypeVar, cast
 
 import asyncpg
 import pyotp
@@ -31,13 +32,14 @@ from service.sessions.refresh_tokens import start_session
 from service.settings import Settings
 from service.two_factor import queries
 from service.two_factor import secrets as keys
-from service.two_factor.models import BackupCodes, Enrolment
+from service.two_factor.models import BackupCodes, Enrolment, ReauthenticateRequest
 
 ISSUER = "TaskFlow"
 STEP_SECONDS = 30
 # The code of the previous and the next 30-second step are accepted too (clock drift, RFC 6238 5.2).
 DRIFT_STEPS = 1
 WRONG_CODE = "the code is incorrect or was already used"
+T = TypeVar("T")
 
 
 class CheckedCode(NamedTuple):
@@ -191,56 +193,84 @@ async def confirm(
     return BackupCodes(backup_codes=codes)
 
 
+class Reauthentication(NamedTuple):
+    email: str
+    checked: CheckedCode | None  # the code to spend; None when the password was the proof
+    ciphertext: bytes  # the account's encrypted secret, as read
+
+
 async def _reauthenticated(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
-) -> tuple[str, CheckedCode | None, bytes]:
-    """(email, the code to spend or None when the password was the proof, the secret's
-    ciphertext); 409 when two-factor is off."""
-    if (current_password is None) == (code is None):
+) -> Reauthentication:
+    """The password or a code (counted on the login lockout) proves the owner; 409 when
+    two-factor is off."""
+    if (proof.current_password is None) == (proof.code is None):
         raise ValidationException("send either current_password or code")
     credential = await queries.get_credential(pool, caller.id)
     if credential is None or not credential["confirmed"]:
         raise Conflict("two-factor sign-in is not on")
     ciphertext: bytes = credential["secret_ciphertext"]
-    if current_password is not None:
-        email = await credentials.check_current_password(pool, settings, caller, current_password, origin)
-        return email, None, ciphertext
-    assert code is not None
+    if proof.current_password is not None:
+        email = await credentials.check_current_password(
+            pool, settings, caller, proof.current_password, origin
+        )
+        return Reauthentication(email, None, ciphertext)
+    assert proof.code is not None
     email = await _email(pool, caller)
     secret = _secret(settings, caller.id, ciphertext)
-    checked = await _checked_code(pool, settings, caller.id, email, secret, code, origin)
+    checked = await _checked_code(pool, settings, caller.id, email, secret, proof.code, origin)
     if checked is None:
         raise invalid_field("code", WRONG_CODE)
-    return email, checked, ciphertext
+    return Reauthentication(email, checked, ciphertext)
+
+
+async def _change_after_reauthentication(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    proof: ReauthenticateRequest,
+    origin: RequestOrigin,
+    change: Callable[[asyncpg.Connection, Reauthentication], Awaitable[T]],
+) -> T:
+    """DELETE /totp and POST /backup-codes: reauthenticate, then in one transaction spend the
+    code (400 when a concurrent request spent it first: nothing changes), make the change and
+    clear the account's failed attempts."""
+    _local_only(caller)
+    proven = await _reauthenticated(pool, settings, caller, proof, origin)
+
+    async def spend_then_change(connection: asyncpg.Connection) -> tuple[bool, T | None]:
+        if proven.checked is not None and not await _spend(connection, caller.id, proven.checked):
+            return False, None
+        result = await change(connection, proven)
+        await credentials.clear_failures(connection, proven.email)
+        return True, result
+
+    spent, result = await in_transaction(pool, spend_then_change)
+    if not spent:
+        raise invalid_field("code", WRONG_CODE)
+    return cast(T, result)
 
 
 async def disable(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
 ) -> None:
     """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted,
     and a notice goes to the account's address."""
-    _local_only(caller)
-    email, checked, _ = await _reauthenticated(pool, settings, caller, current_password, code, origin)
 
-    async def turn_off(connection: asyncpg.Connection) -> bool:
-        if checked is not None and not await _spend(connection, caller.id, checked):
-            return False
+    async def turn_off(connection: asyncpg.Connection, proven: Reauthentication) -> None:
         await queries.delete_credential(connection, caller.id)
         await queries.delete_backup_codes(connection, caller.id)
-        await credentials.clear_failures(connection, email)
         # A security notice, in the same transaction: it cannot be lost (service/mail/outbox.py).
-        await enqueue_mail(connection, two_factor_disabled_mail(email))
-        by = "password" if checked is None else checked.kind
+        await enqueue_mail(connection, two_factor_disabled_mail(proven.email))
+        by = "password" if proven.checked is None else proven.checked.kind
         await record_event(
             connection,
             "mfa.disabled",
@@ -249,32 +279,22 @@ async def disable(
             target=Target.user(caller.id),
             details={"by": by},
         )
-        return True
 
-    if not await in_transaction(pool, turn_off):
-        raise invalid_field("code", WRONG_CODE)
+    await _change_after_reauthentication(pool, settings, caller, proof, origin, turn_off)
 
 
 async def regenerate_backup_codes(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
 ) -> BackupCodes:
     """10 new backup codes; the old ones stop working."""
-    _local_only(caller)
-    email, checked, ciphertext = await _reauthenticated(
-        pool, settings, caller, current_password, code, origin
-    )
-    backup_key = _secret(settings, caller.id, ciphertext).backup_key
 
-    async def renew(connection: asyncpg.Connection) -> list[str] | None:
-        if checked is not None and not await _spend(connection, caller.id, checked):
-            return None
+    async def renew(connection: asyncpg.Connection, proven: Reauthentication) -> list[str]:
+        backup_key = _secret(settings, caller.id, proven.ciphertext).backup_key
         codes = await _new_backup_codes(connection, backup_key, caller.id)
-        await credentials.clear_failures(connection, email)
         await record_event(
             connection,
             "mfa.backup_codes_regenerated",
@@ -284,9 +304,7 @@ async def regenerate_backup_codes(
         )
         return codes
 
-    codes = await in_transaction(pool, renew)
-    if codes is None:
-        raise invalid_field("code", WRONG_CODE)
+    codes = await _change_after_reauthentication(pool, settings, caller, proof, origin, renew)
     return BackupCodes(backup_codes=codes)
 
 
