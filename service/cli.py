@@ -216,32 +216,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_create_admin(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _command_database(settings: Settings) -> Iterator[str]:
+    """The database URL a one-off command works on: outside production, migrated first; an
+    embedded server this started is stopped after."""
     from service.db import migrations
     from service.db.pool import resolve_database_url
-    from service.users.create_admin import AdminSetupError, create_or_promote, read_password
 
-    settings = _settings()
     url, embedded = resolve_database_url(settings)
     try:
         if not settings.is_production:
             migrations.apply_pending(url)
-        outcome = asyncio.run(
-            create_or_promote(
-                settings,
-                url,
-                args.email,
-                lambda: read_password(os.environ),
-                promote_existing=args.promote_existing,
-                reset_password=args.reset_password,
-            )
-        )
-    except AdminSetupError as exc:
-        print(f"create-admin: {exc}", file=sys.stderr)
-        return 2
+        yield url
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from service.users.create_admin import AdminSetupError, create_or_promote, read_password
+
+    settings = _settings()
+    try:
+        with _command_database(settings) as url:
+            outcome = asyncio.run(
+                create_or_promote(
+                    settings,
+                    url,
+                    args.email,
+                    lambda: read_password(os.environ),
+                    promote_existing=args.promote_existing,
+                    reset_password=args.reset_password,
+                )
+            )
+    except AdminSetupError as exc:
+        print(f"create-admin: {exc}", file=sys.stderr)
+        return 2
     print(outcome)
     return 0
 
@@ -250,22 +260,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import asyncpg
     import psycopg
 
-    from service.db import migrations
-    from service.db.pool import resolve_database_url
     from service.retention.prune import run_once
 
     settings = _settings()
-    url, embedded = resolve_database_url(settings)
     try:
-        if not settings.is_production:
-            migrations.apply_pending(url)
-        removed = asyncio.run(run_once(settings, url))
+        with _command_database(settings) as url:
+            removed = asyncio.run(run_once(settings, url))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
         print(f"prune: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if embedded is not None:
-            embedded.stop_if_started_here()
     if removed is None:
         print("another pruner holds the retention lock; nothing removed")
         return 0
@@ -276,24 +279,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_mfa_rotate(args: argparse.Namespace) -> int:
     import asyncpg
+    import psycopg
 
-    from service.db import migrations
-    from service.db.pool import resolve_database_url
     from service.settings import mfa_key_id
     from service.two_factor.rotation import run_once
 
     settings = _settings()
-    url, embedded = resolve_database_url(settings)
     try:
-        if not settings.is_production:
-            migrations.apply_pending(url)
-        done = asyncio.run(run_once(settings, url, args.batch_size))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        with _command_database(settings) as url:
+            done = asyncio.run(run_once(settings, url, args.batch_size))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
         print(f"mfa-rotate: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if embedded is not None:
-            embedded.stop_if_started_here()
     current = mfa_key_id(settings.mfa_encryption_key) if settings.mfa_encryption_key else "development"
     print(
         f"two-factor secrets: {done.examined}; re-encrypted under key {current}: {done.reencrypted}; "

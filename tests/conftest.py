@@ -295,12 +295,26 @@ def caught_up_first(app: Litestar) -> dict[str, list[Any]]:
     return {"request": [before_request]}
 
 
-@pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def client_of(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a running app, from one address, each request after `caught_up`."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", event_hooks=caught_up_first(app)
     ) as http:
+        yield http
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of these settings, running, and a client of it."""
+    async with running(create_app(settings)) as app, client_of(app) as http:
+        yield http
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(app) as http:
         yield http
 
 

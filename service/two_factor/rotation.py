@@ -17,9 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
-import msgspec
 
-from service.db.pool import create_pool
+from service.db.pool import command_pool
 from service.settings import Settings
 from service.two_factor import queries
 from service.two_factor import secrets as keys
@@ -86,10 +85,5 @@ async def rotate(pool: asyncpg.Pool, settings: Settings, batch_size: int = BATCH
 
 async def run_once(settings: Settings, database_url: str, batch_size: int = BATCH_SIZE) -> Rotation:
     """`service mfa-rotate`: one rotation on a small pool of its own."""
-    pool = await create_pool(
-        msgspec.structs.replace(settings, database_pool_min=1, database_pool_max=1), database_url
-    )
-    try:
+    async with command_pool(settings, database_url) as pool:
         return await rotate(pool, settings, batch_size)
-    finally:
-        await pool.close()

@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -19,14 +17,13 @@ import httpx
 import pyotp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from service.app import create_app
 from service.db.pool import create_pool
 from service.settings import Settings, mfa_key_id
 from service.two_factor import secrets as keys
 from service.two_factor.rotation import rotate
 from tests.accounts.conftest import STRONG_PASSWORD, auth, login, register
 from tests.accounts.two_factor import challenge, code_at, enrolled, verify, wait_clear_of_step_boundary
-from tests.conftest import caught_up_first, make_settings, make_user, running
+from tests.conftest import make_settings, make_user, serving
 from tests.processes import service_environment
 
 OLD_KEY = "old two-factor key " + "o" * 32
@@ -41,16 +38,6 @@ def _settings(database_url: str, tmp_path: Path, key: str, old_keys: str = "") -
         MFA_ENCRYPTION_OLD_KEYS=old_keys,
         AUTH_RATE_LIMIT_PER_MINUTE="100000",
     )
-
-
-@asynccontextmanager
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(create_app(settings)) as app:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", event_hooks=caught_up_first(app)
-        ) as client:
-            yield client
 
 
 async def _signs_in(client: httpx.AsyncClient, code: str) -> None:
@@ -74,7 +61,7 @@ async def test_old_key_signs_in_rotation_moves_every_secret_and_the_old_key_can_
     before = _settings(database_url, tmp_path, OLD_KEY)
     during = _settings(database_url, tmp_path, NEW_KEY, OLD_KEY)
     after = _settings(database_url, tmp_path, NEW_KEY)
-    async with _client(before) as client:
+    async with serving(before) as client:
         assert (await register(client)).status_code == 201
         secret, backup_codes = await enrolled(client, (await login(client)).json()["access_token"])
     assert _key_ids(await _ciphertexts(db)) == {mfa_key_id(OLD_KEY)}
@@ -86,7 +73,7 @@ async def test_old_key_signs_in_rotation_moves_every_secret_and_the_old_key_can_
             "INSERT INTO totp_credentials (user_id, secret_ciphertext) VALUES ($1, $2)", user_id, ciphertext
         )
 
-    async with _client(during) as client:
+    async with serving(during) as client:
         await _signs_in(client, code_at(secret, 0))  # the new key is added: the old one still reads
 
     pool = await create_pool(during, database_url)
@@ -99,7 +86,7 @@ async def test_old_key_signs_in_rotation_moves_every_secret_and_the_old_key_can_
     assert (second.reencrypted, second.already_current, second.complete) == (0, 26, True)  # idempotent
     assert _key_ids(await _ciphertexts(db)) == {mfa_key_id(NEW_KEY)}
 
-    async with _client(after) as client:  # the old key is gone
+    async with serving(after) as client:  # the old key is gone
         wait_clear_of_step_boundary()
         await _signs_in(client, code_at(secret, 1))
         await _signs_in(client, backup_codes[0])  # backup codes survive the rotation
@@ -117,7 +104,7 @@ async def test_a_secret_stored_before_key_ids_is_read_and_rotated_with_its_backu
 ) -> None:
     before = _settings(database_url, tmp_path, OLD_KEY)
     during = _settings(database_url, tmp_path, NEW_KEY, OLD_KEY)
-    async with _client(before) as client:
+    async with serving(before) as client:
         assert (await register(client)).status_code == 201
         secret, backup_codes = await enrolled(client, (await login(client)).json()["access_token"])
     user_id = await db.fetchval("SELECT id FROM users")
@@ -140,7 +127,7 @@ async def test_a_secret_stored_before_key_ids_is_read_and_rotated_with_its_backu
         await pool.close()
     assert (done.reencrypted, done.complete) == (1, True)
     assert _key_ids(await _ciphertexts(db)) == {mfa_key_id(NEW_KEY)}
-    async with _client(_settings(database_url, tmp_path, NEW_KEY)) as client:
+    async with serving(_settings(database_url, tmp_path, NEW_KEY)) as client:
         wait_clear_of_step_boundary()
         await _signs_in(client, code_at(secret, 0))
         await _signs_in(client, backup_codes[1])
@@ -163,7 +150,7 @@ async def test_two_rotations_at_once_with_enrolments_and_confirmations_lose_noth
     emails = [f"user{number}@example.com" for number in range(6)]
     tokens: dict[str, str] = {}
     pending: dict[str, str] = {}
-    async with _client(before) as client:
+    async with serving(before) as client:
         for email in emails:
             assert (await register(client, email)).status_code == 201
             tokens[email] = (await login(client, email)).json()["access_token"]
@@ -172,7 +159,7 @@ async def test_two_rotations_at_once_with_enrolments_and_confirmations_lose_noth
             )
             pending[email] = enrolment.json()["secret"]
 
-    async with _client(during) as client:
+    async with serving(during) as client:
         pools = [await create_pool(during, database_url) for _ in range(2)]
         try:
             wait_clear_of_step_boundary(10)
