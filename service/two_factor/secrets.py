@@ -107,7 +107,7 @@ def decrypt_secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) ->
         except InvalidTag:
             raise UndecryptableSecret(f"the secret does not decrypt with key {key_id}") from None
         backup_key, totp = plain[:_BACKUP_KEY_BYTES], plain[_BACKUP_KEY_BYTES:].decode("ascii")
-        return Secret(totp, backup_key, key_id, material is keys[0])
+        return Secret(totp, backup_key, key_id, key_id == _key_id(keys[0]))
     if ciphertext[:1] != _VERSION_1:
         raise UndecryptableSecret("unknown ciphertext version")
     nonce, sealed = ciphertext[1 : 1 + _NONCE_BYTES], ciphertext[1 + _NONCE_BYTES :]
