@@ -97,6 +97,7 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
         "ENVIRONMENT": "production",
         "DATABASE_URL": database_url,
         "JWT_SECRET": "bench-" + "k" * 40,
+        "MFA_ENCRYPTION_KEY": "bench-mfa-" + "m" * 40,  # production requires it
         "BETTER_AUTH_SECRET": BETTER_AUTH_SECRET,
         "RATE_LIMIT_PER_MINUTE": "100000000",
         "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",

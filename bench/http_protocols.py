@@ -93,6 +93,7 @@ def main() -> int:
             "DATABASE_URL": database_url,
             "DATA_DIR": str(data_dir),
             "JWT_SECRET": "bench-" + "k" * 40,
+            "MFA_ENCRYPTION_KEY": "bench-mfa-" + "m" * 40,  # production requires it
             "RATE_LIMIT_PER_MINUTE": "100000000",
             "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",
             "SHUTDOWN_DRAIN_SECONDS": "0",

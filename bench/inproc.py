@@ -199,6 +199,7 @@ if __name__ == "__main__":
                 DATABASE_URL=url,
                 DATA_DIR=data_dir,
                 JWT_SECRET="bench-" + "k" * 40,
+                MFA_ENCRYPTION_KEY="bench-mfa-" + "m" * 40,  # production requires it
                 RATE_LIMIT_PER_MINUTE="100000000",
                 AUTH_RATE_LIMIT_PER_MINUTE="100000000",
                 LOG_LEVEL="INFO",

@@ -115,6 +115,7 @@ def main() -> int:
             "DATABASE_URL": database_url,
             "DATA_DIR": str(data_dir),
             "JWT_SECRET": "bench-" + "k" * 40,
+            "MFA_ENCRYPTION_KEY": "bench-mfa-" + "m" * 40,  # production requires it
             "AI_SERVICE_URL": f"http://127.0.0.1:{ai_port}",
             "RATE_LIMIT_PER_MINUTE": "100000000",
             "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",

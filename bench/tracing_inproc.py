@@ -82,6 +82,7 @@ async def main(args: argparse.Namespace) -> None:
         "ACCOUNT_MAIL": "off",
         "DATABASE_URL": args.database_url,
         "JWT_SECRET": "bench-" + "k" * 40,
+        "MFA_ENCRYPTION_KEY": "bench-mfa-" + "m" * 40,  # production requires it
         "BETTER_AUTH_SECRET": BETTER_AUTH_SECRET,
         "RATE_LIMIT_PER_MINUTE": "100000000",
         "AUTH_RATE_LIMIT_PER_MINUTE": "100000000",

@@ -300,6 +300,7 @@ def main() -> int:
 
         # Production settings refuse to load without these, even for commands that never connect.
         image.environ["JWT_SECRET"] = secrets.token_urlsafe(48)
+        image.environ["MFA_ENCRYPTION_KEY"] = secrets.token_urlsafe(48)
         # Production sends verification and reset mail; a closed port: nothing here sends any.
         image.environ["SMTP_URL"] = "smtp://127.0.0.1:9"
         openapi = image.run("service", "openapi", DATABASE_URL="postgresql://unused@127.0.0.1:9/unused")

@@ -24,7 +24,7 @@ from service.accounts.recovery import RESET_REQUEST_JOB, ResetRequests
 from service.accounts.recovery_routes import AccountRecoveryController
 from service.accounts.routes import AuthController
 from service.audit.routes import AuditEventsController
-from service.compat.litestar import cors_only_with_origin, replace_handler_function
+from service.compat.litestar import cors_only_with_origin, replace_handler_function, without_before_request
 from service.db.pool import close_pool, create_pool, resolve_database_url
 from service.health.routes import HealthController, MetricsController
 from service.http.client_ip import ClientAddressResolver
@@ -194,12 +194,15 @@ def _allow_every_method_on_options(app: Litestar) -> None:
     """Litestar 2 answers OPTIONS with the methods of whichever handler of a path it registered
     first (litestar-org/litestar#4169, fixed only in 3.0; service/compat/litestar.py), so
     `OPTIONS /api/auth/me` said `GET, OPTIONS` without PATCH. Give each generated OPTIONS handler
-    the full method list of its path."""
+    the full method list of its path, and no `before_request` hook: it would inherit its
+    controller's `access(...)` and answer 401 without a token, though an OPTIONS answer reveals
+    nothing (tests/architecture/test_route_access.py walks every /api route)."""
     for route in app.routes:
         if isinstance(route, HTTPRoute) and "OPTIONS" in route.route_handler_map:
             handler, _ = route.route_handler_map["OPTIONS"]
             if handler.handler_name == "options_handler":
                 replace_handler_function(handler, _options_answer(", ".join(sorted(route.methods))))
+                without_before_request(handler)
 
 
 def _start_error_tracking(app: Litestar, settings: Settings) -> None:

@@ -216,32 +216,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_create_admin(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _command_database(settings: Settings) -> Iterator[str]:
+    """The database URL a one-off command works on: outside production, migrated first; an
+    embedded server this started is stopped after."""
     from service.db import migrations
     from service.db.pool import resolve_database_url
-    from service.users.create_admin import AdminSetupError, create_or_promote, read_password
 
-    settings = _settings()
     url, embedded = resolve_database_url(settings)
     try:
         if not settings.is_production:
             migrations.apply_pending(url)
-        outcome = asyncio.run(
-            create_or_promote(
-                settings,
-                url,
-                args.email,
-                lambda: read_password(os.environ),
-                promote_existing=args.promote_existing,
-                reset_password=args.reset_password,
-            )
-        )
-    except AdminSetupError as exc:
-        print(f"create-admin: {exc}", file=sys.stderr)
-        return 2
+        yield url
     finally:
         if embedded is not None:
             embedded.stop_if_started_here()
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from service.users.create_admin import AdminSetupError, create_or_promote, read_password
+
+    settings = _settings()
+    try:
+        with _command_database(settings) as url:
+            outcome = asyncio.run(
+                create_or_promote(
+                    settings,
+                    url,
+                    args.email,
+                    lambda: read_password(os.environ),
+                    promote_existing=args.promote_existing,
+                    reset_password=args.reset_password,
+                )
+            )
+    except AdminSetupError as exc:
+        print(f"create-admin: {exc}", file=sys.stderr)
+        return 2
     print(outcome)
     return 0
 
@@ -250,28 +260,55 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import asyncpg
     import psycopg
 
-    from service.db import migrations
-    from service.db.pool import resolve_database_url
     from service.retention.prune import run_once
 
     settings = _settings()
-    url, embedded = resolve_database_url(settings)
     try:
-        if not settings.is_production:
-            migrations.apply_pending(url)
-        removed = asyncio.run(run_once(settings, url))
+        with _command_database(settings) as url:
+            removed = asyncio.run(run_once(settings, url))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
         print(f"prune: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if embedded is not None:
-            embedded.stop_if_started_here()
     if removed is None:
         print("another pruner holds the retention lock; nothing removed")
         return 0
     for table, count in removed.items():
         print(f"{table}: {'kept (no retention set)' if count is None else f'removed {count}'}")
     return 0
+
+
+def cmd_mfa_rotate(args: argparse.Namespace) -> int:
+    import asyncpg
+    import psycopg
+
+    from service.settings import mfa_key_id
+    from service.two_factor.rotation import run_once
+
+    settings = _settings()
+    try:
+        with _command_database(settings) as url:
+            done = asyncio.run(run_once(settings, url, args.batch_size))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, psycopg.Error) as exc:
+        print(f"mfa-rotate: the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    current = mfa_key_id(settings.mfa_encryption_key) if settings.mfa_encryption_key else "development"
+    print(
+        f"two-factor secrets: {done.examined}; re-encrypted under key {current}: {done.reencrypted}; "
+        f"already under it: {done.already_current}"
+    )
+    if done.changed_meanwhile:
+        print(
+            f"mfa-rotate: {done.changed_meanwhile} secrets kept changing while this ran; run it again",
+            file=sys.stderr,
+        )
+    if done.undecryptable:
+        print(
+            f"mfa-rotate: {len(done.undecryptable)} secrets decrypt with none of the configured keys "
+            "(MFA_ENCRYPTION_KEY, MFA_ENCRYPTION_OLD_KEYS); keep the old keys until they are found. "
+            f"Users: {', '.join(str(user_id) for user_id in done.undecryptable[:20])}",
+            file=sys.stderr,
+        )
+    return 0 if done.complete else 1
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
@@ -374,6 +411,16 @@ def cmd_demo_ai(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 10000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -439,6 +486,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     prune.set_defaults(handler=cmd_prune)
+
+    mfa_rotate = commands.add_parser(
+        "mfa-rotate",
+        help="re-encrypt every two-factor secret under MFA_ENCRYPTION_KEY (after a key rotation)",
+        description=(
+            "Reads every stored two-factor secret in batches and re-encrypts those made with a key "
+            "of MFA_ENCRYPTION_OLD_KEYS (or before keys were named) under MFA_ENCRYPTION_KEY. "
+            "Idempotent and safe while serving, also twice at once: a secret changed meanwhile is "
+            "left as it was written. Exit 0 when every secret is under the current key (the old "
+            "keys may go), 1 otherwise. docs/operations.md has the runbook."
+        ),
+    )
+    mfa_rotate.add_argument(
+        "--batch-size", type=_batch_size, default=500, help="secrets per UPDATE (default 500)"
+    )
+    mfa_rotate.set_defaults(handler=cmd_mfa_rotate)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document")
     openapi.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import importlib.util
 import ipaddress
@@ -110,10 +111,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_rate_limit_per_minute: PositiveInt = 20
     login_max_failures: PositiveInt = 5
     login_lockout_minutes: PositiveInt = 15
-    # Encrypts two-factor secrets at rest (>= 32 bytes). Production without it offers no two-factor
-    # enrolment; development and tests derive a key from JWT_SECRET. No rotation: with another key,
-    # enrolled users cannot finish a login (503) until the old key is back.
+    # off: no two-factor enrolment (accounts already enrolled still need their code), and
+    # production may start without MFA_ENCRYPTION_KEY.
+    two_factor: Literal["on", "off"] = "on"
+    # Encrypts two-factor secrets at rest (>= 32 bytes); required in production unless
+    # TWO_FACTOR=off; development and tests derive a key from JWT_SECRET.
     mfa_encryption_key: str | None = None
+    # Earlier keys, comma-separated: they still decrypt, MFA_ENCRYPTION_KEY encrypts; `service
+    # mfa-rotate` re-encrypts every secret under MFA_ENCRYPTION_KEY, after which they can go.
+    mfa_encryption_old_keys: tuple[str, ...] = ()
     # true: an administrator of a local account without two-factor gets 403 everywhere except
     # the enrolment routes, /api/auth/me and logout.
     require_mfa_for_admins: bool = False
@@ -223,7 +229,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.password_policy == "strict"  # noqa: S105 - a policy name
 
 
-_LIST_FIELDS = {"cors_origins", "cors_allow_headers", "trusted_proxies"}
+_LIST_FIELDS = {"cors_origins", "cors_allow_headers", "trusted_proxies", "mfa_encryption_old_keys"}
 _OPTIONAL_FIELDS = {
     name for name, field_type in Settings.__annotations__.items() if "None" in str(field_type)
 }
@@ -273,6 +279,8 @@ SECRET_SETTINGS = (
     "jwt_secret",
     "better_auth_secret",
     "supabase_jwt_secret",
+    "mfa_encryption_key",
+    "mfa_encryption_old_keys",
     "redis_url",
     "metrics_token",
     "sentry_dsn",
@@ -516,8 +524,7 @@ def _check_secrets(settings: Settings) -> Settings:
         endpoint = getattr(settings, name)
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise SettingsError(f"invalid {name.upper()}: must start with http:// or https://")
-    if settings.mfa_encryption_key and len(settings.mfa_encryption_key.encode()) < MIN_SECRET_BYTES:
-        raise SettingsError(f"invalid MFA_ENCRYPTION_KEY: must be at least {MIN_SECRET_BYTES} bytes")
+    _check_mfa_keys(settings)
     for name in ("jwt_secret", "better_auth_secret", "supabase_jwt_secret"):
         value = getattr(settings, name)
         if value and len(value.encode()) < MIN_SECRET_BYTES and settings.is_production:
@@ -527,19 +534,48 @@ def _check_secrets(settings: Settings) -> Settings:
             raise SettingsError("invalid PASSWORD_POLICY: production allows only strict")
         if not settings.jwt_secret:
             raise SettingsError("missing JWT_SECRET: production needs a secret of >= 32 bytes")
-        if settings.require_mfa_for_admins and not settings.mfa_encryption_key:
-            raise SettingsError(
-                "missing MFA_ENCRYPTION_KEY: REQUIRE_MFA_FOR_ADMINS needs two-factor, whose secrets "
-                "production encrypts with a key of >= 32 bytes (for example: openssl rand -base64 48)"
-            )
         if not settings.database_url:
             raise SettingsError("missing DATABASE_URL: production does not run an embedded database")
+        if settings.two_factor == "on" and not settings.mfa_encryption_key:
+            raise SettingsError(
+                "missing MFA_ENCRYPTION_KEY: production encrypts two-factor secrets with a key of "
+                ">= 32 bytes (for example: openssl rand -base64 48); set it, or TWO_FACTOR=off to "
+                "turn two-factor enrolment off"
+            )
         return settings
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise SettingsError(f"invalid JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes")
     if not settings.jwt_secret:
         return msgspec.structs.replace(settings, jwt_secret=_development_secret(Path(settings.data_dir)))
     return settings
+
+
+def mfa_key_id(key: str) -> str:
+    """The id a two-factor ciphertext records of the key that made it: the first 8 hex digits of
+    the key's SHA-256 (service/two_factor/secrets.py)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+def _check_mfa_keys(settings: Settings) -> None:
+    if settings.mfa_encryption_key and len(settings.mfa_encryption_key.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(f"invalid MFA_ENCRYPTION_KEY: must be at least {MIN_SECRET_BYTES} bytes")
+    for number, key in enumerate(settings.mfa_encryption_old_keys, 1):
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"invalid MFA_ENCRYPTION_OLD_KEYS: key {number} is shorter than {MIN_SECRET_BYTES} bytes"
+            )
+    if settings.mfa_encryption_old_keys and not settings.mfa_encryption_key:
+        raise SettingsError(
+            "invalid MFA_ENCRYPTION_OLD_KEYS: set MFA_ENCRYPTION_KEY too, the key that encrypts"
+        )
+    keys = dict.fromkeys([settings.mfa_encryption_key or "", *settings.mfa_encryption_old_keys])
+    ids = [mfa_key_id(key) for key in keys if key]
+    if len(set(ids)) != len(ids):
+        raise SettingsError(
+            "invalid MFA_ENCRYPTION_OLD_KEYS: two different keys share a key id; generate another"
+        )
+    if settings.require_mfa_for_admins and settings.two_factor == "off":
+        raise SettingsError("invalid REQUIRE_MFA_FOR_ADMINS: true needs TWO_FACTOR=on")
 
 
 def _development_secret(data_dir: Path) -> str:

@@ -40,6 +40,7 @@ from service.settings import Settings, load_settings
 from tests import harness, reaper
 from tests.system_tools import require_tool
 
+TEST_MFA_ENCRYPTION_KEY = "test-mfa-encryption-key-" + "m" * 32
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -222,6 +223,8 @@ def settings_environ(database_url: str, data_dir: Path, **overrides: str) -> dic
         # need delivery. An address is set so that production settings load.
         "SMTP_URL": "smtp://127.0.0.1:9",
         "MAIL_WORKER": "off",
+        # Production refuses to start without it (two-factor secrets are encrypted with it).
+        "MFA_ENCRYPTION_KEY": TEST_MFA_ENCRYPTION_KEY,
     }
     environ.update(overrides)
     return environ
@@ -376,12 +379,27 @@ def caught_up_first(app: Litestar) -> dict[str, list[Any]]:
     return {"request": [before_request]}
 
 
-@pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def client_of(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a running app, from one address, each request after `caught_up`."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", event_hooks=caught_up_first(app)
     ) as http:
+        yield http
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of these settings (app_for: reused when equal settings made one before), running,
+    and a client of it."""
+    async with running(app_for(settings)) as app, client_of(app) as http:
+        yield http
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(app) as http:
         yield http
 
 

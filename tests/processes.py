@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from tests import reaper
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_MFA_ENCRYPTION_KEY
 
 # Generous: on a machine shared by many jobs, `serve --workers 2` with tracing on once needed over 60 s.
 START_TIMEOUT_SECONDS = 120
@@ -32,6 +32,7 @@ SERVICE_TEST_ENV = {
     "ENVIRONMENT": "test",
     "SHUTDOWN_DRAIN_SECONDS": "0",
     "JWT_SECRET": TEST_JWT_SECRET,
+    "MFA_ENCRYPTION_KEY": TEST_MFA_ENCRYPTION_KEY,
     "LOG_LEVEL": "WARNING",
     "DATABASE_POOL_MIN": "1",
     "DATABASE_POOL_MAX": "5",

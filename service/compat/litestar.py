@@ -7,6 +7,10 @@
 - `HTTPRouteHandler._fn`: the function a handler calls. Litestar 2 answers OPTIONS with the
   methods of whichever handler of a path it registered first (litestar-org/litestar#4169,
   fixed only in 3.0); service/app.py gives each generated OPTIONS handler its path's methods.
+- `HTTPRouteHandler.before_request` and its memo `_resolved_before_request`: a generated OPTIONS
+  handler is owned by the first handler's controller, so it inherits the controller's
+  `before_request=access(...)` and a plain OPTIONS answered 401 without a token.
+  `without_before_request` takes the hook off such a handler (service/app.py).
 - `ScopeState.from_scope(scope).form`: the parsed form Litestar caches on the scope, which the
   handler's `data` is built from. The scan upload parses its body itself, as it arrives and
   within its own bounds (service/http/forms.py: read_bounded_form; Litestar's parser holds the
@@ -50,12 +54,20 @@ __all__ = [
     "cors_only_with_origin",
     "replace_handler_function",
     "routed",
+    "without_before_request",
 ]
 
 
 def replace_handler_function(handler: HTTPRouteHandler, function: Callable[..., Any]) -> None:
     """Make a registered handler call `function` instead of the one it was built with."""
     handler._fn = function
+
+
+def without_before_request(handler: HTTPRouteHandler) -> None:
+    """Make a registered handler run no `before_request` hook, not even one of its owners'
+    (Litestar resolves the hook from the handler's layers on the first request, and memoises it)."""
+    handler.before_request = None
+    handler._resolved_before_request = None
 
 
 def cached_form(scope: Scope) -> Any:

@@ -8,7 +8,8 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -279,6 +280,18 @@ async def create_pool(
     await pool
     fill_floor_in_background(pool, settings.database_pool_min)
     return pool
+
+
+@asynccontextmanager
+async def command_pool(settings: Settings, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of one connection for a command's run (`service prune`, `service mfa-rotate`)."""
+    pool = await create_pool(
+        msgspec.structs.replace(settings, database_pool_min=1, database_pool_max=1), database_url
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def close_pool(pool: asyncpg.Pool) -> None:

@@ -14,10 +14,9 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
-import msgspec
 
 from service.accounts.link_tokens import MAIL_WINDOW_SECONDS
-from service.db.pool import CONNECT_TIMEOUT_SECONDS, create_pool
+from service.db.pool import CONNECT_TIMEOUT_SECONDS, command_pool
 from service.retention import queries
 from service.settings import Settings
 
@@ -122,10 +121,5 @@ async def prune_periodically(
 
 async def run_once(settings: Settings, database_url: str) -> Removed | None:
     """`service prune`: one run on a small pool of its own."""
-    pool = await create_pool(
-        msgspec.structs.replace(settings, database_pool_min=1, database_pool_max=1), database_url
-    )
-    try:
+    async with command_pool(settings, database_url) as pool:
         return await prune(pool, database_url, settings)
-    finally:
-        await pool.close()

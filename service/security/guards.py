@@ -29,6 +29,10 @@ copy(handler))`, a copy of the route handler per guard call, which was 5 % of a 
 request's CPU (bench/README.md). A handler's own `before_request` replaces its controller's, which
 is why `access` composes the route's hooks into the one it returns; tests/architecture/
 test_route_access.py fails for an /api route that is neither public nor declared through `access`.
+
+OPTIONS needs no token: Litestar's generated OPTIONS handler of a path inherits its controller's
+hook, and service/app.py (`_allow_every_method_on_options`) takes it off, so a plain OPTIONS
+answers 204 with `Allow` everywhere (tests/architecture/test_route_access.py walks every path).
 """
 
 from __future__ import annotations

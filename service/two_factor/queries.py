@@ -26,6 +26,8 @@ FIND_CHALLENGE = load_sql("two_factor/find_challenge")
 SPEND_CHALLENGE = load_sql("two_factor/spend_challenge")
 LOCK_MFA_USER = load_sql("two_factor/lock_mfa_user")
 MFA_ENABLED = load_sql("two_factor/mfa_enabled")
+CIPHERTEXTS_AFTER = load_sql("two_factor/ciphertexts_after")
+REPLACE_CIPHERTEXTS = load_sql("two_factor/replace_ciphertexts")
 
 
 async def start_enrolment(connection: asyncpg.Connection, user_id: uuid.UUID, ciphertext: bytes) -> bool:
@@ -88,3 +90,15 @@ async def lock_mfa_user(connection: asyncpg.Connection, user_id: uuid.UUID) -> a
 
 async def mfa_enabled(db: Db, user_id: uuid.UUID) -> bool:
     return bool(await db.fetchval(MFA_ENABLED, user_id))
+
+
+async def ciphertexts_after(db: Db, after: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+    """user_id and secret_ciphertext of at most `limit` credentials after `after`, by user id."""
+    return list(await db.fetch(CIPHERTEXTS_AFTER, after, limit))
+
+
+async def replace_ciphertexts(
+    db: Db, user_ids: list[uuid.UUID], old: list[bytes], new: list[bytes]
+) -> set[uuid.UUID]:
+    """Each user's ciphertext `old` becomes `new` where `old` is still stored: the users changed."""
+    return {row["user_id"] for row in await db.fetch(REPLACE_CIPHERTEXTS, user_ids, old, new)}

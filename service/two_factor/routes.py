@@ -103,9 +103,7 @@ class TwoFactorController(Controller):
     ) -> None:
         """With `current_password` or a `code` (authenticator or backup): the authenticator and its
         backup codes are deleted. 409 when two-factor is not on."""
-        await service.disable(
-            state.pool, state.settings, caller, data.current_password, data.code, RequestOrigin.of(request)
-        )
+        await service.disable(state.pool, state.settings, caller, data, RequestOrigin.of(request))
 
     @post(
         "/backup-codes",
@@ -125,7 +123,7 @@ class TwoFactorController(Controller):
     ) -> Response[BackupCodes]:
         """With `current_password` or a `code`: 10 new backup codes; the old ones stop working."""
         codes = await service.regenerate_backup_codes(
-            state.pool, state.settings, caller, data.current_password, data.code, RequestOrigin.of(request)
+            state.pool, state.settings, caller, data, RequestOrigin.of(request)
         )
         return Response(codes, headers={"Cache-Control": "no-store"})
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
-from typing import Literal, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Literal, NamedTuple, TypeVar, cast
 
 import asyncpg
 import pyotp
@@ -31,13 +32,14 @@ from service.sessions.refresh_tokens import start_session
 from service.settings import Settings
 from service.two_factor import queries
 from service.two_factor import secrets as keys
-from service.two_factor.models import BackupCodes, Enrolment
+from service.two_factor.models import BackupCodes, Enrolment, ReauthenticateRequest
 
 ISSUER = "TaskFlow"
 STEP_SECONDS = 30
 # The code of the previous and the next 30-second step are accepted too (clock drift, RFC 6238 5.2).
 DRIFT_STEPS = 1
 WRONG_CODE = "the code is incorrect or was already used"
+T = TypeVar("T")
 
 
 class CheckedCode(NamedTuple):
@@ -48,20 +50,18 @@ class CheckedCode(NamedTuple):
     backup_hash: bytes | None
 
 
-def _require_key(settings: Settings) -> None:
-    if settings.is_production and not settings.mfa_encryption_key:
-        raise ServiceUnavailable(
-            "two-factor sign-in is not configured on this server (it needs MFA_ENCRYPTION_KEY)"
-        )
+def _require_two_factor(settings: Settings) -> None:
+    if settings.two_factor == "off":
+        raise ServiceUnavailable("two-factor sign-in is turned off on this server (TWO_FACTOR=off)")
 
 
-def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> str:
+def _secret(settings: Settings, user_id: uuid.UUID, ciphertext: bytes) -> keys.Secret:
     try:
         return keys.decrypt_secret(settings, user_id, ciphertext)
     except keys.UndecryptableSecret:
         raise ServiceUnavailable(
-            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY "
-            "(it changed); an operator must restore the key"
+            "two-factor secrets cannot be read with this server's MFA_ENCRYPTION_KEY or "
+            "MFA_ENCRYPTION_OLD_KEYS (a key was removed); an operator must restore the key"
         ) from None
 
 
@@ -78,13 +78,12 @@ def totp_step(secret: str, code: str, now: float | None = None) -> int | None:
     return None
 
 
-def _match(settings: Settings, user_id: uuid.UUID, secret: str | None, code: str) -> CheckedCode | None:
-    if secret is not None:
-        step = totp_step(secret, code)
-        if step is not None:
-            return CheckedCode("totp", step, None)
+def _match(user_id: uuid.UUID, secret: keys.Secret, code: str) -> CheckedCode | None:
+    step = totp_step(secret.totp, code)
+    if step is not None:
+        return CheckedCode("totp", step, None)
     if keys.looks_like_backup_code(code):
-        return CheckedCode("backup_code", 0, keys.backup_code_hash(settings, user_id, code))
+        return CheckedCode("backup_code", 0, keys.backup_code_hash(secret.backup_key, user_id, code))
     return None
 
 
@@ -95,11 +94,11 @@ async def _spend(connection: asyncpg.Connection, user_id: uuid.UUID, checked: Ch
 
 
 async def _new_backup_codes(
-    connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID
+    connection: asyncpg.Connection, backup_key: bytes, user_id: uuid.UUID
 ) -> list[str]:
     codes = keys.new_backup_codes()
     await queries.delete_backup_codes(connection, user_id)
-    hashes = [keys.backup_code_hash(settings, user_id, code) for code in codes]
+    hashes = [keys.backup_code_hash(backup_key, user_id, code) for code in codes]
     await queries.insert_backup_codes(connection, user_id, hashes)
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
@@ -123,10 +122,10 @@ async def enrol(
 ) -> Enrolment:
     """A new pending authenticator (replacing a pending one); 409 when two-factor is already on."""
     _local_only(caller)
-    _require_key(settings)
+    _require_two_factor(settings)
     email = await credentials.check_current_password(pool, settings, caller, current_password, origin)
     secret = pyotp.random_base32()
-    ciphertext = keys.encrypt_secret(settings, caller.id, secret)
+    ciphertext = keys.encrypt_secret(settings, caller.id, secret, keys.new_backup_key())
 
     async def store(connection: asyncpg.Connection) -> bool:
         if not await queries.start_enrolment(connection, caller.id, ciphertext):
@@ -147,13 +146,13 @@ async def _checked_code(
     settings: Settings,
     user_id: uuid.UUID,
     email: str,
-    secret: str | None,
+    secret: keys.Secret,
     code: str,
     origin: RequestOrigin,
 ) -> CheckedCode | None:
     """Count the attempt (429 while locked), then match the code; a mismatch is audited."""
     attempt = await credentials.count_code_attempt(pool, settings, email)
-    checked = _match(settings, user_id, secret, code)
+    checked = _match(user_id, secret, code)
     if checked is None:
         await credentials.record_code_failure(pool, settings, email, user_id, attempt, origin)
     return checked
@@ -164,6 +163,7 @@ async def confirm(
 ) -> BackupCodes:
     """Turn two-factor on with a first code from the app; the 10 backup codes, shown once."""
     _local_only(caller)
+    _require_two_factor(settings)
     credential = await queries.get_credential(pool, caller.id)
     if credential is None:
         raise Conflict("no authenticator is being enrolled: POST /api/auth/2fa/totp first")
@@ -172,7 +172,7 @@ async def confirm(
     secret = _secret(settings, caller.id, credential["secret_ciphertext"])
     email = await _email(pool, caller)
     attempt = await credentials.count_code_attempt(pool, settings, email)
-    step = totp_step(secret, code)
+    step = totp_step(secret.totp, code)
     if step is None:
         await credentials.record_code_failure(pool, settings, email, caller.id, attempt, origin)
         raise invalid_field("code", WRONG_CODE)
@@ -180,7 +180,7 @@ async def confirm(
     async def turn_on(connection: asyncpg.Connection) -> list[str] | None:
         if not await queries.confirm_enrolment(connection, caller.id, step):
             return None
-        codes = await _new_backup_codes(connection, settings, caller.id)
+        codes = await _new_backup_codes(connection, secret.backup_key, caller.id)
         await credentials.clear_failures(connection, email)
         await record_event(
             connection, "mfa.confirmed", origin=origin, actor=caller, target=Target.user(caller.id)
@@ -193,55 +193,84 @@ async def confirm(
     return BackupCodes(backup_codes=codes)
 
 
+class Reauthentication(NamedTuple):
+    email: str
+    checked: CheckedCode | None  # the code to spend; None when the password was the proof
+    ciphertext: bytes  # the account's encrypted secret, as read
+
+
 async def _reauthenticated(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
-) -> tuple[str, CheckedCode | None]:
-    """(email, the code to spend or None when the password was the proof); 409 when two-factor is off."""
-    if (current_password is None) == (code is None):
+) -> Reauthentication:
+    """The password or a code (counted on the login lockout) proves the owner; 409 when
+    two-factor is off."""
+    if (proof.current_password is None) == (proof.code is None):
         raise ValidationException("send either current_password or code")
     credential = await queries.get_credential(pool, caller.id)
     if credential is None or not credential["confirmed"]:
         raise Conflict("two-factor sign-in is not on")
-    if current_password is not None:
-        return await credentials.check_current_password(
-            pool, settings, caller, current_password, origin
-        ), None
-    assert code is not None
+    ciphertext: bytes = credential["secret_ciphertext"]
+    if proof.current_password is not None:
+        email = await credentials.check_current_password(
+            pool, settings, caller, proof.current_password, origin
+        )
+        return Reauthentication(email, None, ciphertext)
+    assert proof.code is not None
     email = await _email(pool, caller)
-    secret = _secret(settings, caller.id, credential["secret_ciphertext"])
-    checked = await _checked_code(pool, settings, caller.id, email, secret, code, origin)
+    secret = _secret(settings, caller.id, ciphertext)
+    checked = await _checked_code(pool, settings, caller.id, email, secret, proof.code, origin)
     if checked is None:
         raise invalid_field("code", WRONG_CODE)
-    return email, checked
+    return Reauthentication(email, checked, ciphertext)
+
+
+async def _change_after_reauthentication(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    caller: Caller,
+    proof: ReauthenticateRequest,
+    origin: RequestOrigin,
+    change: Callable[[asyncpg.Connection, Reauthentication], Awaitable[T]],
+) -> T:
+    """DELETE /totp and POST /backup-codes: reauthenticate, then in one transaction spend the
+    code (400 when a concurrent request spent it first: nothing changes), make the change and
+    clear the account's failed attempts."""
+    _local_only(caller)
+    proven = await _reauthenticated(pool, settings, caller, proof, origin)
+
+    async def spend_then_change(connection: asyncpg.Connection) -> tuple[bool, T | None]:
+        if proven.checked is not None and not await _spend(connection, caller.id, proven.checked):
+            return False, None
+        result = await change(connection, proven)
+        await credentials.clear_failures(connection, proven.email)
+        return True, result
+
+    spent, result = await in_transaction(pool, spend_then_change)
+    if not spent:
+        raise invalid_field("code", WRONG_CODE)
+    return cast(T, result)
 
 
 async def disable(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
 ) -> None:
     """Turn two-factor off: the authenticator, its backup codes and open challenges are deleted,
     and a notice goes to the account's address."""
-    _local_only(caller)
-    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
 
-    async def turn_off(connection: asyncpg.Connection) -> bool:
-        if checked is not None and not await _spend(connection, caller.id, checked):
-            return False
+    async def turn_off(connection: asyncpg.Connection, proven: Reauthentication) -> None:
         await queries.delete_credential(connection, caller.id)
         await queries.delete_backup_codes(connection, caller.id)
-        await credentials.clear_failures(connection, email)
         # A security notice, in the same transaction: it cannot be lost (service/mail/outbox.py).
-        await enqueue_mail(connection, two_factor_disabled_mail(email))
-        by = "password" if checked is None else checked.kind
+        await enqueue_mail(connection, two_factor_disabled_mail(proven.email))
+        by = "password" if proven.checked is None else proven.checked.kind
         await record_event(
             connection,
             "mfa.disabled",
@@ -250,29 +279,22 @@ async def disable(
             target=Target.user(caller.id),
             details={"by": by},
         )
-        return True
 
-    if not await in_transaction(pool, turn_off):
-        raise invalid_field("code", WRONG_CODE)
+    await _change_after_reauthentication(pool, settings, caller, proof, origin, turn_off)
 
 
 async def regenerate_backup_codes(
     pool: asyncpg.Pool,
     settings: Settings,
     caller: Caller,
-    current_password: str | None,
-    code: str | None,
+    proof: ReauthenticateRequest,
     origin: RequestOrigin,
 ) -> BackupCodes:
     """10 new backup codes; the old ones stop working."""
-    _local_only(caller)
-    email, checked = await _reauthenticated(pool, settings, caller, current_password, code, origin)
 
-    async def renew(connection: asyncpg.Connection) -> list[str] | None:
-        if checked is not None and not await _spend(connection, caller.id, checked):
-            return None
-        codes = await _new_backup_codes(connection, settings, caller.id)
-        await credentials.clear_failures(connection, email)
+    async def renew(connection: asyncpg.Connection, proven: Reauthentication) -> list[str]:
+        backup_key = _secret(settings, caller.id, proven.ciphertext).backup_key
+        codes = await _new_backup_codes(connection, backup_key, caller.id)
         await record_event(
             connection,
             "mfa.backup_codes_regenerated",
@@ -282,9 +304,7 @@ async def regenerate_backup_codes(
         )
         return codes
 
-    codes = await in_transaction(pool, renew)
-    if codes is None:
-        raise invalid_field("code", WRONG_CODE)
+    codes = await _change_after_reauthentication(pool, settings, caller, proof, origin, renew)
     return BackupCodes(backup_codes=codes)
 
 

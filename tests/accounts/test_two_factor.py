@@ -315,23 +315,31 @@ async def test_admins_can_be_required_to_use_two_factor(
             assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
 
 
-async def test_enrolment_is_unavailable_in_production_without_a_key(
+async def test_production_needs_a_key_unless_two_factor_is_off(
     database_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
     from service.settings import SettingsError
 
-    with pytest.raises(SettingsError, match="MFA_ENCRYPTION_KEY"):
-        make_settings(database_url, tmp_path, ENVIRONMENT="production", REQUIRE_MFA_FOR_ADMINS="true")
+    with pytest.raises(SettingsError, match=r"^missing MFA_ENCRYPTION_KEY: .*TWO_FACTOR=off"):
+        make_settings(database_url, tmp_path, ENVIRONMENT="production", MFA_ENCRYPTION_KEY="")
     with pytest.raises(SettingsError, match="MFA_ENCRYPTION_KEY"):
         make_settings(database_url, tmp_path, MFA_ENCRYPTION_KEY="short")
-    settings = make_settings(database_url, tmp_path, ENVIRONMENT="production")
+    with pytest.raises(SettingsError, match=r"REQUIRE_MFA_FOR_ADMINS.*TWO_FACTOR=on"):
+        make_settings(database_url, tmp_path, TWO_FACTOR="off", REQUIRE_MFA_FOR_ADMINS="true")
+    settings = make_settings(
+        database_url, tmp_path, ENVIRONMENT="production", MFA_ENCRYPTION_KEY="", TWO_FACTOR="off"
+    )
     user_id = await make_user(db)
     async with running(create_app(settings)) as app:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
-            response = await client.post(
+            enrol = await client.post(
                 "/api/auth/2fa/totp", json={"current_password": "x"}, headers=bearer(settings, user_id)
             )
-    assert response.status_code == 503
-    assert "MFA_ENCRYPTION_KEY" in response.json()["detail"]
-    assert response.headers["retry-after"]
+            confirm = await client.post(
+                "/api/auth/2fa/totp/confirm", json={"code": "123456"}, headers=bearer(settings, user_id)
+            )
+    for response in (enrol, confirm):
+        assert response.status_code == 503
+        assert "TWO_FACTOR=off" in response.json()["detail"]
+        assert response.headers["retry-after"]

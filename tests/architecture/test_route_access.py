@@ -4,6 +4,7 @@ Litestar guard."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -107,3 +108,40 @@ async def test_other_routes_answer_401_before_looking_at_the_body(client: httpx.
             assert response.status_code == 401, (method, path, headers, response.text)
     response = await client.post("/api/someone/tasks", content=b"{}", headers=TEXT)
     assert response.status_code == 401
+
+
+# A value for each kind of path parameter, so that every route can be called.
+_PARAMETER_VALUES = {"uuid": "00000000-0000-4000-8000-000000000001", "int": "1", "str": "x", "path": "x"}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}:]+:([a-z]+)\}", lambda match: _PARAMETER_VALUES[match.group(1)], path)
+
+
+async def test_options_needs_no_token_and_every_other_method_still_does(
+    app: Litestar, client: httpx.AsyncClient
+) -> None:
+    """A plain OPTIONS (not a CORS preflight: no Origin) answers 204 with the path's methods on
+    every /api route, token or not: Litestar's generated OPTIONS handler would otherwise inherit
+    its controller's `before_request=access(...)` and answer 401. Every other method of a
+    protected route still answers 401 without a token."""
+    walked = protected = 0
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        prefix = next((p for p in API_PREFIXES if route.path.startswith(p + "/")), None)
+        if prefix is None:
+            continue
+        url = _concrete(route.path)
+        answer = await client.options(url)
+        assert answer.status_code == 204, (route.path, answer.status_code, answer.text)
+        assert set(answer.headers["allow"].split(", ")) == set(route.methods), route.path
+        walked += 1
+        for method in sorted(route.methods - {"OPTIONS"}):
+            if (method, route.path.removeprefix(prefix)) in PUBLIC:
+                continue
+            response = await client.request(method, url, content=b"{}", headers=JSON)
+            assert response.status_code == 401, (method, route.path, response.status_code, response.text)
+            protected += 1
+    assert walked > 40, "the walk found too few paths: did the app's layout change?"
+    assert protected > 40, "the walk found too few protected methods"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Request, Response, get, post
+from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.config.cors import CORSConfig
+from litestar.exceptions import NotAuthorizedException
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -17,6 +18,7 @@ from service.compat.litestar import (
     cors_only_with_origin,
     replace_handler_function,
     routed,
+    without_before_request,
 )
 
 
@@ -45,6 +47,33 @@ async def test_a_replaced_handler_function_is_what_the_route_calls() -> None:
         response = await client.options("/thing")
     assert response.status_code == 204
     assert response.headers["allow"] == "every one"
+
+
+async def test_a_generated_options_handler_inherits_its_controllers_hook_until_it_is_removed() -> None:
+    async def refuse(_: Request[Any, Any, Any]) -> None:
+        raise NotAuthorizedException("no token")
+
+    class Things(Controller):
+        path = "/things"
+        before_request = refuse
+
+        @get(sync_to_thread=False)
+        def read(self) -> None:
+            return None
+
+        @get("/first", sync_to_thread=False)
+        def read_first(self) -> None:
+            return None
+
+    app = Litestar([Things])
+    async with AsyncTestClient(app) as client:
+        assert (await client.options("/things")).status_code == 401  # Litestar 2's inheritance
+        for route in app.routes:
+            if isinstance(route, HTTPRoute) and route.path == "/things/first":
+                without_before_request(route.route_handler_map["OPTIONS"][0])
+        assert (await client.options("/things/first")).status_code == 204
+        assert (await client.get("/things/first")).status_code == 401
+        assert (await client.options("/things")).status_code == 401  # only the handler it was given
 
 
 async def test_the_parsed_form_is_cached_on_the_scope_as_a_dict() -> None:

@@ -124,9 +124,13 @@ def test_every_secret_setting_has_a_file_variable(tmp_path: Path) -> None:
             "sentry_dsn": "http://public@127.0.0.1:9/1",
         }.get(name, value)
         path.write_text(value + "\n")
-        extra = {"BETTER_AUTH_URL": "https://auth.example.com"} if name == "better_auth_secret" else {}
+        extra = {
+            "better_auth_secret": {"BETTER_AUTH_URL": "https://auth.example.com"},
+            "mfa_encryption_old_keys": {"MFA_ENCRYPTION_KEY": "current-" + OTHER_SECRET},
+        }.get(name, {})
         settings = _settings(tmp_path, **{f"{name.upper()}_FILE": str(path)}, **extra)
-        assert getattr(settings, name) == value, name
+        expected = (value,) if name == "mfa_encryption_old_keys" else value  # a comma list
+        assert getattr(settings, name) == expected, name
     assert {
         "database_url",
         "jwt_secret",

@@ -109,14 +109,16 @@ def test_production_refuses_missing_or_weak_secrets(tmp_path: Path) -> None:
             DATABASE_URL="postgresql://db/x",
             BETTER_AUTH_SECRET="weak",
         )
+    key = {"MFA_ENCRYPTION_KEY": "k" * 32}
     with pytest.raises(SettingsError, match=r"^missing SMTP_URL"):
-        load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x")
+        load(tmp_path, ENVIRONMENT="production", JWT_SECRET=STRONG, DATABASE_URL="postgresql://db/x", **key)
     assert load(
         tmp_path,
         ENVIRONMENT="production",
         JWT_SECRET=STRONG,
         DATABASE_URL="postgresql://db/x",
         ACCOUNT_MAIL="off",
+        **key,
     )
     assert load(
         tmp_path,
@@ -124,6 +126,7 @@ def test_production_refuses_missing_or_weak_secrets(tmp_path: Path) -> None:
         JWT_SECRET=STRONG,
         DATABASE_URL="postgresql://db/x",
         SMTP_URL="smtp://mail.example.com:587",
+        **key,
     )
 
 
@@ -153,3 +156,54 @@ def test_empty_optional_values_mean_unset(tmp_path: Path) -> None:
     settings = load(tmp_path, JWT_SECRET=STRONG, REDIS_URL="", DATABASE_URL="")
     assert settings.redis_url is None
     assert settings.database_url is None
+
+
+PRODUCTION = {"ENVIRONMENT": "production", "JWT_SECRET": STRONG, "DATABASE_URL": "postgresql://db/x"}
+
+
+def test_production_needs_the_two_factor_key_unless_two_factor_is_off(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^missing MFA_ENCRYPTION_KEY: .*TWO_FACTOR=off"):
+        load(tmp_path, **PRODUCTION, ACCOUNT_MAIL="off")
+    assert load(tmp_path, **PRODUCTION, ACCOUNT_MAIL="off", TWO_FACTOR="off").mfa_encryption_key is None
+    assert load(tmp_path, **PRODUCTION, ACCOUNT_MAIL="off", MFA_ENCRYPTION_KEY="k" * 32).two_factor == "on"
+    with pytest.raises(SettingsError, match="REQUIRE_MFA_FOR_ADMINS"):
+        load(tmp_path, JWT_SECRET=STRONG, TWO_FACTOR="off", REQUIRE_MFA_FOR_ADMINS="true")
+
+
+def test_old_two_factor_keys_are_a_comma_list_of_long_keys_beside_the_current_one(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        JWT_SECRET=STRONG,
+        MFA_ENCRYPTION_KEY="n" * 32,
+        MFA_ENCRYPTION_OLD_KEYS="a" * 32 + ", " + "b" * 40,
+    )
+    assert settings.mfa_encryption_old_keys == ("a" * 32, "b" * 40)
+    with pytest.raises(SettingsError, match=r"^invalid MFA_ENCRYPTION_OLD_KEYS: key 2 is shorter"):
+        load(
+            tmp_path,
+            JWT_SECRET=STRONG,
+            MFA_ENCRYPTION_KEY="n" * 32,
+            MFA_ENCRYPTION_OLD_KEYS="a" * 32 + ",short",
+        )
+    with pytest.raises(SettingsError, match=r"^invalid MFA_ENCRYPTION_OLD_KEYS: set MFA_ENCRYPTION_KEY"):
+        load(tmp_path, JWT_SECRET=STRONG, MFA_ENCRYPTION_OLD_KEYS="a" * 32)
+
+
+def test_two_factor_keys_can_be_read_from_files(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("n" * 32 + "\n")
+    (tmp_path / "old").write_text("a" * 32 + "," + "b" * 32 + "\n")
+    settings = load(
+        tmp_path,
+        JWT_SECRET=STRONG,
+        MFA_ENCRYPTION_KEY_FILE=str(tmp_path / "key"),
+        MFA_ENCRYPTION_OLD_KEYS_FILE=str(tmp_path / "old"),
+    )
+    assert settings.mfa_encryption_key == "n" * 32
+    assert settings.mfa_encryption_old_keys == ("a" * 32, "b" * 32)
+    with pytest.raises(SettingsError, match=r"MFA_ENCRYPTION_KEY_FILE.*MFA_ENCRYPTION_KEY is set too"):
+        load(
+            tmp_path,
+            JWT_SECRET=STRONG,
+            MFA_ENCRYPTION_KEY="n" * 32,
+            MFA_ENCRYPTION_KEY_FILE=str(tmp_path / "key"),
+        )

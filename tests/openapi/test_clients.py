@@ -5,14 +5,12 @@ Python one (openapi-python-client) signs in, creates and lists tasks against a s
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.openapi.conftest import compile_strictly, run_tool
-from tests.openapi.test_generators import PACKAGE, openapi_python_client
+from tests.openapi.conftest import compile_typescript_client, openapi_python_client
 from tests.processes import serve
 from tests.system_tools import require_tool
 
@@ -25,31 +23,16 @@ def test_the_guides_openapi_fetch_client_compiles_in_strict_mode(
     npm_bin: Path, openapi_file: Path, tmp_path: Path
 ) -> None:
     # As the guide says: a request field with a default (a task's is_completed) stays optional.
-    generated = run_tool(
-        [
-            npm_bin / "openapi-typescript",
-            openapi_file,
-            "-o",
-            tmp_path / "api.ts",
-            "--default-non-nullable",
-            "false",
-        ]
+    compiled = compile_typescript_client(
+        npm_bin, openapi_file, FETCH_CLIENT, tmp_path, "--default-non-nullable", "false"
     )
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    shutil.copy(FETCH_CLIENT, tmp_path / FETCH_CLIENT.name)
-    # openapi-fetch resolves from tests/openapi_tools/node_modules, as from a frontend's own.
-    (tmp_path / "node_modules").symlink_to(npm_bin.parent, target_is_directory=True)
-    compiled = compile_strictly(npm_bin, FETCH_CLIENT.name, tmp_path)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
 
 def test_the_guides_python_client_signs_in_and_lists_tasks(
-    openapi_file: Path, database_url: str, tmp_path: Path
+    python_client_dir: Path, database_url: str, tmp_path: Path
 ) -> None:
     uvx = require_tool("uvx", "pip install uv")
-    command = ["generate", "--path", openapi_file, "--meta", "none", "--output-path", tmp_path / PACKAGE]
-    generated = run_tool(openapi_python_client(uvx, "openapi-python-client", *command))
-    assert generated.returncode == 0, generated.stdout + generated.stderr
     email = f"client-{tmp_path.name[-12:]}@example.com".lower()
     password = "plum orchard at midnight 42"
     with serve(database_url, tmp_path) as server:
@@ -71,7 +54,7 @@ def test_the_guides_python_client_signs_in_and_lists_tasks(
                     uvx, "python", "-c", f"import runpy; runpy.run_path({str(PYTHON_EXAMPLE)!r})"
                 )
             ],
-            cwd=tmp_path,
+            cwd=python_client_dir,
             env=environ,
             capture_output=True,
             text=True,

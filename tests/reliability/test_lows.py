@@ -141,6 +141,7 @@ def test_a_provider_secret_equal_to_jwt_secret_is_refused(
     if environment == "production":
         env["DATABASE_URL"] = "postgresql://service@db.example/service"
         env["SMTP_URL"] = "smtp://mail.example.com:587"
+        env["MFA_ENCRYPTION_KEY"] = "m" * 32
     with pytest.raises(SettingsError, match=f"{variable}.*JWT_SECRET|JWT_SECRET.*{variable}"):
         load(tmp_path, **env)
     del env[variable]
@@ -181,8 +182,9 @@ def test_a_short_metrics_token_is_refused(tmp_path: Path, token: str) -> None:
         ({"CORS_ORIGINS": "null"}, ("CORS_ORIGINS",)),
         ({"AUTH_COOKIES": "on", "CORS_ORIGINS": "*"}, ("CORS_ORIGINS",)),
         ({"METRICS_TOKEN": "short"}, ("METRICS_TOKEN",)),
+        ({"ENVIRONMENT": "production", "MFA_ENCRYPTION_KEY": ""}, ("MFA_ENCRYPTION_KEY", "TWO_FACTOR")),
     ],
-    ids=["better-auth", "supabase", "null-origin", "wildcard-with-cookies", "metrics-token"],
+    ids=["better-auth", "supabase", "null-origin", "wildcard-with-cookies", "metrics-token", "mfa-key"],
 )
 def test_service_serve_refuses_in_one_line_naming_the_variable(
     database_url: str, tmp_path: Path, env: dict[str, str], named: tuple[str, ...]

@@ -28,7 +28,7 @@ import uvicorn
 from service.integrations.ai_service.demo import create_demo_app
 from service.settings import Settings
 from tests import processes
-from tests.conftest import app_for, bearer, caught_up_first, make_settings, make_user, running
+from tests.conftest import bearer, make_settings, make_user, serving
 
 # Small, so oversize bodies in tests stay small too.
 TEST_MAX_UPLOAD_BYTES = 32 * 1024
@@ -228,12 +228,8 @@ def client_for(database_url: str, tmp_path: Path, db: asyncpg.Connection) -> Cli
             AI_SERVICE_TIMEOUT_SECONDS=FAULT_TIMEOUT_SECONDS,
             MAX_UPLOAD_BYTES=str(TEST_MAX_UPLOAD_BYTES),
         )
-        async with running(app_for(settings)) as app:
-            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver", event_hooks=caught_up_first(app)
-            ) as http:
-                yield http
+        async with serving(settings) as http:
+            yield http
 
     return open_client
 
