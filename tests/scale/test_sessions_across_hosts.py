@@ -1,7 +1,14 @@
-"""Ending a session on one host stops it on the other at once: two `service serve` processes, one database."""
+"""Ending a session on one host stops it on the other: two `service serve` processes, one database.
+
+The refresh token stops at once (every refresh reads the database). The access token stops
+within the other host's notification latency, usually before the 204 arrives, and at the
+latest within the caller cache's trust window (docs/auth.md, "The caller cache"): a busy
+machine can delay the other worker's NOTIFY by some milliseconds, so the test allows that bound.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -13,6 +20,8 @@ import pytest
 from tests.processes import serve
 
 PASSWORD = "correct horse battery staple"
+# The caller cache's trust window (TRUST_SECONDS in service/security/caller_listener.py).
+TRUST_WINDOW_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +56,18 @@ def _auth(tokens: dict[str, str]) -> dict[str, str]:
 
 
 def _works(host: httpx.Client, tokens: dict[str, str]) -> tuple[int, int]:
-    """(status of /me with the access token, status of a refresh with the refresh token)."""
-    me = host.get("/api/auth/me", headers=_auth(tokens)).status_code
+    """(status of /me with the access token, status of a refresh with the refresh token), the
+    access token asked again until it is refused or the trust window has passed."""
     refreshed = host.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code
+    deadline = time.monotonic() + TRUST_WINDOW_SECONDS
+    me = host.get("/api/auth/me", headers=_auth(tokens)).status_code
+    while me == 200 and time.monotonic() < deadline:
+        time.sleep(0.005)
+        me = host.get("/api/auth/me", headers=_auth(tokens)).status_code
     return me, refreshed
 
 
-def test_a_session_ended_on_one_host_stops_on_the_other_at_once(
+def test_a_session_ended_on_one_host_stops_on_the_other(
     hosts: tuple[httpx.Client, httpx.Client],
 ) -> None:
     a, b = hosts
