@@ -27,7 +27,7 @@ from service.security.verification import verified_token
 from service.server.lifecycle import tune_garbage_collection
 from service.settings import load_settings
 from service.tasks.models import Task
-from service.tasks.routes import MAX_OFFSET, _pagination_headers
+from service.tasks.routes import MAX_OFFSET, _next_link
 
 LIST_TASKS = load_sql("tasks/list_tasks")
 COUNT_TASKS = load_sql("tasks/count_tasks")
@@ -58,9 +58,10 @@ class Tasks(Controller):
                 else await connection.fetchval(COUNT_TASKS, verified.subject, completed)
             )
         tasks = [Task.of(row, user_id) for row in rows]
-        return Response(
-            tasks, headers=_pagination_headers(request.scope["path"], completed, total, limit, offset)
-        )
+        headers = {"X-Total-Count": str(total)}
+        if offset + limit < total:
+            headers["Link"] = _next_link(request.scope["path"], completed, limit, offset)
+        return Response(tasks, headers=headers)
 
 
 @asynccontextmanager

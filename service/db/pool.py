@@ -156,6 +156,13 @@ class FifoGate:
         self._free = slots
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
+    def try_acquire(self) -> bool:
+        """A slot now if one is free and nobody waits for it, else False (nothing taken)."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
@@ -214,9 +221,15 @@ class FairPool(AcquireHookPool):
         if timeout is None:
             timeout = POOL_ACQUIRE_TIMEOUT_SECONDS
         # The gate's wait counts against the caller's timeout, as asyncpg's own wait does.
+        gate = self._gate
+        if gate.try_acquire():  # a free slot and nobody before us: no wait, no timer
+            return timeout
         started = asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(self._gate.acquire(), timeout)
+            # asyncio.timeout on this task rather than wait_for, which wraps the wait in a task of
+            # its own (wait_for, its task and its timer were 3.4 % of a task list's samples, py-spy).
+            async with asyncio.timeout(timeout):
+                await gate.acquire()
         except TimeoutError:
             raise PoolTimeout(f"no database connection was free within {timeout:g} s") from None
         return max(0.0, timeout - (asyncio.get_running_loop().time() - started))

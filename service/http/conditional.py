@@ -147,6 +147,13 @@ def tagged_json(
     names), then ETag; a 304 without body, content-type or content-length when If-None-Match
     says the client holds it."""
     encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    return tagged_json_pairs(scope, tag, body, encoded)
+
+
+def tagged_json_pairs(
+    scope: Scope, tag: str, body: bytes, encoded: list[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """`tagged_json` for header pairs encoded already (lowercase names); appends to `encoded`."""
     encoded.append((b"etag", tag.encode("latin-1")))
     if not_modified(request_header(scope, b"if-none-match"), tag):
         return 304, encoded, b""
