@@ -245,14 +245,23 @@ class FairPool(AcquireHookPool):
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         holds_slot = self._slots.pop(id(connection), None) is connection
-        if outage.ongoing and holds_slot and not connection.is_closed():
-            outage.answered()
         try:
+            if outage.ongoing and holds_slot and _still_open(connection):
+                outage.answered()
             await super().release(connection, timeout=timeout)
         finally:
             # Not for a second release or a connection of another pool: no slot was theirs.
             if holds_slot:
                 self._gate.release()
+
+
+def _still_open(connection: Any) -> bool:
+    """Whether a held connection survived its request. asyncpg detaches the proxy of a connection
+    that broke while held (a database restart), and then every method of it raises."""
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 # Where a wait for a pooled connection runs (and times out) in this module.

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from service.db import pool as pool_module
 from service.db.pool import FairPool, create_pool
 from tests.conftest import make_settings
 
@@ -128,12 +129,16 @@ async def test_a_connection_of_another_pool_is_refused_and_costs_no_slot(
     await pool_of_one.release(await asyncio.wait_for(extra, 5))
 
 
+@pytest.mark.parametrize("outage_logged", [False, True], ids=["first failure", "during a logged outage"])
 async def test_a_connection_that_breaks_while_held_gives_its_turn_back(
-    pool_of_one: FairPool, database_url: str
+    pool_of_one: FairPool, database_url: str, outage_logged: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database restarts under a request: asyncpg drops the broken connection at once, and
     the request's release afterwards must still free its place (a leak here stalled every later
-    request for good once the pool's places were gone)."""
+    request for good once the pool's places were gone). During an outage already logged, the
+    release also asks whether the connection survived, of a proxy asyncpg has detached."""
+    if outage_logged:
+        monkeypatch.setattr(pool_module.outage, "failed_requests", 1)
     async with pool_of_one.acquire() as held:
         pid = await held.fetchval("SELECT pg_backend_pid()")
         killer = await asyncpg.connect(database_url)
