@@ -8,9 +8,11 @@ and the rate limiters share a clock that stands still, so nothing differs but th
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -365,3 +367,20 @@ async def test_a_database_outage_is_the_same_503(
     assert failed.headers["retry-after"]
     await pair.both("GET", f"/api/{bob}/tasks", bearer(pair_settings, bob))  # authentication's query fails
     await pair.both("GET", f"/api/{alice}/tasks?limit=0", headers)
+
+
+async def test_a_burst_of_lists_gets_exactly_the_limit_with_or_without_the_fast_path(
+    limited_settings: Settings, db: asyncpg.Connection
+) -> None:
+    """40 concurrent task lists against a budget of 6: six answers, 34 refusals, on either path
+    (the fast path counts each request once, before it authenticates or queries)."""
+    alice = await make_user(db, "alice@example.com")
+    headers = bearer(limited_settings, alice)
+    async for pair in _pair(limited_settings):
+        answered = pair.answered
+        for client in (pair.fast_client, pair.plain_client):
+            answers = await asyncio.gather(
+                *(client.get(f"/api/{alice}/tasks", headers=headers) for _ in range(40))
+            )
+            assert Counter(answer.status_code for answer in answers) == {200: 6, 429: 34}
+        assert pair.answered - answered == 6, "the fast path answered the burst's lists"
