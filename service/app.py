@@ -295,8 +295,9 @@ def create_app(
     # Litestar's CORS layer only for requests with an Origin header (service/compat/litestar.py).
     # Speed over the framework idiom: the task list answered below the router (service/tasks/fast_list.py)
     # costs 218-229 us of CPU per request against 259-277 through it (bench/cpu_per_request.py).
-    fast_path = fast_task_list(app) if task_list_fast_path else None
-    handler = cors_only_with_origin(app.asgi_handler, inner=fast_path)
+    handler = cors_only_with_origin(app.asgi_handler)
+    if task_list_fast_path:
+        handler = fast_task_list(app, handler)
     if tracer_provider is not None:
         from service.observability import tracing
 

@@ -121,14 +121,24 @@ def routed(app: Litestar, scope: Scope) -> Routed | None:
         return None
     for name, value in scope["headers"]:
         if name == b"host":
-            if not is_valid_host(value):
+            if not valid_host(value):
                 return None
             break
+    return route_of(app, scope["path"], scope.get("method"))  # type: ignore[arg-type]
+
+
+def valid_host(host: bytes) -> bool:
+    """The router's check of a Host header (it answers 400 to one that fails)."""
+    return is_valid_host(host)
+
+
+def route_of(app: Litestar, path: str, method: str | None) -> Routed | None:
+    """`routed` for a path and method alone (no Host header or root_path to check)."""
     try:
         # Called as the router calls it, so both share its routing cache's entries.
-        _, handler, path, params, template = app.asgi_router.handle_routing(
-            path=normalize_path(scope["path"]), method=scope.get("method")
+        _, handler, routed_path, params, template = app.asgi_router.handle_routing(
+            path=normalize_path(path), method=method
         )
     except Exception:  # the router's NotFoundException, MethodNotAllowedException
         return None
-    return handler, path, params, template
+    return handler, routed_path, params, template

@@ -384,3 +384,23 @@ async def test_a_burst_of_lists_gets_exactly_the_limit_with_or_without_the_fast_
             )
             assert Counter(answer.status_code for answer in answers) == {200: 6, 429: 34}
         assert pair.answered - answered == 6, "the fast path answered the burst's lists"
+
+
+async def test_a_browser_list_is_answered_by_the_route_with_its_cors_headers(
+    pair_settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A list with an Origin header goes past the fast path to the CORS layer and the route:
+    the same answer either way, with the CORS headers, and not counted as a fast answer; the
+    same list without Origin is answered by the fast path."""
+    alice = await make_user(db, "alice@example.com")
+    headers = bearer(pair_settings, alice)
+    async for pair in _pair(pair_settings):
+        answered = pair.answered
+        browser = await pair.both(
+            "GET", f"/api/{alice}/tasks", {**headers, "Origin": "http://localhost:3000"}
+        )
+        assert browser.status_code == 200
+        assert browser.headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert pair.answered == answered
+        await pair.both("GET", f"/api/{alice}/tasks", headers)
+        assert pair.answered == answered + 1
