@@ -6,10 +6,14 @@ rounds with the order rotating; each figure is its median over the rounds and ea
 median of the per-round ratios (the VM's speed wanders by tens of percent over minutes, so a
 ratio is only taken between runs seconds apart). The contenders:
 
-- floor, token cache (bench/floor.py `app`): the bare ASGI floor verifying tokens through the
-  service's VerifiedTokenCache, as the service does. **This is the floor the targets use**: it
-  does the same work as the service (a repeated token is verified once per worker and then
-  answered from the cache, in both).
+- floor, same answer (bench/floor.py `app_same_answer`): a bare ASGI function doing all of the
+  service's work for this request with the service's own pieces and no framework or layers:
+  the same status, headers and body (checked before timing, `check_same_answer`), the same
+  rate-limit count, caller cache, access-log line and metrics. **This is the floor the targets
+  use** ("a bare ASGI floor that does the same work"): service over it is what Litestar, our
+  layers and the HTTP protocol's head limits cost.
+- floor, token cache (bench/floor.py `app`): the physical minimum (token check through the
+  service's VerifiedTokenCache, the query, the encoding; no headers, log or metrics).
 - floor, no cache (`app_no_cache`): the same with the full HS256 check (pyjwt decode) on every
   request; reported beside it so the cache's share is visible.
 - service; service traced at 10 % and at 100 % with the OTLP endpoint on a closed port (a free
@@ -41,14 +45,16 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.floor import check_same_answer
 from bench.processes import USERS, floor_command, free_port, run_wrk, service_command, started
 from bench.report import Result
-from bench.scenarios import _SEEDED, TASKS, get_script, think_time_script
+from bench.scenarios import _SEEDED, TASKS, argon2_alone, get_script, login_script, think_time_script
 
 CONTENDERS = "contenders"
 USERS1000 = "users1000"
 WORKERS_RATIO = "workers_ratio"
 FLOOR_KEY = "floor_cache"
+SAME_KEY = "floor_same"
 
 
 @dataclass(frozen=True)
@@ -204,11 +210,25 @@ def _task_script() -> str:
 def _check(running: dict[str, tuple[str, int]]) -> None:
     seeded = _SEEDED["done"]
     check_answers(running, seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+    if SAME_KEY in running and "service" in running:
+        check_same_answer(
+            running["service"][0], running[SAME_KEY][0], seeded.tasks_token, seeded.tasks_user_id
+        )
+
+
+def _against(
+    result: Result, rounds: list[dict[str, dict[str, float]]], key: str, baseline: str, name: str
+) -> None:
+    """Add `key`'s per-round CPU, req/s and latency ratios to `baseline` as extra[<field>_<name>]."""
+    over = summarise("", rounds, key, "", baseline=baseline, connections=result.connections)
+    for field in ("cpu_x", "cpu_x_lo", "cpu_x_hi", "rps_x", "p95_x", "p99_x"):
+        result.extra[f"{field}_{name}"] = over.extra[field]
 
 
 def contender_servers(env: dict[str, str], receiver_url: str | None) -> list[Server]:
     closed = f"http://127.0.0.1:{free_port()}"  # a free port nobody listens on
     servers = [
+        _floor(SAME_KEY, "floor, same answer", "bench.floor:app_same_answer", env),
         _floor(FLOOR_KEY, "floor, token cache", "bench.floor:app", env),
         _floor("floor_no_cache", "floor, no cache", "bench.floor:app_no_cache", env),
         _service("service", "service", env),
@@ -261,12 +281,9 @@ def bench_contenders(args: argparse.Namespace, wrk: str, env: dict[str, str], re
         result = summarise(
             f"{CONTENDERS}_{server.key}", rounds, server.key, server.label, baseline=FLOOR_KEY, connections=64
         )
+        _against(result, rounds, server.key, SAME_KEY, "same")
         if server.key in AGAINST_SERVICE:
-            over = summarise("", rounds, server.key, "", baseline="service", connections=64)
-            result.extra["cpu_x_service"] = over.extra["cpu_x"]
-            result.extra["cpu_x_service_lo"] = over.extra["cpu_x_lo"]
-            result.extra["cpu_x_service_hi"] = over.extra["cpu_x_hi"]
-            result.extra["rps_x_service"] = over.extra["rps_x"]
+            _against(result, rounds, server.key, "service", "service")
         results.append(result)
 
 
@@ -280,6 +297,7 @@ def bench_users1000(args: argparse.Namespace, wrk: str, env: dict[str, str], res
     duration = args.users_duration or 2 * args.duration
     servers = [
         _service("service", "service", env),
+        _floor(SAME_KEY, "floor, same answer", "bench.floor:app_same_answer", env),
         _floor(FLOOR_KEY, "floor, token cache", "bench.floor:app", env),
     ]
     with ExitStack() as stack:
@@ -291,16 +309,16 @@ def bench_users1000(args: argparse.Namespace, wrk: str, env: dict[str, str], res
             args, wrk, script, running, USERS1000, connections=USERS, duration=duration, warm=False
         )
     for server in servers:
-        results.append(
-            summarise(
-                f"{USERS1000}_{server.key}",
-                rounds,
-                server.key,
-                f"{server.label}; {USERS} users, {duration} s, 500 ms think time",
-                baseline=FLOOR_KEY,
-                connections=USERS,
-            )
+        result = summarise(
+            f"{USERS1000}_{server.key}",
+            rounds,
+            server.key,
+            f"{server.label}; {USERS} users, {duration} s, 500 ms think time",
+            baseline=FLOOR_KEY,
+            connections=USERS,
         )
+        _against(result, rounds, server.key, SAME_KEY, "same")
+        results.append(result)
 
 
 def bench_workers_ratio(
@@ -326,3 +344,59 @@ def bench_workers_ratio(
                 workers=workers,
             )
         )
+
+
+LOGIN_RATIO = "login_ratio"
+
+
+def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
+    """Logins per second (16 connections, one worker, one argon2id verification each) over argon2
+    alone (as many threads as cores verifying in this process, no server), measured in turns,
+    `--rounds` rounds of `--duration` s each with the order alternating: the VM's speed wanders
+    by tens of percent between minutes, so a ratio of two runs minutes apart says little."""
+    if args.only and LOGIN_RATIO not in args.only:
+        return
+    seeded = _SEEDED["done"]
+    script = login_script(seeded.tasks_email)
+    pairs: list[tuple[dict[str, float], float]] = []
+    with ExitStack() as stack:
+        running = start_all(stack, [_service("service", "service", env)])
+        base, pid = running["service"]
+        run_wrk(wrk, base, script, connections=16, duration=2, server=pid)  # warm
+        for number in range(args.rounds):
+            if number % 2:
+                login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+                alone = argon2_alone(env, seconds=args.duration)
+            else:
+                alone = argon2_alone(env, seconds=args.duration)
+                login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+            pairs.append((login, alone))
+            print(
+                f"  {LOGIN_RATIO} round {number + 1}: login {login['rps']:.1f}/s, argon2 alone "
+                f"{alone:.1f}/s, {login['rps'] / alone:.3f}x"
+            )
+    ratios = sorted(login["rps"] / alone for login, alone in pairs)
+    logins = [login for login, _ in pairs]
+    results.append(
+        Result(
+            scenario=LOGIN_RATIO,
+            workers=1,
+            connections=16,
+            rps=round(_median([run["rps"] for run in logins]), 1),
+            p50_ms=round(_median([run["p50_ms"] for run in logins]), 2),
+            p95_ms=round(_median([run["p95_ms"] for run in logins]), 2),
+            p99_ms=round(_median([run["p99_ms"] for run in logins]), 2),
+            max_ms=round(_median([run["max_ms"] for run in logins]), 2),
+            requests=int(sum(run["requests"] for run in logins)),
+            errors=int(sum(run["failed"] for run in logins)),
+            cpu_us_per_req=round(_median([run.get("cpu_us", 0.0) for run in logins]), 1),
+            pg_us_per_req=round(_median([run.get("pg_us", 0.0) for run in logins]), 1),
+            note=f"login over argon2 alone, {len(pairs)} rounds in turn",
+            extra={
+                "argon2_rps": round(_median([alone for _, alone in pairs]), 1),
+                "login_x": round(_median(ratios), 3),
+                "login_x_lo": round(ratios[0], 3),
+                "login_x_hi": round(ratios[-1], 3),
+            },
+        )
+    )

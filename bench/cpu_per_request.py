@@ -32,6 +32,7 @@ if __package__ in (None, ""):
 
 import asyncpg
 
+from bench.floor import check_same_answer
 from bench.processes import ROOT, ensure_wrk, floor_command, free_port, run_wrk, started, worker_pids
 from bench.profile_summary import main as summarise
 from bench.scenarios import BETTER_AUTH_SECRET, get_script, seed
@@ -111,6 +112,8 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
     }
     servers: dict[str, tuple[list[str], Path, dict[str, str], str]] = {
         "floor": (floor_command("bench.floor:app", 0), ROOT, env, "/"),
+        # The floor that sends the service's very answer (bench/floor.py): the target's reference.
+        "same": (floor_command("bench.floor:app_same_answer", 0), ROOT, env, "/"),
         "service": (
             [sys.executable, "-m", "service.cli", "serve", "--workers", "1"],
             ROOT,
@@ -142,6 +145,7 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
             pids[label] = process.pid
         seeded = asyncio.run(seed(bases["service"], 0))
         script = get_script(seeded.tasks_token, f"/api/{seeded.tasks_user_id}/tasks")
+        check_same_answer(bases["service"], bases["same"], seeded.tasks_token, seeded.tasks_user_id)
         for base in bases.values():  # warm: caller cache, prepared statements
             run_wrk(wrk, base, script, connections=args.connections, duration=2)
         figures: dict[str, list[tuple[float, float]]] = {label: [] for label in bases}
@@ -161,11 +165,15 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
                 figures[label].append((us, result["rps"]))
                 print(f"  round {round_number + 1} {label:<8} {us:7.1f} us/req {result['rps']:9.1f} req/s")
         floor_us = statistics.median(us for us, _ in figures["floor"])
-        print(f"{'':10} {'us/req':>8} {'req/s':>9} {'x floor':>8}  (medians over {args.rounds} rounds)")
+        same_us = statistics.median(us for us, _ in figures["same"])
+        print(
+            f"{'':10} {'us/req':>8} {'req/s':>9} {'x floor':>8} {'x same':>7}"
+            f"  (medians over {args.rounds} rounds; x same: over the same-answer floor)"
+        )
         for label, values in figures.items():
             us = statistics.median(u for u, _ in values)
             rps = statistics.median(r for _, r in values)
-            print(f"{label:<10} {us:8.1f} {rps:9.1f} {us / floor_us:8.2f}")
+            print(f"{label:<10} {us:8.1f} {rps:9.1f} {us / floor_us:8.2f} {us / same_us:7.2f}")
         for label in args.profile_servers.split(",") if args.profile else ():
             print(f"== py-spy: {label}")
             _profile(wrk, bases[label], pids[label], script, args, f"{args.profile}.{label}")

@@ -141,14 +141,23 @@ async def main(args: argparse.Namespace) -> None:
     from bench import floor, floor_litestar
 
     stop_floor = await _lifespan(floor.app)
+    stop_same = await _lifespan(floor.app_same_answer)
     stop_floor_litestar = await _lifespan(floor_litestar.app)
     # Short alternating rounds; the VM's CPU speed wanders, so the fastest round of each is the
     # figure (the median is printed too).
-    runs: dict[str, list[float]] = {"floor": [], "litestar floor": [], "service": []}
-    apps = {"floor": floor.app, "litestar floor": floor_litestar.app, "service": app}
+    runs: dict[str, list[float]] = {"floor": [], "same answer": [], "litestar floor": [], "service": []}
+    apps = {
+        "floor": floor.app,
+        "same answer": floor.app_same_answer,
+        "litestar floor": floor_litestar.app,
+        "service": app,
+    }
     for _ in range(args.rounds):
         for name, each in apps.items():
             runs[name].append((await _drive(each, path, token, args.requests, 64))[0])
+    # Each round's service over the same-answer floor of that round: the VM's speed drifts
+    # between rounds far more than within one.
+    paired = sorted(s / f for s, f in zip(runs["service"], runs["same answer"], strict=True))
     best = {}
     for name, figures in runs.items():
         figures.sort()
@@ -158,10 +167,14 @@ async def main(args: argparse.Namespace) -> None:
         + ", ".join(
             f"{name} {best[name]:.1f} µs (median {runs[name][len(runs[name]) // 2]:.1f})" for name in runs
         )
-        + f"; service costs {best['service'] - best['floor']:.1f} µs more than the floor "
+        + f"; service costs {best['service'] - best['floor']:.1f} µs more than the floor, "
+        f"{best['service'] - best['same answer']:.1f} more than the same-answer floor "
+        f"(x {best['service'] / best['same answer']:.3f} its CPU) "
         f"({best['service'] - best['litestar floor']:.1f} more than the Litestar floor); "
         f"floor/service {best['floor'] / best['service']:.2f}, "
-        f"floor/litestar floor {best['floor'] / best['litestar floor']:.2f}"
+        f"floor/litestar floor {best['floor'] / best['litestar floor']:.2f}; "
+        f"service/same answer per round: median {paired[len(paired) // 2]:.3f} "
+        f"(quartiles {paired[len(paired) // 4]:.3f}-{paired[3 * len(paired) // 4]:.3f})"
     )
     if args.profile:
         profiler = cProfile.Profile()
@@ -171,6 +184,7 @@ async def main(args: argparse.Namespace) -> None:
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.top)
     await stop_floor_litestar()
+    await stop_same()
     await stop_floor()
     await stop()
 
@@ -182,7 +196,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--profile-app", default="service", choices=["service", "litestar floor", "floor"])
+    parser.add_argument(
+        "--profile-app", default="service", choices=["service", "litestar floor", "floor", "same answer"]
+    )
     parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime, cumulative")
     parser.add_argument("--top", type=int, default=35)
     arguments = parser.parse_args()

@@ -5,12 +5,13 @@
     uv run python bench/run.py --workers 1 --only issue   # the performance issue's figures
     uv run python bench/run.py --workers 1 --only contenders,users1000 --duration 3 --rounds 1  # smoke
 
-`--only issue` is contenders,users1000,workers_ratio,login,tasks_create,scan_submit (see
+`--only issue` is contenders,users1000,workers_ratio,login_ratio,tasks_create,scan_submit (see
 bench/contenders.py). Every wrk run also reports the server's and PostgreSQL's CPU per request
 (`cpu us/req`, `pg us/req`: utime + stime of each process tree from /proc/PID/stat over the
 run, divided by wrk's request count) and `cpu x fl`, the CPU per request over the floor's.
-The CPU targets use the floor with the token cache (bench/floor.py `app`), which does the same
-work as the service; the floor without it is reported beside it.
+The issue's CPU targets use the same-answer floor (bench/floor.py `app_same_answer`: the
+service's whole answer and side effects without framework or layers); the minimal floors (with
+and without the token cache) are reported beside it.
 
 `uv run python -m bench ...` is the same. Prints a table (`x floor`: over the bare floor run
 with the same worker count) and writes bench/results/<timestamp>.json (and latest.json).
@@ -32,9 +33,11 @@ if __package__ in (None, ""):  # `python bench/run.py`: import `bench` as the pa
 
 from bench.contenders import (
     CONTENDERS,
+    LOGIN_RATIO,
     USERS1000,
     WORKERS_RATIO,
     bench_contenders,
+    bench_login_ratio,
     bench_users1000,
     bench_workers_ratio,
 )
@@ -147,6 +150,7 @@ def main() -> int:
                 bench_contenders(args, wrk, env, results)
                 bench_users1000(args, wrk, env, results)
                 bench_workers_ratio(args, wrk, env, results)
+                bench_login_ratio(args, wrk, env, results)
         argon2_rps = 0.0
         if not args.only or "login" in args.only:  # what login is measured against
             print("== argon2 alone")
@@ -163,7 +167,7 @@ def main() -> int:
     return 0
 
 
-ISSUE = {"issue": (CONTENDERS, USERS1000, WORKERS_RATIO, "login", "tasks_create", "scan_submit")}
+ISSUE = {"issue": (CONTENDERS, USERS1000, WORKERS_RATIO, LOGIN_RATIO, "tasks_create", "scan_submit")}
 
 
 if __name__ == "__main__":
