@@ -36,12 +36,15 @@ async def start_enrolment(connection: asyncpg.Connection, user_id: uuid.UUID, ci
 
 
 async def get_credential(db: Db, user_id: uuid.UUID) -> asyncpg.Record | None:
-    """secret_ciphertext, confirmed and last_step of the user's TOTP credential."""
+    """secret_ciphertext, confirmed, last_step and enrolment_id of the user's TOTP credential."""
     return await db.fetchrow(GET_CREDENTIAL, user_id)
 
 
-async def confirm_enrolment(connection: asyncpg.Connection, user_id: uuid.UUID, step: int) -> bool:
-    return await connection.fetchval(CONFIRM_ENROLMENT, user_id, step) is not None
+async def confirm_enrolment(
+    connection: asyncpg.Connection, user_id: uuid.UUID, step: int, enrolment_id: uuid.UUID
+) -> bool:
+    """Turn two-factor on if enrolment `enrolment_id` is still the pending one and `step` is new."""
+    return await connection.fetchval(CONFIRM_ENROLMENT, user_id, step, enrolment_id) is not None
 
 
 async def spend_step(connection: asyncpg.Connection, user_id: uuid.UUID, step: int) -> bool:

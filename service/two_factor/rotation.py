@@ -6,9 +6,10 @@ current key, keeping its backup-code key, so backup codes stay valid; one UPDATE
 replaces a ciphertext only where it is still the one that was read (sql/two_factor/
 replace_ciphertexts.sql). An enrolment, a confirmation or another rotation running at the same
 time therefore wins over this one for the rows it touches, and nothing it writes is lost: an
-enrolment writes under the current key itself, and a confirmation changes other columns. Rows that
-changed under a pass are read again by another pass (at most MAX_PASSES). Idempotent: a second
-run finds every secret current and writes nothing.
+enrolment writes under the current key itself, and a confirmation changes other columns (it
+requires the pending enrolment's enrolment_id, which a rotation leaves alone, so a rotation never
+makes a confirmation fail). Rows that changed under a pass are read again by another pass (at
+most MAX_PASSES). Idempotent: a second run finds every secret current and writes nothing.
 """
 
 from __future__ import annotations

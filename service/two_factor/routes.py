@@ -79,7 +79,9 @@ class TwoFactorController(Controller):
         data: JSONBody[ConfirmRequest],
     ) -> Response[BackupCodes]:
         """A current code from the app proves it holds the secret: two-factor is on from now, and
-        the answer holds 10 single-use backup codes, shown this once."""
+        the answer holds 10 single-use backup codes, shown this once. 409 when nothing is being
+        enrolled, and when POST /api/auth/2fa/totp replaced the pending secret while this ran
+        (the code proved the old one; confirm with a code from the new one)."""
         codes = await service.confirm(
             state.pool, state.settings, caller, data.code, RequestOrigin.of(request)
         )

@@ -39,6 +39,10 @@ STEP_SECONDS = 30
 # The code of the previous and the next 30-second step are accepted too (clock drift, RFC 6238 5.2).
 DRIFT_STEPS = 1
 WRONG_CODE = "the code is incorrect or was already used"
+ENROLMENT_REPLACED = (
+    "the authenticator being enrolled changed (POST /api/auth/2fa/totp ran again); "
+    "confirm with a code from the new one"
+)
 T = TypeVar("T")
 
 
@@ -161,7 +165,11 @@ async def _checked_code(
 async def confirm(
     pool: asyncpg.Pool, settings: Settings, caller: Caller, code: str, origin: RequestOrigin
 ) -> BackupCodes:
-    """Turn two-factor on with a first code from the app; the 10 backup codes, shown once."""
+    """Turn two-factor on with a first code from the app; the 10 backup codes, shown once.
+
+    The code is checked against the pending secret as read; two-factor goes on only if that
+    enrolment is still the pending one (409 when a new enrolment replaced it in the meantime:
+    its secret was never proven by a code)."""
     _local_only(caller)
     _require_two_factor(settings)
     credential = await queries.get_credential(pool, caller.id)
@@ -177,8 +185,15 @@ async def confirm(
         await credentials.record_code_failure(pool, settings, email, caller.id, attempt, origin)
         raise invalid_field("code", WRONG_CODE)
 
+    enrolment_id: uuid.UUID = credential["enrolment_id"]
+
     async def turn_on(connection: asyncpg.Connection) -> list[str] | None:
-        if not await queries.confirm_enrolment(connection, caller.id, step):
+        # Only the enrolment whose secret the code was checked against: a re-enrolment that
+        # replaced it since the read gets a new enrolment_id (a key rotation keeps it).
+        if not await queries.confirm_enrolment(connection, caller.id, step, enrolment_id):
+            pending = await queries.get_credential(connection, caller.id)
+            if pending is not None and not pending["confirmed"] and pending["enrolment_id"] != enrolment_id:
+                raise Conflict(ENROLMENT_REPLACED)
             return None
         codes = await _new_backup_codes(connection, secret.backup_key, caller.id)
         await credentials.clear_failures(connection, email)

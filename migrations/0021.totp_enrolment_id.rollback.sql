@@ -1,0 +1,1 @@
+ALTER TABLE totp_credentials DROP COLUMN IF EXISTS enrolment_id;
