@@ -174,6 +174,15 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
             us = statistics.median(u for u, _ in values)
             rps = statistics.median(r for _, r in values)
             print(f"{label:<10} {us:8.1f} {rps:9.1f} {us / floor_us:8.2f} {us / same_us:7.2f}")
+        # Each round's ratio of two runs seconds apart: the VM's speed drifts between rounds.
+        for label in figures:
+            if label == "same":
+                continue
+            paired = sorted(u / s for (u, _), (s, _) in zip(figures[label], figures["same"], strict=True))
+            print(
+                f"{label} / same-answer floor, per round: median {statistics.median(paired):.3f}, "
+                f"range {paired[0]:.3f}-{paired[-1]:.3f}"
+            )
         for label in args.profile_servers.split(",") if args.profile else ():
             print(f"== py-spy: {label}")
             _profile(wrk, bases[label], pids[label], script, args, f"{args.profile}.{label}")
