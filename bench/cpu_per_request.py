@@ -72,6 +72,11 @@ def main() -> int:
     parser.add_argument(
         "--litestar-floor", action="store_true", help="also the Litestar floor (bench/floor_litestar.py)"
     )
+    parser.add_argument(
+        "--plain-protocol",
+        action="store_true",
+        help="also the service under uvicorn's plain httptools protocol (no head limits)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
@@ -121,6 +126,17 @@ def _run(args: argparse.Namespace, wrk: str, database_url: str) -> int:
             "/health/ready",
         ),
     }
+    if args.plain_protocol:
+        # The same app under uvicorn's own httptools protocol: what the head limits cost.
+        servers["unguarded"] = (
+            [
+                *floor_command("service.app:create_served_app", 0),
+                "--factory",
+            ],
+            ROOT,
+            env,
+            "/health/ready",
+        )
     if args.litestar_floor:
         servers["litestar"] = (floor_command("bench.floor_litestar:app", 0), ROOT, env, "/")
     if args.old:
