@@ -233,8 +233,9 @@ def _profile(wrk: str, base: str, root: int, script: str, args: argparse.Namespa
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    run_wrk(wrk, base, script, connections=args.connections, duration=args.duration)
+    result = run_wrk(wrk, base, script, connections=args.connections, duration=args.duration)
     spy.wait(timeout=args.duration + 30)
+    print(f"  {result['requests']} requests while sampled ({result['rps']:.0f} req/s)")
     summarise(output)
 
 
