@@ -144,7 +144,7 @@ def markdown(results: list[Result], argon2_rps: float) -> str:
             ratio = service.extra["cpu_x_same"]
             out.append(
                 f"- service CPU per request / the floor doing the same work (same answer, same log "
-                f"line, metrics and rate-limit count): {ratio:.2f}x "
+                f"line, metrics and rate-limit count): {ratio:.3f}x "
                 f"({service.extra['cpu_x_lo_same']:.2f}-{service.extra['cpu_x_hi_same']:.2f}), "
                 f"target <= 1.10x: {_verdict(ratio <= 1.10)}"
             )
@@ -169,7 +169,7 @@ def markdown(results: list[Result], argon2_rps: float) -> str:
             if traced and "cpu_x_service" in traced.extra:
                 ratio = traced.extra["cpu_x_service"]
                 out.append(
-                    f"- {traced.note.split(';')[0]}: CPU per request {ratio:.2f}x untraced "
+                    f"- {traced.note.split(';')[0]}: CPU per request {ratio:.3f}x untraced "
                     f"({traced.extra['cpu_x_lo_service']:.2f}-{traced.extra['cpu_x_hi_service']:.2f}), "
                     f"target <= {limit:.2f}x: {_verdict(ratio <= limit)}"
                 )
