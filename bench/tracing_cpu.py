@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="the server (name:case) to sample with py-spy")
     parser.add_argument(
         "--profile-out",
-        default="/tmp/tracing_cpu_stacks.txt",
+        default=str(Path(tempfile.gettempdir()) / "tracing_cpu_stacks.txt"),
         help="py-spy's raw stacks (profile_summary.py)",
     )
     args = parser.parse_args()
