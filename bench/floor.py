@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,15 +46,14 @@ import asyncpg
 import msgspec
 from litestar.datastructures import State
 
-from service.accounts import queries as accounts_queries
 from service.db.pool import create_pool
 from service.db.sql import load_sql
 from service.http.client_ip import ClientAddressResolver
 from service.http.middleware import RESPONSE_HEADERS_KEY, RequestContextMiddleware
 from service.observability.logs import access_log, configure_logging
 from service.observability.metrics import RequestMetrics
-from service.security.auth import LOCAL_PROVIDER
-from service.security.caller_cache import CachedUser, CallerCache
+from service.security.auth import LOCAL_PROVIDER, caller_state, local_user_id
+from service.security.caller_cache import CallerCache
 from service.security.jwks import jwks_cache
 from service.security.rate_limit import RateLimiting
 from service.security.tokens import InvalidToken, VerifiedToken
@@ -146,8 +144,9 @@ _same: dict[str, Any] = {}
 async def _start_same_answer(send: Any) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    _same["token_state"] = State({"settings": settings, "http": None})
-    _same["pool"] = await create_pool(settings, os.environ["DATABASE_URL"])
+    _same["pool"] = pool = await create_pool(settings, os.environ["DATABASE_URL"])
+    # What verified_token and caller_state read: the settings, the pool (on a cache miss only).
+    _same["token_state"] = State({"settings": settings, "http": None, "pool": pool})
     _same["limiting"] = limiting = RateLimiting(settings)
     if limiting.memory is None:
         raise RuntimeError("the same-answer floor counts in memory: unset REDIS_URL")
@@ -165,31 +164,6 @@ async def _start_same_answer(send: Any) -> None:
     ).api_headers
     tune_garbage_collection()
     await send({"type": "lifespan.startup.complete"})
-
-
-async def _caller(user_id: uuid.UUID, verified: VerifiedToken) -> CachedUser | None:
-    """The caller cache's answer, read from the database once (sql/accounts/get_caller.sql)."""
-    cache: CallerCache = _same["callers"]
-    user = cache.user(user_id)
-    revoked = False if verified.jti is None else cache.token_revoked(verified.jti, time.time())
-    if user is not None and revoked is not None:
-        return None if revoked else user
-    ticket = cache.ticket()
-    row = await accounts_queries.get_caller(_same["pool"], user_id, verified.jti)
-    if row is None:
-        return None
-    user = CachedUser(
-        id=row["id"],
-        email=row["email"],
-        role=row["role"],
-        provider=row["provider"],
-        is_active=row["is_active"],
-        tokens_valid_after=row["tokens_valid_after"],
-    )
-    cache.store_user(ticket, user)
-    if verified.jti is not None:
-        cache.store_token(ticket, verified.jti, row["revoked"], verified.expires_at)
-    return None if row["revoked"] else user
 
 
 async def app_same_answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -230,8 +204,11 @@ async def app_same_answer(scope: dict[str, Any], receive: Any, send: Any) -> Non
     if verified.provider != LOCAL_PROVIDER:
         await _respond(send, 401, b'{"detail":"only our own tokens here"}')
         return
-    user = await _caller(_local_user_id(verified.subject), verified)
-    if user is None or not user.is_active or verified.issued_at < user.tokens_valid_after:
+    # The service's own caller-cache step (one query on a miss: sql/accounts/get_caller.sql).
+    user, revoked = await caller_state(
+        _same["token_state"], _same["callers"], local_user_id(verified.subject), verified
+    )
+    if user is None or not user.is_active or revoked or verified.issued_at < user.tokens_valid_after:
         await _respond(send, 401, b'{"detail":"not active or revoked"}')
         return
     if user_id_in_path != verified.subject:
@@ -254,16 +231,6 @@ async def app_same_answer(scope: dict[str, Any], receive: Any, send: Any) -> Non
         access_log.write(
             request_id, scope["method"], path, status, round((finished - started) * 1000, 2), client_ip
         )
-
-
-_local_ids: dict[str, uuid.UUID] = {}
-
-
-def _local_user_id(subject: str) -> uuid.UUID:
-    user_id = _local_ids.get(subject)
-    if user_id is None:
-        user_id = _local_ids[subject] = uuid.UUID(subject)
-    return user_id
 
 
 # Headers whose values differ per answer or per process; their names and places must still match.

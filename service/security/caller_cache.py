@@ -22,7 +22,8 @@ import collections
 import logging
 import time
 import uuid
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -44,6 +45,18 @@ class CachedUser(msgspec.Struct, frozen=True):
     provider: str
     is_active: bool
     tokens_valid_after: float
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> CachedUser:
+        """From a row of sql/accounts/get_caller.sql (it has more columns: `revoked`)."""
+        return cls(
+            id=row["id"],
+            email=row["email"],
+            role=row["role"],
+            provider=row["provider"],
+            is_active=row["is_active"],
+            tokens_valid_after=row["tokens_valid_after"],
+        )
 
 
 class _Lru(Generic[K, V]):

@@ -46,17 +46,6 @@ async def _until(condition: object, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def _cached_user(row: asyncpg.Record) -> CachedUser:
-    return CachedUser(
-        id=row["id"],
-        email=row["email"],
-        role=row["role"],
-        provider=row["provider"],
-        is_active=row["is_active"],
-        tokens_valid_after=row["tokens_valid_after"],
-    )
-
-
 async def test_a_warm_caller_is_served_from_the_cache(
     client: httpx.AsyncClient, app: Litestar, db: asyncpg.Connection, settings: Settings
 ) -> None:
@@ -84,13 +73,13 @@ async def test_a_fill_overtaken_by_an_announcement_is_not_stored(
     stale = await db.fetchrow(GET_CALLER, user_id, None)
     await db.execute("UPDATE users SET role = 'admin' WHERE id = $1", user_id)
     await caught_up(app)
-    cache.store_user(ticket, _cached_user(stale))
+    cache.store_user(ticket, CachedUser.of(stale))
     assert cache.user(user_id) is None, "the row read before the change was stored"
 
     fresh_ticket = cache.ticket()
     fresh = await db.fetchrow(GET_CALLER, user_id, None)
-    cache.store_user(fresh_ticket, _cached_user(fresh))
-    assert cache.user(user_id) == _cached_user(fresh), "a fill no announcement overtook is stored"
+    cache.store_user(fresh_ticket, CachedUser.of(fresh))
+    assert cache.user(user_id) == CachedUser.of(fresh), "a fill no announcement overtook is stored"
 
     # And through the API: the promotion is seen on the next request.
     me = await client.get("/api/users", headers=bearer(settings, user_id))
