@@ -24,6 +24,7 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -189,20 +190,10 @@ async def main(args: argparse.Namespace) -> None:
     await stop()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument(
-        "--profile-app", default="service", choices=["service", "litestar floor", "floor", "same answer"]
-    )
-    parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime, cumulative")
-    parser.add_argument("--top", type=int, default=35)
-    arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="inproc-") as data_dir:
+def on_embedded_database(run: Coroutine[Any, Any, None], prefix: str, **environment: str) -> None:
+    """Run `run` on uvloop against a fresh, migrated embedded PostgreSQL, with the service's
+    production settings for a benchmark in the environment (and `environment` on top)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
         from service.db import migrations
         from service.db.embedded import EmbeddedPostgres
 
@@ -221,7 +212,25 @@ if __name__ == "__main__":
                 LOG_LEVEL="INFO",
                 AI_SERVICE_URL="http://127.0.0.1:9",
                 ACCOUNT_MAIL="off",  # production requires SMTP_URL otherwise; nothing here sends mail
+                **environment,
             )
-            uvloop.run(main(arguments))
+            uvloop.run(run)
         finally:
+            run.close()  # never started when the database did not (no "never awaited" warning)
             database.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--profile-app", default="service", choices=["service", "litestar floor", "floor", "same answer"]
+    )
+    parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime, cumulative")
+    parser.add_argument("--top", type=int, default=35)
+    arguments = parser.parse_args()
+    on_embedded_database(main(arguments), "inproc-")

@@ -22,7 +22,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,38 +38,16 @@ import httpx
 
 from bench.cpu_per_request import _database
 from bench.floor import check_same_answer
-from bench.processes import ROOT, floor_command, free_port, started, wait_ready
+from bench.processes import ROOT, floor_command, free_port, started
 from bench.scenarios import BETTER_AUTH_SECRET, seed
 
 
 @contextmanager
 def under_callgrind(command: list[str], env: dict[str, str], ready: str, out: Path) -> Iterator[int]:
     """`command` under callgrind with instrumentation off; yields its pid once `ready` answers."""
-    process = subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            *command,
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_ready(ready, process, timeout=600, any_status=True)
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    with started([*valgrind, *command], env, ready, any_status=True, ready_timeout=600) as process:
         yield process.pid
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 async def _drive(base: str, path: str, token: str, requests: int, concurrency: int) -> int:

@@ -17,19 +17,15 @@ it in its `pg us/req`).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.inproc import _call, _lifespan, _scope  # noqa: E402
+from bench.inproc import _call, _lifespan, _scope, on_embedded_database  # noqa: E402
 
 EMAIL = "login-cpu@bench.example"
 PASSWORD = "bench-password-9f3c1a"
@@ -89,29 +85,10 @@ if __name__ == "__main__":
     parser.add_argument("--memory-kib", type=int, default=19456)
     parser.add_argument("--time-cost", type=int, default=2)
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="login-cpu-") as data_dir:
-        from service.db import migrations
-        from service.db.embedded import EmbeddedPostgres
-
-        database = EmbeddedPostgres(Path(data_dir))
-        url = database.start()
-        try:
-            migrations.apply_pending(url)
-            os.environ.update(
-                ENVIRONMENT="production",
-                DATABASE_URL=url,
-                DATA_DIR=data_dir,
-                JWT_SECRET="bench-" + "k" * 40,
-                MFA_ENCRYPTION_KEY="bench-mfa-" + "m" * 40,
-                RATE_LIMIT_PER_MINUTE="100000000",
-                AUTH_RATE_LIMIT_PER_MINUTE="100000000",
-                LOGIN_MAX_FAILURES="1000000",
-                ARGON2_MEMORY_KIB=str(arguments.memory_kib),
-                ARGON2_TIME_COST=str(arguments.time_cost),
-                LOG_LEVEL="INFO",
-                AI_SERVICE_URL="http://127.0.0.1:9",
-                ACCOUNT_MAIL="off",
-            )
-            uvloop.run(main(arguments))
-        finally:
-            database.stop()
+    on_embedded_database(
+        main(arguments),
+        "login-cpu-",
+        LOGIN_MAX_FAILURES="1000000",
+        ARGON2_MEMORY_KIB=str(arguments.memory_kib),
+        ARGON2_TIME_COST=str(arguments.time_cost),
+    )

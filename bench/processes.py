@@ -64,7 +64,12 @@ def wait_ready(
 
 @contextmanager
 def started(
-    command: list[str], env: dict[str, str], ready_url: str, any_status: bool = False, cwd: Path = ROOT
+    command: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    any_status: bool = False,
+    cwd: Path = ROOT,
+    ready_timeout: float = 60,
 ) -> Iterator[subprocess.Popen[bytes]]:
     # Logs (one access-log line a request) go nowhere while measured, as in every earlier round.
     process = subprocess.Popen(
@@ -77,7 +82,7 @@ def started(
     )
     try:
         try:
-            wait_ready(ready_url, process, any_status=any_status)
+            wait_ready(ready_url, process, timeout=ready_timeout, any_status=any_status)
         except RuntimeError as exc:
             if process.poll() is None:
                 raise
