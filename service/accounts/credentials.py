@@ -14,16 +14,21 @@ from service.accounts import queries
 from service.accounts.mail_texts import password_changed_mail
 from service.accounts.models import Me, RegisterRequest, UpdateMeRequest
 from service.accounts.verification import request_email_change, send_verification
-from service.db.pool import in_transaction
+from service.db.pool import RETRYABLE_ERRORS, in_transaction
 from service.http.conditional import stale
 from service.http.errors import Conflict, TooManyRequests, invalid_field
 from service.mail.outbox import enqueue_mail
-from service.observability.audit import ActorRef, RequestOrigin, Target, record_event
+from service.observability.audit import ActorRef, RequestOrigin, Target, log_event, record_event
 from service.security.auth import Caller
 from service.security.passwords import PasswordRejected, check_new_password, passwords_for
 from service.security.tokens import now_microseconds
 from service.sessions.models import Token
-from service.sessions.refresh_tokens import lock_user_sessions, revoke_other_refresh_families, start_session
+from service.sessions.refresh_tokens import (
+    lock_user_sessions,
+    new_session,
+    revoke_other_refresh_families,
+    start_session,
+)
 from service.settings import Settings
 from service.two_factor import queries as two_factor_queries
 from service.two_factor.models import MfaChallenge
@@ -76,6 +81,12 @@ async def _count_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> 
     the lockout window. 429 when the email is locked: the password is then not checked at all,
     so at most LOGIN_MAX_FAILURES guesses per window are ever evaluated, however many arrive at
     once, on any number of workers and hosts (the count is one atomic upsert in PostgreSQL)."""
+    attempt: int = (await _counted_attempt(pool, settings, email))["attempt"]
+    return attempt
+
+
+async def _counted_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> asyncpg.Record:
+    """As _count_attempt; the row also has the local account the email names (all None if none)."""
     counted = await queries.count_password_attempt(
         pool, email, settings.login_max_failures, settings.login_lockout_minutes
     )
@@ -88,7 +99,7 @@ async def _count_attempt(pool: asyncpg.Pool, settings: Settings, email: str) -> 
             f"too many failed password attempts for this email; try again in {minutes} minute{plural}",
             retry_after=retry_after,
         )
-    return attempt
+    return counted
 
 
 async def _record_failure(
@@ -127,8 +138,9 @@ async def log_in(
     """
     email = normalise_email(login_name)
     passwords = passwords_for(settings)
-    attempt = await _count_attempt(pool, settings, email)
-    account = await queries.get_login_user(pool, email)
+    counted = await _counted_attempt(pool, settings, email)
+    attempt: int = counted["attempt"]
+    account = counted if counted["id"] is not None else None
     stored_hash: str | None = account["password_hash"] if account else None
     matches = await passwords.verify(stored_hash, password)
     if account is None or stored_hash is None or not matches:
@@ -150,6 +162,10 @@ async def log_in(
         )
         raise PermissionDeniedException(UNVERIFIED_EMAIL)
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
+    if rehashed is None:
+        started = await _start_plain_session(pool, settings, user_id, email, stored_hash, origin)
+        if started is not None:
+            return started
 
     async def start(connection: asyncpg.Connection) -> Token | MfaChallenge:
         checked = await queries.lock_login_user(connection, user_id, stored_hash)
@@ -186,6 +202,45 @@ async def log_in(
         return token
 
     return await in_transaction(pool, start)
+
+
+async def _start_plain_session(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    user_id: uuid.UUID,
+    email: str,
+    checked_hash: str,
+    origin: RequestOrigin,
+) -> Token | None:
+    """The session of a login whose hash needs no upgrade, in one statement (what `log_in`'s
+    transaction does, without its round trips: a login's CPU besides argon2 is what keeps
+    logins/s under argon2's own rate). None when the general path must decide: two-factor is on
+    (a challenge), or the statement was chosen as a deadlock's victim (the general path retries)."""
+    session = new_session(settings, user_id)
+    details = {"rehashed": False}
+    try:
+        checked = await queries.start_password_session(
+            pool,
+            user_id,
+            checked_hash,
+            email,
+            session.refresh_digest,
+            session.access_jti,
+            origin.user_agent,
+            origin.ip,
+            settings.refresh_token_expire_days,
+            details,
+        )
+    except RETRYABLE_ERRORS:
+        return None
+    if checked is None or not checked["is_active"]:
+        raise NotAuthorizedException("account is not active")
+    if not checked["same_password"]:  # changed while this attempt was being checked
+        raise NotAuthorizedException(WRONG_CREDENTIALS)
+    if checked["mfa_enabled"]:
+        return None
+    log_event("auth.login", user_id, str(user_id))
+    return session.token
 
 
 class VersionedUser(NamedTuple):

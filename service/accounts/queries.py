@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping
 from typing import TypeAlias
 
 import asyncpg
@@ -19,7 +20,6 @@ from service.users.models import User
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 INSERT_USER = load_sql("accounts/insert_user")
-GET_LOGIN_USER = load_sql("accounts/get_login_user")
 GET_PASSWORD_HASH = load_sql("accounts/get_password_hash")
 UPDATE_PASSWORD_HASH = load_sql("accounts/update_password_hash")
 CHANGE_PASSWORD = load_sql("accounts/change_password")
@@ -29,6 +29,7 @@ LOCK_ME = load_sql("accounts/lock_me")
 COUNT_PASSWORD_ATTEMPT = load_sql("accounts/count_password_attempt")
 CLEAR_LOGIN_FAILURES = load_sql("accounts/clear_login_failures")
 LOCK_LOGIN_USER = load_sql("accounts/lock_login_user")
+START_PASSWORD_SESSION = load_sql("accounts/start_password_session")
 FIND_LOCAL_EMAIL = load_sql("accounts/find_local_email")
 GET_CALLER = load_sql("accounts/get_caller")
 GET_REFRESH_EXPIRY = load_sql("accounts/get_refresh_expiry")
@@ -64,16 +65,40 @@ async def insert_user(
     return None if row is None else row_to(User, row)
 
 
-async def get_login_user(db: Db, email: str) -> asyncpg.Record | None:
-    """id, password_hash, is_active, email_verified of the local account with this email."""
-    return await db.fetchrow(GET_LOGIN_USER, email)
-
-
 async def lock_login_user(
     connection: asyncpg.Connection, user_id: uuid.UUID, checked_hash: str
 ) -> asyncpg.Record | None:
     """Lock the user's row: is_active, mfa_enabled, and same_password (still `checked_hash`)."""
     return await connection.fetchrow(LOCK_LOGIN_USER, user_id, checked_hash)
+
+
+async def start_password_session(
+    pool: asyncpg.Pool,
+    user_id: uuid.UUID,
+    checked_hash: str,
+    email: str,
+    refresh_digest: bytes,
+    access_jti: uuid.UUID,
+    user_agent: str | None,
+    ip: str | None,
+    lifetime_days: int,
+    details: Mapping[str, object],
+) -> asyncpg.Record | None:
+    """In one statement: lock the user, and unless it is inactive, has another password now or
+    has two-factor on, end its run of failures, start a refresh family and audit the login.
+    is_active, same_password, mfa_enabled as lock_login_user; None: no such user."""
+    return await pool.fetchrow(
+        START_PASSWORD_SESSION,
+        user_id,
+        checked_hash,
+        email,
+        refresh_digest,
+        access_jti,
+        user_agent,
+        ip,
+        lifetime_days,
+        details,
+    )
 
 
 async def update_password_hash(
@@ -106,7 +131,9 @@ async def find_local_email(db: Db, email: str, other_than: uuid.UUID) -> bool:
 async def count_password_attempt(
     db: Db, email: str, max_failures: int, lockout_minutes: int
 ) -> asyncpg.Record:
-    """Count one attempt atomically: the attempt's number and, past the limit, retry_after."""
+    """Count one attempt atomically: the attempt's number and, past the limit, retry_after; and
+    id, password_hash, is_active, email_verified of the local account with this email (None when
+    there is none)."""
     row: asyncpg.Record = await db.fetchrow(COUNT_PASSWORD_ATTEMPT, email, max_failures, lockout_minutes)
     return row
 

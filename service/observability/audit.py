@@ -90,6 +90,12 @@ async def record_event(
         user_agent=origin.user_agent,
         details=details or {},
     )
+    log_event(action, actor_id, target_id)
+
+
+def log_event(action: str, actor_id: uuid.UUID | None, target_id: str | None) -> None:
+    """The log line of a recorded event; for a statement that inserts its event itself (the
+    login's, sql/accounts/start_password_session.sql), once it has committed."""
     log.info(
         "audit event",
         extra={"action": action, "actor_id": str(actor_id) if actor_id else None, "target_id": target_id},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import NamedTuple
 
 import asyncpg
 from litestar.exceptions import NotAuthorizedException
@@ -39,22 +40,38 @@ def _new_refresh_token() -> tuple[str, bytes]:
     return token, refresh_token_digest(token)
 
 
+class NewSession(NamedTuple):
+    """A new session's first pair, and what its refresh family's row stores of them."""
+
+    token: Token
+    refresh_digest: bytes
+    access_jti: uuid.UUID
+
+
+def new_session(settings: Settings, user_id: uuid.UUID) -> NewSession:
+    """The first pair of a new session, not stored yet: start_session (or the login's single
+    statement, sql/accounts/start_password_session.sql) stores its refresh family."""
+    access = issue_access_token(settings, user_id)
+    refresh, digest = _new_refresh_token()
+    token = Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+    return NewSession(token, digest, access.jti)
+
+
 async def start_session(
     connection: asyncpg.Connection, settings: Settings, user_id: uuid.UUID, origin: RequestOrigin
 ) -> Token:
     """A new refresh family and its first pair; call inside the login's transaction."""
-    access = issue_access_token(settings, user_id)
-    refresh, digest = _new_refresh_token()
+    session = new_session(settings, user_id)
     await queries.start_refresh_family(
         connection,
-        digest,
+        session.refresh_digest,
         user_id,
-        access.jti,
+        session.access_jti,
         origin.user_agent,
         origin.ip,
         settings.refresh_token_expire_days,
     )
-    return Token(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+    return session.token
 
 
 async def lock_user_sessions(connection: asyncpg.Connection, user_id: uuid.UUID) -> bool:
