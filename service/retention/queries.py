@@ -8,21 +8,15 @@ import asyncpg
 from service.db.sql import load_sql
 
 TRY_PRUNE_LOCK = load_sql("retention/try_prune_lock")
-DELETES = {
-    name: load_sql(f"retention/{name}")
-    for name in (
-        "delete_expired_refresh_tokens",
-        "delete_expired_revoked_access_tokens",
-        "delete_stale_login_failures",
-        "delete_old_audit_events",
-        "delete_old_scans",
-        "delete_expired_mfa_challenges",
-        "delete_old_sent_mails",
-        "delete_old_job_log",
-        "delete_spent_account_tokens",
-        "delete_stale_account_mail_counters",
-    )
-}
+
+
+def delete_statement(name: str) -> str:
+    """The batched delete in `sql/retention/<name>.sql`, read once; the retention rules
+    (service/retention/prune.py) name theirs, so a new rule is its Rule and its SQL file."""
+    try:
+        return load_sql(f"retention/{name}")
+    except FileNotFoundError:
+        raise ValueError(f"no retention query {name}") from None
 
 
 async def try_prune_lock(connection: asyncpg.Connection) -> bool:
@@ -31,6 +25,6 @@ async def try_prune_lock(connection: asyncpg.Connection) -> bool:
 
 
 async def delete_batch(pool: asyncpg.Pool, delete: str, batch_size: int, arguments: tuple[int, ...]) -> int:
-    """Run one batch of the delete named `delete` (a key of DELETES); the rows it removed."""
-    status = await pool.execute(DELETES[delete], batch_size, *arguments)
+    """Run one batch of the delete named `delete` (see delete_statement); the rows it removed."""
+    status = await pool.execute(delete_statement(delete), batch_size, *arguments)
     return int(status.split()[-1])

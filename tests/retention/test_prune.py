@@ -17,8 +17,8 @@ from litestar import Litestar
 
 from service.app import create_app
 from service.db.pool import create_pool
-from service.db.sql import load_sql
-from service.retention.prune import BATCH_SIZE, prune_periodically
+from service.db.sql import SQL_ROOT, load_sql
+from service.retention.prune import BATCH_SIZE, RULES, Rule, prune_periodically
 from service.settings import SettingsError, load_settings
 from tests import reaper
 from tests.conftest import make_settings, running
@@ -249,6 +249,15 @@ async def test_sent_mails_go_in_batches_and_a_shorter_retention_keeps_only_newer
     assert result.returncode == 0, result.stderr
     assert f"mail_messages: removed {BATCH_SIZE * 2 + 3}" in result.stdout.splitlines()
     assert (await _remaining(db))["mail_messages"] == ["newer", "waiting"]
+
+
+def test_every_retention_delete_has_its_rule_and_a_rule_needs_its_file() -> None:
+    """The rules table is the one list of retention deletes: a file without a rule would never
+    run, a rule without a file fails at import."""
+    files = sorted(path.stem for path in (SQL_ROOT / "retention").glob("delete_*.sql"))
+    assert sorted(rule.query for rule in RULES) == files
+    with pytest.raises(ValueError, match="no retention query delete_nothing"):
+        Rule("nothing", "delete_nothing", lambda settings: ())
 
 
 def test_service_prune_says_so_when_the_database_is_down(tmp_path: Path) -> None:
