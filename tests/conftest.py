@@ -32,7 +32,6 @@ from service.db import migrations
 from service.db.embedded import EmbeddedPostgres
 from service.observability.logs import configure_logging
 from service.observability.metrics import RequestMetrics
-from service.security.caller_cache import CallerCache
 from service.security.caller_listener import CALLER_LISTENER_KEY, CallerListener
 from service.security.rate_limit import RateLimiting
 from service.security.tokens import issue_access_token
@@ -294,7 +293,8 @@ async def running(app: Litestar) -> AsyncIterator[Litestar]:
 # request metrics, `app.state`, the logging set-up. Whatever a lifespan makes (pool, HTTP
 # clients, key caches, workers) is new anyway: every test runs the lifespan afresh. Tests that
 # change the app itself (register routes, hand it a tracer) call create_app. An app kept here
-# holds about 2 MB; a new per-app object that keeps state between requests belongs in _RENEWABLE.
+# holds about 2 MB; a new per-app object that keeps state between requests belongs in _RENEWABLE,
+# with a `reset()` that gives it back the state its constructor gives.
 _REUSABLE: dict[bytes, tuple[Litestar, dict[str, Any]]] = {}
 _RENEWABLE = (RateLimiting, CallerListener, RequestMetrics)
 
@@ -326,14 +326,9 @@ def _renewed(app: Litestar, settings: Settings, pristine: dict[str, Any]) -> Lit
     configure_logging(settings.log_level, settings.log_format)
     app.state.clear()
     app.state.update(pristine)
-    for kind, parts in _renewable_parts(app).items():
+    for parts in _renewable_parts(app).values():
         for part in parts:
-            if kind is RateLimiting:
-                part.__init__(settings)
-            elif kind is CallerListener:
-                part.__init__(CallerCache(settings.caller_cache_size))
-            else:
-                part.__init__()
+            part.reset()  # each class's documented way back to the state its constructor gives
     return app
 
 

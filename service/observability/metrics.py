@@ -134,6 +134,11 @@ class RequestMetrics:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state construction gives (the tests' app cache, tests/conftest.py,
+        resets a reused app's parts before each test)."""
         self.gauges_due = 0.0
         # The labelled children, looked up once per (route, method, status): `labels()` takes
         # a lock and builds a key on every call. The key set is bounded by the route table.

@@ -62,8 +62,20 @@ def listen_url(settings: Settings, database_url: str) -> str | None:
 class CallerListener:
     def __init__(self, cache: CallerCache) -> None:
         self.cache = cache
-        self._url = ""
         self._task: asyncio.Task[None] | None = None
+        self._afresh()
+
+    def reset(self) -> None:
+        """A new empty cache of the same capacity and no listening history: the state
+        construction gives. Only while stopped: the tests' app cache (tests/conftest.py)
+        resets a reused app's listener before each test."""
+        if self._task is not None:
+            raise RuntimeError("reset a running caller listener")
+        self.cache = CallerCache(self.cache.capacity)
+        self._afresh()
+
+    def _afresh(self) -> None:
+        self._url = ""
         self._wake = asyncio.Event()
         # Requests waiting for a heartbeat sent after they asked (see caught_up).
         self._waiting: list[asyncio.Future[None]] = []

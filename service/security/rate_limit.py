@@ -324,19 +324,25 @@ class RateLimiting:
         )
         self.general_limits = (self.general,)
         self.sign_in_limits = (self.sign_in, self.general)
+        self._redis_url = settings.redis_url
+        self.prefix = f"{settings.redis_key_prefix}:" if settings.redis_url else ""
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every count, the store's outage and the clock: the state construction gives.
+        Only between runs of the lifespan (which closes the Redis client): the tests' app cache
+        (tests/conftest.py) reuses one app across tests and resets it before each."""
         self.outage = StoreOutage()
         self.redis: Redis | None = None
         self.counter: Counter
-        self.prefix = ""
         self.memory: MemoryCounter | None = None
         self.clock: Clock = time.time
-        if settings.redis_url:
+        if self._redis_url:
             self.redis = Redis.from_url(
-                settings.redis_url,
+                self._redis_url,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            self.prefix = f"{settings.redis_key_prefix}:"
             self.counter = RedisCounter(self.redis)
         else:
             self.memory = MemoryCounter()
