@@ -32,12 +32,14 @@ class OtlpReceiver:
     url: str = ""
     decode: bool = True
     spans: list[ReceivedSpan] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self, body: bytes) -> None:
         with self.lock:
             self.requests += 1
+            self.bodies.append(body)
         if not self.decode:
             return
         request = ExportTraceServiceRequest.FromString(body)

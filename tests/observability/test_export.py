@@ -13,14 +13,18 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from service.observability.otlp_encoding import LeanOtlpSpanExporter, encode_request
 from service.observability.tracing import create_tracer_provider, stop_tracer_provider
 from service.settings import Settings, SettingsError, load_settings
 from tests.conftest import bearer, make_settings, make_user
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
+from tests.observability.test_otlp_encoding import make_span, representative_spans, sdk_spans
 from tests.processes import closed_port_url, serve
 
 SERVER_KIND = 2  # OTLP's SPAN_KIND_SERVER
@@ -60,12 +64,36 @@ async def test_every_worker_exports_its_spans_over_otlp_http(
             await asyncio.sleep(0.2)
             servers = [span for span in receiver.snapshot() if span.kind == SERVER_KIND]
     received = receiver.snapshot()
-    for span in servers:
-        assert span.name == "GET /api/{user_id}/tasks"
-        assert span.trace_id == trace_id
-        assert span.resource["service.name"] == "service"
+    for server_span in servers:
+        assert server_span.name == "GET /api/{user_id}/tasks"
+        assert server_span.trace_id == trace_id
+        assert server_span.resource["service.name"] == "service"
+        assert server_span.attributes["http.route"] == "/api/{user_id}/tasks"
+        assert server_span.attributes["http.status_code"] == 200
     statements = {span.parent_span_id: span for span in received if span.name == "tasks/list_tasks"}
     assert {span.span_id for span in servers} & set(statements), "statement spans are children of requests"
+    assert statements.popitem()[1].attributes["db.system.name"] == "postgresql"
+
+
+def test_the_receiver_gets_from_the_lean_exporter_what_the_library_exporter_sends() -> None:
+    batches = [
+        [*representative_spans(), *sdk_spans()],
+        # Left to the library's encoder whole: a bytes value.
+        [*representative_spans(), make_span("raw", 0x9, None, {"raw": b"\x00\xff"})],
+    ]
+    with otlp_receiver() as lean, otlp_receiver() as library:
+        ours = LeanOtlpSpanExporter(endpoint=f"{lean.url}/v1/traces")
+        theirs = OTLPSpanExporter(endpoint=f"{library.url}/v1/traces")
+        for batch in batches:
+            assert ours.export(batch) is SpanExportResult.SUCCESS
+            assert theirs.export(batch) is SpanExportResult.SUCCESS
+        ours.shutdown()
+        theirs.shutdown()
+    assert lean.snapshot() == library.snapshot()
+    assert len(lean.snapshot()) == sum(len(batch) for batch in batches)
+    parsed = [trace_service_pb2.ExportTraceServiceRequest.FromString(body) for body in lean.bodies]
+    assert parsed == [encode_spans(batch) for batch in batches]
+    assert lean.bodies[0] == encode_request(batches[0]), "the first batch went the lean way"
 
 
 async def test_an_unreachable_collector_neither_fails_nor_stalls_requests(
