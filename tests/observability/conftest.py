@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -17,6 +21,7 @@ from service.app import create_app
 from service.observability.tracing import create_tracer_provider
 from service.security.providers import KEY_CHECK_STATE_KEY
 from tests.conftest import make_settings, running
+from tests.providers.conftest import SigningKey, new_key, supabase_claims
 from tests.scans.conftest import faulty_ai, faulty_ai_server  # noqa: F401 - fixtures used here too
 
 TracedClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -53,3 +58,71 @@ def by_name(finished: tuple[ReadableSpan, ...] | list[ReadableSpan]) -> dict[str
     for span in finished:
         named.setdefault(span.name, []).append(span)
     return named
+
+
+def access_lines(err: str) -> list[dict[str, Any]]:
+    """The access log's JSON lines in what the app wrote to stderr."""
+    return [
+        json.loads(line) for line in err.splitlines() if line.startswith("{") and '"service.access"' in line
+    ]
+
+
+class RecordingJwks:
+    """A JWKS endpoint on loopback that records the headers of every request it gets."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = []
+        self.seen: list[dict[str, str]] = []
+        self.url = ""
+
+    def publish(self, *keys: SigningKey) -> None:
+        self.keys = [key.public_jwk for key in keys]
+
+
+@contextmanager
+def recording(jwks: RecordingJwks) -> Iterator[RecordingJwks]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            jwks.seen.append({name.lower(): value for name, value in self.headers.items()})
+            body = json.dumps({"keys": jwks.keys}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    jwks.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield jwks
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+async def request_fetching_keys(
+    traced_client: TracedClient, spans: InMemorySpanExporter, headers: dict[str, str]
+) -> tuple[httpx.Response, RecordingJwks]:
+    """GET /api/auth/me (with `headers`) signed by a key the identity provider publishes only
+    after start-up, so the request itself fetches the JWKS. What the start-up check fetched, and
+    its spans, are cleared: the provider's `seen` and `spans` hold the request's alone."""
+    known, minted = new_key("ES256"), new_key("ES256")
+    provider = RecordingJwks()
+    provider.publish(known)
+    with recording(provider):
+        async with traced_client(SUPABASE_URL=provider.url) as client:
+            provider.seen.clear()
+            spans.clear()
+            provider.publish(known, minted)
+            token = minted.sign(supabase_claims(provider.url))
+            response = await client.get(
+                "/api/auth/me", headers={"Authorization": f"Bearer {token}", **headers}
+            )
+    return response, provider

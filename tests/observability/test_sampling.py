@@ -5,7 +5,6 @@ an invalid `traceparent` starts a trace of our own. Spans are recorded in memory
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -18,9 +17,7 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from service.observability.tracing import _Decision, parse_traceparent
 from service.settings import load_settings
 from tests.conftest import bearer, make_settings, make_user
-from tests.observability.conftest import TracedClient
-from tests.observability.test_trace_headers import RecordingJwks, recording
-from tests.providers.conftest import new_key, supabase_claims
+from tests.observability.conftest import TracedClient, access_lines, request_fetching_keys
 from tests.scans.conftest import FaultyAi
 
 CALLER_TRACE_ID = "5c0e4b9a3f2d4e1b8a7c6d5e4f3a2b1c"
@@ -28,12 +25,6 @@ CALLER_SPAN_ID = "1a2b3c4d5e6f7081"
 UNSAMPLED = f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-00"
 SAMPLED = f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"
 TEXT = {"text": (None, "Project has tight budget and aggressive deadline")}
-
-
-def _access_lines(err: str) -> list[dict[str, object]]:
-    return [
-        json.loads(line) for line in err.splitlines() if line.startswith("{") and '"service.access"' in line
-    ]
 
 
 async def test_an_unsampled_caller_gets_no_spans_and_the_ai_service_hears_its_trace_unsampled(
@@ -56,7 +47,7 @@ async def test_an_unsampled_caller_gets_no_spans_and_the_ai_service_hears_its_tr
     version, trace_id, _span_id, flags = seen.headers["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", CALLER_TRACE_ID, "00")
     assert "tracestate" not in seen.headers
-    access = _access_lines(capsys.readouterr().err)
+    access = access_lines(capsys.readouterr().err)
     assert [entry["trace_id"] for entry in access] == [CALLER_TRACE_ID, CALLER_TRACE_ID], (
         "logs name the trace"
     )
@@ -65,18 +56,7 @@ async def test_an_unsampled_caller_gets_no_spans_and_the_ai_service_hears_its_tr
 async def test_an_unsampled_callers_jwks_fetch_carries_its_trace_unsampled(
     traced_client: TracedClient, spans: InMemorySpanExporter
 ) -> None:
-    known, minted = new_key("ES256"), new_key("ES256")
-    provider = RecordingJwks()
-    provider.publish(known)
-    with recording(provider):
-        async with traced_client(SUPABASE_URL=provider.url) as client:
-            provider.seen.clear()  # the start-up check's fetch belongs to no request
-            spans.clear()
-            provider.publish(known, minted)  # a key the request has to fetch
-            token = minted.sign(supabase_claims(provider.url))
-            response = await client.get(
-                "/api/auth/me", headers={"Authorization": f"Bearer {token}", "traceparent": UNSAMPLED}
-            )
+    response, provider = await request_fetching_keys(traced_client, spans, {"traceparent": UNSAMPLED})
     assert response.status_code == 200, response.text
     assert spans.get_finished_spans() == ()
     [seen] = provider.seen
@@ -137,7 +117,7 @@ async def test_the_ratio_sampler_keeps_none_or_all_new_traces(
     assert len(servers) == traced
     assert len({span.context.trace_id for span in servers}) == traced, "each request a trace of its own"
     assert all(span.parent is None for span in servers)
-    logged = [entry["trace_id"] for entry in _access_lines(capsys.readouterr().err)]
+    logged = [entry["trace_id"] for entry in access_lines(capsys.readouterr().err)]
     assert len(set(logged)) == len(logged) == 5, "sampled or not, each access line names its trace"
     assert {format_trace_id(span.context.trace_id) for span in servers} <= set(logged)
 
@@ -249,5 +229,5 @@ async def test_a_new_trace_left_out_is_passed_on_unsampled_under_the_id_the_log_
     [seen] = faulty_ai.seen
     version, trace_id, _span_id, flags = seen.headers["traceparent"].split("-")
     assert (version, flags) == ("00", "02")
-    [access] = _access_lines(capsys.readouterr().err)
+    [access] = access_lines(capsys.readouterr().err)
     assert access["trace_id"] == trace_id

@@ -16,8 +16,7 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from service.settings import Settings
 from tests.conftest import bearer, make_settings, make_user
-from tests.observability.conftest import TracedClient, by_name
-from tests.providers.conftest import SUPABASE_JWKS_PATH, JwksServer, new_key, serving, supabase_claims
+from tests.observability.conftest import TracedClient, access_lines, by_name, request_fetching_keys
 from tests.scans.conftest import FaultyAi
 
 CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -104,18 +103,11 @@ async def test_the_ai_service_call_is_a_client_span_that_propagates_the_trace(
 async def test_the_jwks_fetch_is_a_client_span_of_the_request_that_needed_it(
     traced_client: TracedClient, spans: InMemorySpanExporter
 ) -> None:
-    known, minted = new_key("ES256"), new_key("ES256")
-    provider = JwksServer(path=SUPABASE_JWKS_PATH)
-    provider.publish(known)  # what the start-up check fetches, in a trace of its own
-    with serving(provider):
-        async with traced_client(SUPABASE_URL=provider.url) as client:
-            provider.publish(known, minted)  # a key the request has to fetch
-            token = minted.sign(supabase_claims(provider.url))
-            response = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+    response, _provider = await request_fetching_keys(traced_client, spans, {})
     assert response.status_code == 200
     named = by_name(spans.get_finished_spans())
     [server] = named["GET /api/auth/me"]
-    [fetch] = [span for span in named["GET identity-provider"] if span.parent is not None]
+    [fetch] = named["GET identity-provider"]
     assert fetch.kind is SpanKind.CLIENT
     assert fetch.parent is not None
     assert fetch.parent.span_id == server.context.span_id
@@ -143,11 +135,7 @@ async def test_a_5xx_answer_and_its_access_line_name_the_trace(
     assert failed.json()["trace_id"] == trace_id
     assert refused.status_code == 401
     assert "trace_id" not in refused.json(), "only server errors carry the trace id"
-    access = [
-        json.loads(line)
-        for line in capsys.readouterr().err.splitlines()
-        if line.startswith("{") and '"service.access"' in line
-    ]
+    access = access_lines(capsys.readouterr().err)
     assert [(entry["status"], len(entry["trace_id"])) for entry in access] == [(502, 32), (401, 32)]
     assert access[0]["trace_id"] == trace_id
 
