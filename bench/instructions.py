@@ -121,7 +121,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warm", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--traced", action="store_true", help="also the service traced at 10 % and 100 %")
+    parser.add_argument("--traced", action="store_true", help="also the service traced at 10 %% and 100 %%")
     parser.add_argument("--ratios", default="0.1,1.0", help="the sampling ratios of --traced")
     parser.add_argument(
         "--keep", default=None, help="keep callgrind's dumps in this folder (callgrind_annotate)"
