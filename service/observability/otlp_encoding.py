@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from service.compat.opentelemetry import otlp_http_client
+
 _logger = logging.getLogger(__name__)
 
 # The library exporter's default limit on a request's serialized size (it drops larger batches).
@@ -268,8 +270,9 @@ class LeanOtlpSpanExporter(SpanExporter):
     backoff (all resolved by OTLPSpanExporter from its arguments and OTEL_EXPORTER_OTLP_*). A
     batch the lean encoder does not handle goes through the library exporter's export whole.
 
-    The client is the library's `_client` attribute (an internal: tests/compat/test_opentelemetry.py
-    fails when it moves; until then a missing one sends every batch the library's way)."""
+    The client is an internal of the library exporter, reached through
+    service/compat/opentelemetry.py (tests/compat/test_opentelemetry.py fails when it moves;
+    until then a missing one sends every batch the library's way)."""
 
     def __init__(self, endpoint: str) -> None:
         self.library = OTLPSpanExporter(endpoint=endpoint)
@@ -279,7 +282,7 @@ class LeanOtlpSpanExporter(SpanExporter):
         if self._shutdown:
             _logger.warning("Exporter already shutdown, ignoring batch")
             return SpanExportResult.FAILURE
-        client = getattr(self.library, "_client", None)
+        client = otlp_http_client(self.library)
         data = None if client is None else lean_or_none(spans)
         if client is None or data is None:
             return self.library.export(spans)
