@@ -1,0 +1,81 @@
+"""CPU per request of each thread of one server process, and of PostgreSQL, over one wrk run.
+
+    uv run python bench/thread_cpu.py PID [POSTGRES_PID] -- wrk -t1 -c16 -d10s -s login.lua URL
+
+utime + stime of every thread of PID (/proc/PID/task/*/stat) and, with POSTGRES_PID, of that
+PostgreSQL server's whole process tree, before and after the command, divided by wrk's request
+count. The event loop thread is the one whose id is PID; a login's argon2id verifications run
+on the others (bench/profile_login.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(stat: str) -> tuple[int, int]:
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]), int(fields[12])  # utime, stime
+
+
+def threads(pid: int) -> dict[int, tuple[int, int]]:
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as stat:
+                found[int(tid)] = _cpu(stat.read())
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def tree(root: int) -> int:
+    """utime + stime of `root` and its children (PostgreSQL's backends and workers)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                text = stat.read()
+        except FileNotFoundError:
+            continue
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        if int(entry) == root or parent == root:
+            total += sum(_cpu(text))
+    return total
+
+
+def main() -> None:
+    arguments = sys.argv[1:]
+    split = arguments.index("--")
+    pids, command = [int(pid) for pid in arguments[:split]], arguments[split + 1 :]
+    pid, postgres = pids[0], pids[1] if len(pids) > 1 else None
+    before, pg_before = threads(pid), tree(postgres) if postgres else 0
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
+    after, pg_after = threads(pid), tree(postgres) if postgres else 0
+    found = re.search(r"(\d+) requests in", output)
+    if found is None:
+        raise SystemExit(f"no request count in the command's output:\n{output}")
+    requests = int(found.group(1))
+    print(output.strip())
+    for tid, (user, system) in sorted(after.items()):
+        old_user, old_system = before.get(tid, (0, 0))
+        spent = user + system - old_user - old_system
+        if spent:
+            name = "event loop" if tid == pid else f"thread {tid}"
+            per = spent / TICK * 1e6 / requests
+            print(
+                f"{name:14} {per:9.0f} us/request (system {(system - old_system) / TICK * 1e6 / requests:.0f})"
+            )
+    if postgres:
+        print(f"{'PostgreSQL':14} {(pg_after - pg_before) / TICK * 1e6 / requests:9.0f} us/request")
+
+
+if __name__ == "__main__":
+    main()
