@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from service.app import create_app
 from service.observability.tracing import create_tracer_provider
 from service.security.providers import KEY_CHECK_STATE_KEY
 from tests.conftest import make_settings, running
+from tests.processes import http_server_in_thread
 from tests.providers.conftest import SigningKey, new_key, supabase_claims
 from tests.scans.conftest import faulty_ai, faulty_ai_server  # noqa: F401 - fixtures used here too
 
@@ -94,17 +94,9 @@ def recording(jwks: RecordingJwks) -> Iterator[RecordingJwks]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    jwks.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with http_server_in_thread(Handler) as server:
+        jwks.url = f"http://127.0.0.1:{server.server_port}"
         yield jwks
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 async def request_fetching_keys(

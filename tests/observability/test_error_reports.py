@@ -17,7 +17,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from service.app import create_app
 from tests.accounts.conftest import STRONG_PASSWORD
 from tests.conftest import bearer, caught_up_first, make_settings, make_user, running
 from tests.observability.conftest import TracedClient, by_name
+from tests.processes import http_server_in_thread
 
 SECRET_TITLE = "launch code 0000-secret"
 ENVELOPE_WAIT_SECONDS = 10.0
@@ -165,16 +166,9 @@ def sentry_receiver() -> Iterator[SentryReceiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.dsn = f"http://publickey@127.0.0.1:{server.server_address[1]}/42"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server_in_thread(Handler) as server:
+        receiver.dsn = f"http://publickey@127.0.0.1:{server.server_port}/42"
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 async def test_a_500_reaches_sentry_with_its_request_id_and_no_secret_does(
