@@ -6,8 +6,6 @@ written. Made certain with PostgreSQL's own row lock, against the real app and d
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 from service.settings import Settings
-from tests.accounts.conftest import STRONG_PASSWORD, login, register
+from tests.accounts.conftest import STRONG_PASSWORD, login, register, waiting_on_a_lock
 from tests.conftest import make_settings
 
 EMAIL = "ada@example.com"
@@ -33,21 +31,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-async def _waiting_on_a_lock(db: asyncpg.Connection, fragment: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            " AND position($1 IN query) > 0",
-            fragment,
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no statement with {fragment!r} came to wait on a lock")
-
-
 async def _written(db: asyncpg.Connection) -> tuple[int, int]:
     """Refresh families and auth.login events stored for the account."""
     sessions = await db.fetchval(
@@ -60,21 +43,19 @@ async def _written(db: asyncpg.Connection) -> tuple[int, int]:
 
 
 async def _login_while_locked(
-    client: httpx.AsyncClient,
-    database_url: str,
-    db: asyncpg.Connection,
-    change: Callable[[asyncpg.Connection], Awaitable[object]],
+    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, change: str
 ) -> httpx.Response:
-    """Log in while another transaction holds the account's row with `change` made; commit the
-    change once the login's session statement waits for that row, then return the answer."""
+    """Log in while another transaction holds the account's row with `change` (a statement on
+    the account, $1 its email) made; commit the change once the login's session statement waits
+    for that row, then return the answer."""
     other = await asyncpg.connect(database_url)
     try:
         transaction = other.transaction()
         await transaction.start()
-        await change(other)
+        await other.execute(change, EMAIL)
         answer = asyncio.ensure_future(login(client))
         try:
-            await _waiting_on_a_lock(db, SESSION_STATEMENT)
+            await waiting_on_a_lock(db, SESSION_STATEMENT)
         except BaseException:
             await transaction.rollback()
             await asyncio.wait_for(answer, 30)
@@ -85,34 +66,29 @@ async def _login_while_locked(
         await other.close()
 
 
-async def test_a_password_change_committed_while_the_password_is_checked_wins(
-    client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        pytest.param(
+            "UPDATE users SET password_hash = password_hash || 'changed' WHERE email = $1",
+            "incorrect email or password",
+            id="password change",
+        ),
+        pytest.param(
+            "UPDATE users SET is_active = false WHERE email = $1",
+            "account is not active",
+            id="deactivation",
+        ),
+    ],
+)
+async def test_a_change_committed_while_the_password_is_checked_wins(
+    client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str, change: str, detail: str
 ) -> None:
     assert (await register(client)).status_code == 201
     before = await _written(db)
-
-    async def change_password(connection: asyncpg.Connection) -> object:
-        return await connection.execute(
-            "UPDATE users SET password_hash = password_hash || 'changed' WHERE email = $1", EMAIL
-        )
-
-    answer = await _login_while_locked(client, database_url, db, change_password)
+    answer = await _login_while_locked(client, database_url, db, change)
     assert answer.status_code == 401, answer.text
-    assert answer.json()["detail"] == "incorrect email or password"
-    assert await _written(db) == before, "no session and no login event"
-
-
-async def test_a_deactivation_committed_while_the_password_is_checked_wins(
-    client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
-) -> None:
-    assert (await register(client)).status_code == 201
-    before = await _written(db)
-
-    async def deactivate(connection: asyncpg.Connection) -> object:
-        return await connection.execute("UPDATE users SET is_active = false WHERE email = $1", EMAIL)
-
-    answer = await _login_while_locked(client, database_url, db, deactivate)
-    assert answer.status_code == 401, answer.text
+    assert answer.json()["detail"] == detail
     assert await _written(db) == before, "no session and no login event"
 
 

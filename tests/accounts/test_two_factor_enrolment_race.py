@@ -17,7 +17,7 @@ import pytest
 from service.settings import Settings
 from service.two_factor import queries
 from service.two_factor import secrets as keys
-from tests.accounts.conftest import STRONG_PASSWORD, auth, login, register
+from tests.accounts.conftest import STRONG_PASSWORD, auth, login, register, waiting_on_a_lock
 from tests.accounts.two_factor import challenge, code_at, verify, wait_clear_of_step_boundary
 from tests.conftest import make_settings, serving
 
@@ -53,21 +53,6 @@ async def _stored(db: asyncpg.Connection, settings: Settings) -> tuple[str, bool
     return keys.decrypt_secret(settings, row["user_id"], row["secret_ciphertext"]).totp, row["on"]
 
 
-async def _waiting_on_a_lock(db: asyncpg.Connection, fragment: str) -> None:
-    """Until a server process waits on a lock in a statement containing `fragment`."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND position($1 IN query) > 0",
-            fragment,
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no statement with {fragment!r} came to wait on a lock")
-
-
 async def test_an_enrolment_between_a_confirmations_check_and_its_update_is_not_turned_on(
     client: httpx.AsyncClient, settings: Settings, db: asyncpg.Connection, database_url: str
 ) -> None:
@@ -89,11 +74,11 @@ async def test_an_enrolment_between_a_confirmations_check_and_its_update_is_not_
         await holding.start()
         await gate.execute("LOCK TABLE audit_events IN SHARE MODE")
         enrolment = asyncio.create_task(_enrol(client, access))
-        await _waiting_on_a_lock(db, "audit_events")
+        await waiting_on_a_lock(db, "audit_events")
         # The confirmation reads A (the committed row), checks A's code against it and then waits
         # in its UPDATE for the enrolment's row lock.
         confirmation = asyncio.create_task(_confirm(client, access, code_at(secret_a, 0)))
-        await _waiting_on_a_lock(db, "confirmed_at = now()")
+        await waiting_on_a_lock(db, "confirmed_at = now()")
         await holding.rollback()
         enrolled_again, confirmed = await asyncio.gather(enrolment, confirmation)
     finally:
@@ -209,7 +194,7 @@ async def test_a_key_rotation_between_a_confirmations_check_and_its_update_keeps
             # The rotation's own UPDATE (rotation.py), left uncommitted: it holds the row.
             assert await queries.replace_ciphertexts(gate, [user_id], [ciphertext], [rotated]) == {user_id}
             confirmation = asyncio.create_task(_confirm(client, access, code_at(secret, 0)))
-            await _waiting_on_a_lock(db, "confirmed_at = now()")
+            await waiting_on_a_lock(db, "confirmed_at = now()")
             await holding.commit()
             confirmed = await confirmation
         finally:
