@@ -3,7 +3,7 @@
     uv run python bench/thread_cpu.py PID [POSTGRES_PID] -- wrk -t1 -c16 -d10s -s login.lua URL
 
 utime + stime of every thread of PID (/proc/PID/task/*/stat) and, with POSTGRES_PID, of that
-PostgreSQL server's whole process tree, before and after the command, divided by wrk's request
+PostgreSQL server's whole process tree (bench/processes.py tree_cpu_seconds), before and after the command, divided by wrk's request
 count. The event loop thread is the one whose id is PID; a login's argon2id verifications run
 on the others (bench/profile_login.sh).
 """
@@ -14,6 +14,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.processes import tree_cpu_seconds
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -34,31 +39,14 @@ def threads(pid: int) -> dict[int, tuple[int, int]]:
     return found
 
 
-def tree(root: int) -> int:
-    """utime + stime of `root` and its children (PostgreSQL's backends and workers)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
-                text = stat.read()
-        except FileNotFoundError:
-            continue
-        parent = int(text[text.rindex(")") + 2 :].split()[1])
-        if int(entry) == root or parent == root:
-            total += sum(_cpu(text))
-    return total
-
-
 def main() -> None:
     arguments = sys.argv[1:]
     split = arguments.index("--")
     pids, command = [int(pid) for pid in arguments[:split]], arguments[split + 1 :]
     pid, postgres = pids[0], pids[1] if len(pids) > 1 else None
-    before, pg_before = threads(pid), tree(postgres) if postgres else 0
+    before, pg_before = threads(pid), tree_cpu_seconds(postgres) if postgres else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
-    after, pg_after = threads(pid), tree(postgres) if postgres else 0
+    after, pg_after = threads(pid), tree_cpu_seconds(postgres) if postgres else 0.0
     found = re.search(r"(\d+) requests in", output)
     if found is None:
         raise SystemExit(f"no request count in the command's output:\n{output}")
@@ -74,7 +62,7 @@ def main() -> None:
                 f"{name:14} {per:9.0f} us/request (system {(system - old_system) / TICK * 1e6 / requests:.0f})"
             )
     if postgres:
-        print(f"{'PostgreSQL':14} {(pg_after - pg_before) / TICK * 1e6 / requests:9.0f} us/request")
+        print(f"{'PostgreSQL':14} {(pg_after - pg_before) * 1e6 / requests:9.0f} us/request")
 
 
 if __name__ == "__main__":
