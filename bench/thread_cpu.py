@@ -3,8 +3,8 @@
     uv run python bench/thread_cpu.py PID [POSTGRES_PID] -- wrk -t1 -c16 -d10s -s login.lua URL
 
 utime + stime of every thread of PID (/proc/PID/task/*/stat) and, with POSTGRES_PID, of that
-PostgreSQL server's whole process tree (bench/processes.py tree_cpu_seconds), before and after the command, divided by wrk's request
-count. The event loop thread is the one whose id is PID; a login's argon2id verifications run
+PostgreSQL server's whole process tree (bench/processes.py tree_cpu_seconds), before and after
+the command, divided by wrk's request count. The event loop thread is the one whose id is PID; a login's argon2id verifications run
 on the others (bench/profile_login.sh).
 """
 
