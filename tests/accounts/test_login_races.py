@@ -112,3 +112,31 @@ async def test_a_burst_of_right_passwords_each_gets_its_own_session(
             "/api/auth/refresh", json={"refresh_token": answer.json()["refresh_token"]}
         )
         assert refreshed.status_code == 200, refreshed.text
+
+
+@pytest.mark.timeout(120)
+async def test_a_login_held_on_a_locked_account_ends_at_the_statement_deadline(
+    client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
+) -> None:
+    """The session statement waits for the account's row; a transaction that holds it for
+    longer than the statement deadline (asyncpg's command_timeout, 30 s) gets the login a 503
+    with Retry-After, not a hang, and nothing of the session is written."""
+    assert (await register(client)).status_code == 201
+    before = await _written(db)
+    holder = await asyncpg.connect(database_url)
+    answer: asyncio.Future[httpx.Response] | None = None
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM users WHERE email = $1 FOR UPDATE", EMAIL)
+            answer = asyncio.ensure_future(login(client))
+            await waiting_on_a_lock(db, SESSION_STATEMENT)
+            response = await asyncio.wait_for(answer, 60)
+    finally:
+        await holder.close()
+        if answer is not None and not answer.done():  # a failed step above: no request left behind
+            answer.cancel()
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await _written(db) == before, "no session and no login event"
+    assert (await login(client)).status_code == 200, "the account logs in once the row is free"
