@@ -6,7 +6,17 @@
 -- has expired, starts again at 1. A correct password deletes the row (clear_login_failures.sql).
 -- The same round trip reads the local account the email names (id, password_hash, is_active,
 -- email_verified; all NULL when there is none), which a login checks the password against.
-WITH counted AS (
+-- Its commit does not wait for the WAL flush (synchronous_commit off for this one transaction;
+-- it must run on its own, never inside a caller's transaction): the count is visible to every
+-- other attempt the moment it commits, which is all the lockout needs, and every answer that
+-- tells whether the password was right follows a synchronous commit of the same request (the
+-- failure's audit event, the session, the cleared count), which flushes this count with it,
+-- WAL being flushed in order. A crash can lose only the counts of attempts whose verdict was
+-- never sent. That saves one WAL flush per login (bench/README.md, "One WAL flush per login").
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+),
+counted AS (
     INSERT INTO login_failures AS f (email, failures, last_failed_at, locked_until)
     VALUES ($1, 1, now(), CASE WHEN $2::int <= 1 THEN now() + make_interval(mins => $3::int) END)
     ON CONFLICT (email) DO UPDATE
@@ -32,4 +42,5 @@ WITH counted AS (
 )
 SELECT counted.attempt, counted.retry_after, u.id, u.password_hash, u.is_active, u.email_verified
 FROM counted
+CROSS JOIN no_flush_wait
 LEFT JOIN users AS u ON lower(u.email) = $1 AND u.provider = 'local'

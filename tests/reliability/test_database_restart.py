@@ -7,6 +7,9 @@ pool acquisition deadline plus the listener catch-up deadline (docs/reliability.
 has a deadline"; a statement on a restarting server fails at once). Before, the caller listener
 dropped the requests waiting on a heartbeat that the restart broke: some writes, already
 committed, were never answered (5 of 13 runs of tests/reliability/test_database_faults.py hung).
+
+The same database also crashes (`pg_ctl stop -m immediate`) right after a burst of wrong
+passwords: the lockout those answers reported is still there after recovery.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from service.db import migrations
 from service.db.embedded import EmbeddedPostgres
 from service.db.pool import POOL_ACQUIRE_TIMEOUT_SECONDS
 from service.security.caller_listener import CATCH_UP_SECONDS
+from tests.accounts.conftest import STRONG_PASSWORD
 from tests.processes import ServiceProcess, serve
 from tests.reliability.conftest import sign_up
 
@@ -186,3 +190,52 @@ async def test_a_database_restart_under_writers_on_two_hosts_answers_every_reque
         await connection.close()
     assert {row["id"] for row in stored} == set(answers.acknowledged), "every 201 was kept"
     assert not errors, errors[:3]
+
+
+MAX_FAILURES = 5  # LOGIN_MAX_FAILURES's default
+
+
+async def test_a_lockout_answered_before_a_database_crash_survives_it(
+    tmp_path: Path, database: EmbeddedPostgres
+) -> None:
+    """The attempt counter commits without waiting for its WAL flush (count_password_attempt.sql);
+    what makes that safe is that every verdict is answered only after a synchronous commit of the
+    same request, which flushes the count with it. So: a burst of wrong passwords, answered; then
+    the database crashes at once (`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL not yet
+    written is lost) and recovers. Every attempt answered 401 is still counted, and the email is
+    still locked: the right password gets 429."""
+    url = database.url
+    migrations.apply_pending(url)
+    with serve(url, tmp_path) as host:
+        with httpx.Client(base_url=host.url, timeout=30) as http:
+            user = sign_up(http)
+        async with httpx.AsyncClient(base_url=host.url, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post("/api/auth/login", data={"username": user.email, "password": f"wrong-{n}"})
+                    for n in range(2 * MAX_FAILURES)
+                )
+            )
+            statuses = Counter(answer.status_code for answer in answers)
+            assert statuses == {401: MAX_FAILURES, 429: MAX_FAILURES}, statuses
+            await asyncio.to_thread(database._pg_ctl, "-w", "-m", "immediate", "restart")
+            deadline = time.monotonic() + RECOVERY_DEADLINE_SECONDS
+            while True:
+                right = await http.post(
+                    "/api/auth/login", data={"username": user.email, "password": STRONG_PASSWORD}
+                )
+                if right.status_code != 503:
+                    break
+                assert time.monotonic() < deadline, right.text
+                await asyncio.sleep(0.2)
+    assert right.status_code == 429, right.text
+    assert right.headers["content-type"] == "application/problem+json"
+    connection = await asyncpg.connect(url)
+    try:
+        failures = await connection.fetchval(
+            "SELECT failures FROM login_failures WHERE email = $1", user.email
+        )
+    finally:
+        await connection.close()
+    assert failures is not None
+    assert failures >= MAX_FAILURES, failures
