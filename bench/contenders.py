@@ -46,7 +46,15 @@ from dataclasses import dataclass
 import httpx
 
 from bench.floor import check_same_answer
-from bench.processes import USERS, floor_command, free_port, run_wrk, service_command, started
+from bench.processes import (
+    USERS,
+    floor_command,
+    free_port,
+    run_wrk,
+    service_command,
+    started,
+    wait_until_idle,
+)
 from bench.report import Result
 from bench.scenarios import _SEEDED, TASKS, argon2_alone, get_script, login_script, think_time_script
 
@@ -366,6 +374,8 @@ def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], r
         for number in range(args.rounds):
             if number % 2:
                 login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+                # The logins wrk left queued are still being hashed when it stops: not alone yet.
+                wait_until_idle(pid)
                 alone = argon2_alone(env, seconds=args.duration)
             else:
                 alone = argon2_alone(env, seconds=args.duration)

@@ -154,6 +154,21 @@ def tree_cpu_seconds(root: int) -> float:
 _POSTGRES: dict[str, int] = {}
 
 
+def wait_until_idle(root: int, deadline_seconds: float = 5.0, step: float = 0.1) -> float:
+    """Wait until `root`'s process tree uses under a tenth of a core over `step` s (a server
+    finishing the requests wrk left queued when it stopped: up to 16 logins' argon2 work), at
+    most `deadline_seconds`; the seconds waited."""
+    started = time.monotonic()
+    before = tree_cpu_seconds(root)
+    while time.monotonic() - started < deadline_seconds:
+        time.sleep(step)
+        now = tree_cpu_seconds(root)
+        if now - before < 0.1 * step:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def watch_postgres(pgdata: Path) -> int:
     """Count the embedded PostgreSQL (its postmaster and every process below it: backends, which
     persist in the pools, and the checkpointer, writers, autovacuum) in every wrk run's figures."""
