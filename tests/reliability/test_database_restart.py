@@ -8,7 +8,7 @@ has a deadline"; a statement on a restarting server fails at once). Before, the 
 dropped the requests waiting on a heartbeat that the restart broke: some writes, already
 committed, were never answered (5 of 13 runs of tests/reliability/test_database_faults.py hung).
 
-The same database also crashes (`pg_ctl stop -m immediate`) right after a burst of wrong
+The same database also crashes (`pg_ctl restart -m immediate`) right after a burst of wrong
 passwords: the lockout those answers reported is still there after recovery.
 """
 
@@ -201,9 +201,9 @@ async def test_a_lockout_answered_before_a_database_crash_survives_it(
     """The attempt counter commits without waiting for its WAL flush (count_password_attempt.sql);
     what makes that safe is that every verdict is answered only after a synchronous commit of the
     same request, which flushes the count with it. So: a burst of wrong passwords, answered; then
-    the database crashes at once (`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL not yet
-    written is lost) and recovers. Every attempt answered 401 is still counted, and the email is
-    still locked: the right password gets 429."""
+    the database crashes at once and recovers (`pg_ctl restart -m immediate`: no shutdown
+    checkpoint, and WAL not yet written is lost). Every attempt answered 401 is still counted,
+    and the email is still locked: the right password gets 429."""
     url = database.url
     migrations.apply_pending(url)
     with serve(url, tmp_path) as host:
