@@ -129,12 +129,13 @@ async def find_local_email(db: Db, email: str, other_than: uuid.UUID) -> bool:
 
 
 async def count_password_attempt(
-    db: Db, email: str, max_failures: int, lockout_minutes: int
+    pool: asyncpg.Pool, email: str, max_failures: int, lockout_minutes: int
 ) -> asyncpg.Record:
     """Count one attempt atomically: the attempt's number and, past the limit, retry_after; and
     id, password_hash, is_active, email_verified of the local account with this email (None when
-    there is none)."""
-    row: asyncpg.Record = await db.fetchrow(COUNT_PASSWORD_ATTEMPT, email, max_failures, lockout_minutes)
+    there is none). A pool only, never a connection in a transaction: the statement turns off
+    the wait for the WAL flush for the transaction it runs in (count_password_attempt.sql)."""
+    row: asyncpg.Record = await pool.fetchrow(COUNT_PASSWORD_ATTEMPT, email, max_failures, lockout_minutes)
     return row
 
 
