@@ -50,6 +50,8 @@ from bench.processes import (
     USERS,
     floor_command,
     free_port,
+    hashing_split,
+    machine_busy_seconds,
     run_wrk,
     service_command,
     started,
@@ -359,31 +361,52 @@ LOGIN_RATIO = "login_ratio"
 
 def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
     """Logins per second (16 connections, one worker, one argon2id verification each) over argon2
-    alone (as many threads as cores verifying in this process, no server), measured in turns,
-    `--rounds` rounds of `--duration` s each with the order alternating: the VM's speed wanders
-    by tens of percent between minutes, so a ratio of two runs minutes apart says little."""
+    alone (as many threads as cores verifying in a fresh interpreter, no server), measured in
+    turns, `--rounds` rounds of `--duration` s each with the order alternating: the VM's speed
+    wanders by tens of percent between minutes, so a ratio of two runs minutes apart says little.
+    Each round also splits a login's CPU: the worker's event loop thread, its hashing threads,
+    PostgreSQL, and the rest of the machine's busy time (wrk, the kernel's loopback work), and
+    gives the service's own CPU per login over argon2 alone's CPU per verification."""
     if args.only and LOGIN_RATIO not in args.only:
         return
     seeded = _SEEDED["done"]
     script = login_script(seeded.tasks_email)
     pairs: list[tuple[dict[str, float], float]] = []
+    cpu_ratios: list[float] = []
     with ExitStack() as stack:
         running = start_all(stack, [_service("service", "service", env)])
         base, pid = running["service"]
         run_wrk(wrk, base, script, connections=16, duration=2, server=pid)  # warm
+        split = hashing_split(pid)
+
+        def timed_logins() -> dict[str, float]:
+            (loop, hashing), busy = split(), machine_busy_seconds()
+            login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+            (loop_after, hashing_after), busy_after = split(), machine_busy_seconds()
+            per = 1e3 / max(1.0, login["requests"])  # seconds per run -> ms per login
+            login["loop_ms"] = (loop_after - loop) * per
+            login["hashing_ms"] = (hashing_after - hashing) * per
+            login["busy_ms"] = (busy_after - busy) * per
+            return login
+
         for number in range(args.rounds):
             if number % 2:
-                login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+                login = timed_logins()
                 # The logins wrk left queued are still being hashed when it stops: not alone yet.
                 wait_until_idle(pid)
-                alone = argon2_alone(env, seconds=args.duration)
+                alone, alone_cpu = argon2_alone(env, seconds=args.duration)
             else:
-                alone = argon2_alone(env, seconds=args.duration)
-                login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
+                alone, alone_cpu = argon2_alone(env, seconds=args.duration)
+                login = timed_logins()
             pairs.append((login, alone))
+            service_ms, pg_ms = login.get("cpu_us", 0.0) / 1e3, login.get("pg_us", 0.0) / 1e3
+            cpu_ratios.append(alone_cpu * 1e3 / service_ms if service_ms else 0.0)
             print(
                 f"  {LOGIN_RATIO} round {number + 1}: login {login['rps']:.1f}/s, argon2 alone "
-                f"{alone:.1f}/s, {login['rps'] / alone:.3f}x"
+                f"{alone:.1f}/s, {login['rps'] / alone:.3f}x; per login: service {service_ms:.2f} ms "
+                f"(event loop {login['loop_ms']:.2f}, hashing {login['hashing_ms']:.2f}; argon2 alone "
+                f"{alone_cpu * 1e3:.2f} per verification), PostgreSQL {pg_ms:.2f}, the rest of the "
+                f"machine {login['busy_ms'] - service_ms - pg_ms:.2f}; {login['idle_cores']:.2f} cores idle"
             )
     ratios = sorted(login["rps"] / alone for login, alone in pairs)
     logins = [login for login, _ in pairs]
@@ -407,6 +430,10 @@ def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 "login_x": round(_median(ratios), 3),
                 "login_x_lo": round(ratios[0], 3),
                 "login_x_hi": round(ratios[-1], 3),
+                # argon2 alone's CPU per verification over the service's CPU per login
+                "login_cpu_x": round(_median(cpu_ratios), 3),
+                "loop_ms": round(_median([run["loop_ms"] for run in logins]), 2),
+                "hashing_ms": round(_median([run["hashing_ms"] for run in logins]), 2),
             },
         )
     )

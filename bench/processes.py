@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -154,6 +154,38 @@ def tree_cpu_seconds(root: int) -> float:
 _POSTGRES: dict[str, int] = {}
 
 
+def thread_ticks(pid: int) -> dict[int, tuple[str, int, int, int]]:
+    """Each thread of process `pid`: tid -> (name, utime, stime, minor page faults), in clock
+    ticks (/proc/PID/task/TID/stat and comm; a thread that ends meanwhile is left out)."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text(encoding="ascii")
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text(encoding="ascii").strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(tid)] = (name, int(fields[11]), int(fields[12]), int(fields[7]))
+    return found
+
+
+def hashing_split(root: int) -> Callable[[], tuple[float, float]]:
+    """A clock of the service worker below `root` (its process with the most threads): each call
+    gives (event loop thread, all its other threads) CPU seconds so far. Under logins the other
+    threads' CPU is the hashing threads' (Python 3.11 does not name threads for the kernel, so
+    they cannot be told apart by name; bench/thread_cpu.py, which lists every thread, shows no
+    CPU on any but the loop and the two hashing threads during a login run)."""
+    worker = max(worker_pids(root), key=lambda pid: len(thread_ticks(pid)))
+
+    def now() -> tuple[float, float]:
+        ticks = thread_ticks(worker)
+        loop = sum(user + system for tid, (_, user, system, _) in ticks.items() if tid == worker)
+        others = sum(user + system for tid, (_, user, system, _) in ticks.items() if tid != worker)
+        return loop / CLOCK_TICKS, others / CLOCK_TICKS
+
+    return now
+
+
 def wait_until_idle(root: int, deadline_seconds: float = 5.0, step: float = 0.1) -> float:
     """Wait until `root`'s process tree uses under a tenth of a core over `step` s (a server
     finishing the requests wrk left queued when it stopped: up to 16 logins' argon2 work), at
@@ -199,6 +231,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -218,6 +256,7 @@ def run_wrk(
     postgres = _POSTGRES.get("pid")
     cpu_before = tree_cpu_seconds(server) if server else 0.0
     pg_before = tree_cpu_seconds(postgres) if postgres else 0.0
+    busy_before, started = machine_busy_seconds(), time.monotonic()
     try:
         output = subprocess.run(
             [
@@ -237,6 +276,8 @@ def run_wrk(
         ).stdout
         cpu_spent = tree_cpu_seconds(server) - cpu_before if server else 0.0
         pg_spent = tree_cpu_seconds(postgres) - pg_before if postgres else 0.0
+        busy = machine_busy_seconds() - busy_before
+        elapsed = time.monotonic() - started
     finally:
         os.unlink(handle.name)
     if connections >= USERS:
@@ -248,6 +289,9 @@ def run_wrk(
         raise RuntimeError(f"wrk gave no summary:\n{output}")
     figures: dict[str, float] = json.loads(match.group(1))
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    # Cores the machine left idle over the run (wrk's start and exit included): where the work
+    # could not keep every core busy (a thread waiting for the GIL, a queue run dry).
+    figures["idle_cores"] = max(0.0, (os.cpu_count() or 1) - busy / elapsed)
     if server and figures["requests"]:
         figures["cpu_us"] = cpu_spent * 1e6 / figures["requests"]
     if postgres and server and figures["requests"]:

@@ -230,6 +230,13 @@ def markdown(results: list[Result], argon2_rps: float) -> str:
                 f"{turns.extra['login_x_hi']:.2f}; median of per-round ratios, argon2 alone "
                 f"{turns.extra['argon2_rps']:.1f} verifications/s), target >= 0.90x: {_verdict(ratio >= 0.90)}",
             ]
+            if "login_cpu_x" in turns.extra:
+                out.append(
+                    f"- by CPU: argon2 alone's per verification over the service's per login "
+                    f"{turns.extra['login_cpu_x']:.2f}x (event loop {turns.extra['loop_ms']:.2f} ms, hashing "
+                    f"threads {turns.extra['hashing_ms']:.2f} ms per login; PostgreSQL "
+                    f"{turns.pg_us_per_req / 1e3:.2f} ms beside them)"
+                )
         login = by_name.get("login")
         if login and argon2_rps and not turns:
             ratio = login.rps / argon2_rps

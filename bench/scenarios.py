@@ -24,6 +24,7 @@ from bench.processes import (
     WRK_THREADS,
     floor_command,
     free_port,
+    machine_busy_seconds,
     rss_mb,
     run_wrk,
     service_command,
@@ -160,12 +161,13 @@ async def seed(base: str, scans: int) -> Seeded:
     return seeded
 
 
-def argon2_alone(settings_env: dict[str, str], seconds: float = 5.0) -> float:
+def argon2_alone(settings_env: dict[str, str], seconds: float = 5.0) -> tuple[float, float]:
     """Password verifications per second with argon2 alone, one thread per core, no server, in a
     fresh interpreter. Not in this process: after a full run's earlier scenarios, its allocator
     handed argon2 fresh pages for every hash (about 1,900 page faults and 4 ms of system CPU per
     verification, against 50 and none in a fresh process), which made argon2 alone about 18 %
-    slower and a login look faster than argon2 alone (bench/README.md, "One WAL flush per login")."""
+    slower and a login look faster than argon2 alone (bench/README.md, "One WAL flush per login").
+    (verifications per second, CPU seconds per verification)."""
     output = subprocess.run(
         [sys.executable, "-c", f"from bench.scenarios import _argon2_here; _argon2_here({seconds!r})"],
         env={**settings_env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
@@ -175,7 +177,7 @@ def argon2_alone(settings_env: dict[str, str], seconds: float = 5.0) -> float:
         timeout=seconds + 60,
     ).stdout.splitlines()
     print(output[0])
-    return float(output[1])
+    return float(output[1]), float(output[2])
 
 
 def _argon2_here(seconds: float) -> None:
@@ -197,14 +199,14 @@ def _argon2_here(seconds: float) -> None:
             counts[index] += 1
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(counts))]
-    machine, own = _machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+    machine, own = machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     after = resource.getrusage(resource.RUSAGE_SELF)
     user, system = after.ru_utime - own.ru_utime, after.ru_stime - own.ru_stime
-    others = _machine_busy_seconds() - machine - user - system
+    others = machine_busy_seconds() - machine - user - system
     done = max(1, sum(counts))
     print(
         f"  argon2 alone: {user / done * 1e3:.1f} + {system / done * 1e3:.1f} ms CPU (user + system) "
@@ -212,12 +214,7 @@ def _argon2_here(seconds: float) -> None:
         f"{(user + system) / seconds:.2f} cores busy with it, {others / seconds:.2f} elsewhere"
     )
     print(sum(counts) / seconds)
-
-
-def _machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy since boot (/proc/stat: all but idle and iowait)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    print((user + system) / done)
 
 
 def measure(
