@@ -234,7 +234,7 @@ def rss_mb(pid: int) -> float:
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
 def run_wrk(
