@@ -159,8 +159,10 @@ class FastTaskList:
             return
         completed, limit, offset = query  # type: ignore[misc]
         try:
+            # state["pool"], not state.pool: State answers an attribute in __getattr__, after the
+            # normal lookup has failed and built an AttributeError (489 against 61 ns, timeit).
             tasks, total = await queries.list_tasks(
-                state.pool, caller.id, caller.subject, completed, limit, offset
+                state["pool"], caller.id, caller.subject, completed, limit, offset
             )
         except Exception as exc:
             scope[FAST_PATH_FAILURE_KEY] = exc  # type: ignore[literal-required]
