@@ -154,18 +154,17 @@ def tree_cpu_seconds(root: int) -> float:
 _POSTGRES: dict[str, int] = {}
 
 
-def thread_ticks(pid: int) -> dict[int, tuple[str, int, int, int]]:
-    """Each thread of process `pid`: tid -> (name, utime, stime, minor page faults), in clock
-    ticks (/proc/PID/task/TID/stat and comm; a thread that ends meanwhile is left out)."""
+def thread_ticks(pid: int) -> dict[int, tuple[int, int, int]]:
+    """Each thread of process `pid`: tid -> (utime, stime in clock ticks, minor page faults)
+    (/proc/PID/task/TID/stat; a thread that ends meanwhile is left out)."""
     found = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text(encoding="ascii")
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text(encoding="ascii").strip()
         except (FileNotFoundError, ProcessLookupError):
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(tid)] = (name, int(fields[11]), int(fields[12]), int(fields[7]))
+        found[int(tid)] = (int(fields[11]), int(fields[12]), int(fields[7]))
     return found
 
 
@@ -179,8 +178,8 @@ def hashing_split(root: int) -> Callable[[], tuple[float, float]]:
 
     def now() -> tuple[float, float]:
         ticks = thread_ticks(worker)
-        loop = sum(user + system for tid, (_, user, system, _) in ticks.items() if tid == worker)
-        others = sum(user + system for tid, (_, user, system, _) in ticks.items() if tid != worker)
+        loop = sum(ticks.pop(worker, (0, 0, 0))[:2])
+        others = sum(user + system for user, system, _ in ticks.values())
         return loop / CLOCK_TICKS, others / CLOCK_TICKS
 
     return now
@@ -291,6 +290,7 @@ def run_wrk(
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
     # Cores the machine left idle over the run (wrk's start and exit included): where the work
     # could not keep every core busy (a thread waiting for the GIL, a queue run dry).
+    figures["machine_busy_s"] = busy
     figures["idle_cores"] = max(0.0, (os.cpu_count() or 1) - busy / elapsed)
     if server and figures["requests"]:
         figures["cpu_us"] = cpu_spent * 1e6 / figures["requests"]

@@ -11,7 +11,6 @@ others (bench/profile_login.sh).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.processes import CLOCK_TICKS as TICK
 from bench.processes import thread_ticks, tree_cpu_seconds
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -37,8 +35,8 @@ def main() -> None:
         raise SystemExit(f"no request count in the command's output:\n{output}")
     requests = int(found.group(1))
     print(output.strip())
-    for tid, (_, user, system, faults) in sorted(after.items()):
-        _, old_user, old_system, old_faults = before.get(tid, ("", 0, 0, 0))
+    for tid, (user, system, faults) in sorted(after.items()):
+        old_user, old_system, old_faults = before.get(tid, (0, 0, 0))
         spent = user + system - old_user - old_system
         if spent:
             name = "event loop" if tid == pid else f"thread {tid}"
