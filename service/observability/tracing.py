@@ -12,12 +12,14 @@ request (the queue drops spans once full).
 Sampling is decided first, for every request, by TracedAsgi (our own server span layer; it
 replaced OpenTelemetry's ASGI instrumentation, which did most of its work for every request,
 sampled or not): from the caller's W3C `traceparent`, parsed here, and the configured sampler,
-with the SDK samplers' rules. A request left out runs with a non-recording span in the context
-(the trace id, flags 00) and nothing else: no span objects, no attributes, no wrapped send. A
-sampled request gets one server span, renamed to the route template once routing has chosen
-one; each database statement gets a child span named by its SQL file (TracedConnection). These
-are the service's own light spans (_Span), handed to the span processor as the SDK's
-ReadableSpans when they end. Each dependency's httpx client (the AI service's, each identity
+with the SDK samplers' rules. A request left out keeps its trace id in the request scope and
+nothing else: no span objects, no attributes, no wrapped send, nothing in OpenTelemetry's
+context until it calls a dependency, when an httpx request hook (continue_unsampled_trace)
+puts a non-recording span with the trace id and flags 00 in the context. A sampled request
+gets one server span, renamed to the route template once routing has chosen one; each
+database statement gets a child span named by its SQL file (TracedConnection). These are the
+service's own light spans (_Span), handed to the span processor as the SDK's ReadableSpans when
+they end. Each dependency's httpx client (the AI service's, each identity
 provider's) has OpenTelemetry's httpx instrumentation: client spans that carry the context on.
 
 Propagation: a caller's `traceparent` and `tracestate` are read (TracedAsgi), so our span
@@ -74,12 +76,15 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from service import __version__
 from service.db.sql import statement_name
+from service.observability.logs import request_context
 from service.settings import Settings
 
 DEFAULT_SERVICE_NAME = "service"
 SHUTDOWN_EXPORT_SECONDS = 3.0
 # Where the trace id of the request's span waits for the access log and problem bodies.
 TRACE_ID_KEY = "trace_id"
+# Where a sampled request's server span waits for the statement spans (absent when not sampled).
+SERVER_SPAN_KEY = "otel_server_span"
 # Metrics are Prometheus' job (service.observability.metrics): the instrumentations' own are not recorded.
 _NO_METRICS = NoOpMeterProvider()
 # The server span's attributes (the older HTTP semantic conventions' names, as OpenTelemetry's
@@ -372,15 +377,16 @@ def _untraced(path: str) -> bool:
 
 class TracedAsgi:
     """The server span layer: sampling is decided first, from the caller's `traceparent` and the
-    configured sampler, so a request left out costs a header scan, a random number and a context
-    variable set, and nothing of OpenTelemetry's ASGI instrumentation (which built attributes, a
-    span and a wrapped send for every request, sampled or not: 55 % more CPU per request at
-    10 % sampling, bench/tracing_cpu.py).
+    configured sampler, so a request left out costs a header scan and a random number, and
+    nothing of OpenTelemetry's ASGI instrumentation (which built attributes, a span and a
+    wrapped send for every request, sampled or not: 55 % more CPU per request at 10 % sampling,
+    bench/tracing_cpu.py).
 
-    Not sampled: the request runs in a context holding a non-recording span with the trace id
-    (the caller's, or a fresh one) and sampled flag 00, so the AI service and identity providers
-    are told the trace is not sampled and database statements record nothing; the trace id still
-    goes to the access line and 5xx bodies. Sampled: one SERVER span, the caller's span its
+    Not sampled: the trace id (the caller's, or a fresh one) goes to the access line and 5xx
+    bodies; database statements record nothing (their wrapper finds no server span in the
+    scope); a call to the AI service or an identity provider first puts a non-recording span
+    with that trace id and sampled flag 00 in the context (continue_unsampled_trace), so the
+    dependency is told the trace is not sampled. Sampled: one SERVER span, the caller's span its
     parent, named `METHOD /route/template` once routed (the method alone otherwise)."""
 
     __slots__ = ("app", "decision", "recorder")
@@ -410,15 +416,12 @@ class TracedAsgi:
         if self.decision.sampled(trace_id, parent_flags):
             await self._sampled(scope, receive, send, trace_id, parent)
             return
-        if parent is None:  # a fresh trace, not sampled: what the SDK itself would propagate
-            unsampled = SpanContext(trace_id, getrandbits(64) or 1, False, _RANDOM_UNSAMPLED)
-        else:
-            unsampled = SpanContext(trace_id, int(parent[1], 16), True, TraceFlags(parent[2] & _RANDOM))
-        token = attach(set_span_in_context(NonRecordingSpan(unsampled), _EMPTY))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            detach(token)
+        # Not sampled: nothing more until the request calls a dependency, when
+        # continue_unsampled_trace puts the trace in OpenTelemetry's context. Building and
+        # attaching that context for every request (and the statement wrapper's reading of it)
+        # was half of what tracing added to an unsampled task list: 38,500 instructions, now
+        # 18,200 (`bench/instructions.py --traced --ratios 0`); this layer, 2.2 us of CPU, now 0.9.
+        await self.app(scope, receive, send)
 
     async def _sampled(
         self, scope: Scope, receive: Receive, send: Send, trace_id: int, parent: tuple[str, str, int] | None
@@ -455,6 +458,7 @@ class TracedAsgi:
                 status = message["status"]
             await send(message)
 
+        scope[SERVER_SPAN_KEY] = span  # type: ignore[literal-required]
         token = attach(set_span_in_context(span, _EMPTY))
         try:
             await self.app(scope, receive, send_recorded)
@@ -473,6 +477,35 @@ class TracedAsgi:
             if status >= 500 and span.status.status_code is StatusCode.UNSET:
                 span.status = _ERROR
             span.end()
+
+
+def _unsampled_parent(scope: Mapping[str, Any]) -> SpanContext:
+    """What an unsampled request passes on: the caller's trace and span with its flags (the
+    sampled bit off), or for a new trace its id under a random span id, flags 02 (random trace
+    id, not sampled), as the SDK itself would propagate them."""
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            parent = parse_traceparent(value)
+            if parent is not None:
+                trace_hex, span_hex, flags = parent
+                return SpanContext(int(trace_hex, 16), int(span_hex, 16), True, TraceFlags(flags & _RANDOM))
+            break
+    return SpanContext(int(scope[TRACE_ID_KEY], 16), getrandbits(64) or 1, False, _RANDOM_UNSAMPLED)
+
+
+async def continue_unsampled_trace(request: Any) -> None:
+    """An httpx request hook (it runs in the caller's task, before the transport and so before
+    OpenTelemetry's client span): in a request the sampler left out, make the request's trace
+    the current context, so the client span is not sampled either and the dependency hears the
+    request's trace id with the sampled flag off. The context stays for the rest of the request,
+    as it would have had TracedAsgi attached it at the start. Outside a request, or in a sampled
+    one (its server span is current), nothing changes."""
+    if get_current_span().get_span_context().is_valid:
+        return  # a sampled request's span, or an earlier call of this request
+    scope = request_context.get()
+    if scope is None or TRACE_ID_KEY not in scope:
+        return  # outside a request, or one the tracing layer does not trace (probes)
+    attach(set_span_in_context(NonRecordingSpan(_unsampled_parent(scope)), _EMPTY))
 
 
 def _tracestate(headers: Any) -> TraceState:
@@ -543,6 +576,8 @@ def trace_http_client(http: Any, provider: TracerProvider, settings: Settings) -
         span.set_attribute("peer.service", peer)
         span.update_name(f"{method} {peer}")
 
+    hooks = http.event_hooks
+    http.event_hooks = {**hooks, "request": [continue_unsampled_trace, *hooks.get("request", [])]}
     HTTPXClientInstrumentor.instrument_client(
         http, tracer_provider=provider, meter_provider=_NO_METRICS, request_hook=name_the_peer
     )
@@ -552,10 +587,9 @@ _DB_ATTRIBUTES = {"db.system.name": "postgresql", "db.system": "postgresql"}
 
 
 def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def traced(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+    async def recorded(self: Any, query: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         request_span = get_current_span()
-        if not request_span.is_recording():
-            # Outside a request (pool start-up), or in a request the sampler left out.
+        if not request_span.is_recording():  # the request's span has ended (a task it left running)
             return await method(self, query, *args, **kwargs)
         # The statement text has $n placeholders only: parameter values are never recorded.
         attributes = {**_DB_ATTRIBUTES, "db.query.text": query}
@@ -572,6 +606,15 @@ def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
             raise
         finally:
             span.end()
+
+    def traced(self: Any, query: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        # Outside a request (pool start-up, jobs), or in a request the sampler left out: the
+        # request scope says so without a walk through OpenTelemetry's context, and the caller
+        # awaits asyncpg's own coroutine, with no frame of ours to pass through at each resume.
+        scope = request_context.get()
+        if scope is None or SERVER_SPAN_KEY not in scope:
+            return method(self, query, *args, **kwargs)
+        return recorded(self, query, args, kwargs)
 
     traced.__name__ = method.__name__
     return traced

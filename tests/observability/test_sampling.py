@@ -5,6 +5,7 @@ an invalid `traceparent` starts a trace of our own. Spans are recorded in memory
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -96,6 +97,56 @@ async def test_a_sampled_request_is_one_server_span_under_the_callers_span(
     others = [span for span in finished if span is not server]
     assert others, "the statements have spans"
     assert all(span.parent is not None and span.parent.span_id == server.context.span_id for span in others)
+
+
+async def test_concurrent_requests_each_pass_on_their_own_trace_sampled_or_not(
+    traced_client: TracedClient,
+    spans: InMemorySpanExporter,
+    faulty_ai: FaultyAi,
+    db: asyncpg.Connection,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """An unsampled request puts its trace in the context only when it calls a dependency
+    (service.observability.tracing.continue_unsampled_trace); with many requests in flight at
+    once, sampled and not, each dependency call still carries its own request's trace and flag,
+    and only the sampled requests leave spans."""
+    user = await make_user(db)
+    auth = bearer(make_settings(database_url, tmp_path), user)
+    traces = [f"{random.getrandbits(128) | 1:032x}" for _ in range(16)]
+    sampled = {trace for number, trace in enumerate(traces) if number % 4 == 0}
+
+    def parent(trace: str) -> str:
+        return f"00-{trace}-{CALLER_SPAN_ID}-{'01' if trace in sampled else '00'}"
+
+    async with traced_client(
+        AI_SERVICE_URL=f"{faulty_ai.url}/ok", SCAN_MAX_CONCURRENT_UPLOADS="16"
+    ) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post("/api/scan", headers={**auth, "traceparent": parent(trace)}, files=TEXT)
+                for trace in traces
+            ),
+            *(
+                client.get(f"/api/{user}/tasks", headers={**auth, "traceparent": parent(trace)})
+                for trace in traces
+            ),
+        )
+    assert sorted({answer.status_code for answer in answers}) == [200, 201], [
+        a.text for a in answers if a.status_code >= 500
+    ]
+    heard = sorted(seen.headers["traceparent"].split("-") for seen in faulty_ai.seen)
+    assert [(trace, flags) for _, trace, _, flags in heard] == sorted(
+        (trace, "01" if trace in sampled else "00") for trace in traces
+    )
+    finished = spans.get_finished_spans()
+    clients = {
+        (format_trace_id(span.context.trace_id), format_span_id(span.context.span_id)) for span in finished
+    }
+    # A sampled call is under the client span it recorded; an unsampled one records nothing.
+    assert {(trace, span_id) for _, trace, span_id, _ in heard if trace in sampled} <= clients
+    traced = {format_trace_id(span.context.trace_id) for span in finished}
+    assert traced == sampled
 
 
 @pytest.mark.parametrize(
