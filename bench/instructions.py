@@ -9,7 +9,8 @@ instructions (Ir) of every thread of the server process. Instructions are not ti
 miss costs more than an add), so this complements the CPU-time figures rather than replacing them.
 
     uv run python bench/instructions.py                       # same-answer floor, minimal floor, service
-    uv run python bench/instructions.py --traced              # ... and the service traced at 10 % and 100 %
+    uv run python bench/instructions.py --traced              # ... and the service traced with nothing
+                                                              # sampled, at 10 % and at 100 %
 
 One server at a time, one uvicorn worker, on a fresh database on the machine's PostgreSQL
 (--admin-url; dropped at the end); PostgreSQL's own work is not counted. Needs valgrind.
@@ -121,8 +122,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warm", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--traced", action="store_true", help="also the service traced at 10 %% and 100 %%")
-    parser.add_argument("--ratios", default="0.1,1.0", help="the sampling ratios of --traced")
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="also the service traced at each of --ratios (0: nothing sampled)",
+    )
+    parser.add_argument("--ratios", default="0,0.1,1.0", help="the sampling ratios of --traced")
     parser.add_argument(
         "--keep", default=None, help="keep callgrind's dumps in this folder (callgrind_annotate)"
     )
