@@ -370,6 +370,15 @@ def parse_traceparent(value: bytes) -> tuple[str, str, int] | None:
     return trace_id.decode(), span_id.decode(), int(flags, 16)
 
 
+def _caller_parent(headers: Any) -> tuple[str, str, int] | None:
+    """The caller's span from the first `traceparent` among ASGI `headers`, parsed
+    (parse_traceparent); None when there is none or it is invalid."""
+    for name, value in headers:
+        if name == b"traceparent":
+            return parse_traceparent(value)
+    return None
+
+
 def _untraced(path: str) -> bool:
     # Requests not worth a trace: probes and scrapes, many a minute, all alike.
     return path.startswith("/health") or path == "/metrics"
@@ -400,11 +409,7 @@ class TracedAsgi:
         if scope["type"] != "http" or _untraced(scope["path"]):
             await self.app(scope, receive, send)
             return
-        parent = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                parent = parse_traceparent(value)
-                break
+        parent = _caller_parent(scope["headers"])
         if parent is None:
             trace_id = getrandbits(128) or 1
             trace_hex = f"{trace_id:032x}"
@@ -480,17 +485,14 @@ class TracedAsgi:
 
 
 def _unsampled_parent(scope: Mapping[str, Any]) -> SpanContext:
-    """What an unsampled request passes on: the caller's trace and span with its flags (the
-    sampled bit off), or for a new trace its id under a random span id, flags 02 (random trace
-    id, not sampled), as the SDK itself would propagate them."""
-    for name, value in scope["headers"]:
-        if name == b"traceparent":
-            parent = parse_traceparent(value)
-            if parent is not None:
-                trace_hex, span_hex, flags = parent
-                return SpanContext(int(trace_hex, 16), int(span_hex, 16), True, TraceFlags(flags & _RANDOM))
-            break
-    return SpanContext(int(scope[TRACE_ID_KEY], 16), getrandbits(64) or 1, False, _RANDOM_UNSAMPLED)
+    """What an unsampled request passes on, as the SDK itself would propagate it: the request's
+    trace id under the caller's span with its flags (the sampled bit off), or for a new trace
+    under a random span id, flags 02 (random trace id, not sampled)."""
+    trace_id = int(scope[TRACE_ID_KEY], 16)
+    parent = _caller_parent(scope["headers"])
+    if parent is None:
+        return SpanContext(trace_id, getrandbits(64) or 1, False, _RANDOM_UNSAMPLED)
+    return SpanContext(trace_id, int(parent[1], 16), True, TraceFlags(parent[2] & _RANDOM))
 
 
 async def continue_unsampled_trace(request: Any) -> None:
