@@ -17,6 +17,7 @@ The database must be migrated (`service migrate`) and is written to (20 tasks of
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -167,6 +168,37 @@ def main() -> None:
         print(
             f"{name:18s} median {statistics.median(values):5.0f} us CPU/request  {statistics.median(values) / off:4.2f}x off"
         )
+    # Each round's ratio to tracing off in the same round, seconds apart: the VM's pace drifts
+    # between rounds by more than the differences in question, and each round's pair shares it.
+    for name, values in figures.items():
+        off_name = name.partition(":")[0] + ":off"
+        if name == off_name or off_name not in figures:
+            continue
+        ratios = sorted(v / o for v, o in zip(values, figures[off_name], strict=True))
+        low, high = median_interval(ratios)
+        print(
+            f"{name:18s} per round over off: median {statistics.median(ratios):.3f}, "
+            f"95 % interval of the median {low:.3f}-{high:.3f}, range {ratios[0]:.3f}-{ratios[-1]:.3f} "
+            f"({len(ratios)} rounds)"
+        )
+
+
+def median_interval(ordered: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of what `ordered` (sorted) samples: the
+    order statistics k and n+1-k, with k the largest for which the binomial(n, 1/2) chance of
+    fewer than k samples below the median is at most (1 - confidence) / 2. Needs 6 or more
+    samples for 95 %; with fewer, the whole range."""
+    n = len(ordered)
+    tail = 0.0
+    k = 0
+    while k < n:
+        tail += math.comb(n, k) / 2**n
+        if tail > (1 - confidence) / 2:
+            break
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
 
 
 if __name__ == "__main__":

@@ -81,6 +81,10 @@ AI_SERVICE_CALL_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
 )
 LOGIN_ATTEMPTS = Counter("login_attempts", "Password logins, by outcome.", ["outcome"])
+TRACING_SPANS_DROPPED = Counter(
+    "tracing_spans_dropped",
+    "Sampled spans dropped because the export queue was full (the trace collector slow or down).",
+)
 
 # Every series exists from the start, so rate() and alerts work before the first event.
 for _outcome in get_args(AiCallOutcome):

@@ -5,9 +5,10 @@ endpoint set, no OpenTelemetry code runs on the request path and its packages ar
 imported.
 
 When on, each worker process builds its own TracerProvider in create_app (uvicorn's workers are
-spawned, so that is after the fork) with a BatchSpanProcessor: spans are queued in memory and
+spawned, so that is after the fork) with the SDK's batch span processor (ExportQueue, which
+drops a span that finds the queue full for a counter increment): spans are queued in memory and
 exported by a background thread, so a slow or unreachable collector never delays or fails a
-request (the queue drops spans once full).
+request.
 
 Sampling is decided first, for every request, by TracedAsgi (our own server span layer; it
 replaced OpenTelemetry's ASGI instrumentation, which did most of its work for every request,
@@ -52,7 +53,7 @@ from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.textmap import CarrierT, Setter, default_setter
 from opentelemetry.sdk.resources import PROCESS_PID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -76,6 +77,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from service import __version__
 from service.db.sql import statement_name
+from service.observability.export_queue import ExportQueue
 from service.observability.logs import request_context
 from service.settings import Settings
 
@@ -166,7 +168,7 @@ def create_tracer_provider(settings: Settings, processor: SpanProcessor | None =
         sampler=_sampler(settings),
         shutdown_on_exit=False,
     )
-    processor = processor or BatchSpanProcessor(_exporter(settings))
+    processor = processor or ExportQueue(_exporter(settings))
     provider.add_span_processor(processor)
     _RECORDERS[provider] = _Recorder(provider, processor)
     return provider

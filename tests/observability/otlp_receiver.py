@@ -15,6 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from tests.processes import http_server_in_thread
 
+HELD_SECONDS = 20
+
 
 @dataclass
 class ReceivedSpan:
@@ -35,6 +37,9 @@ class OtlpReceiver:
     bodies: list[bytes] = field(default_factory=list)
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # A slow collector: while closed, each export request waits for it (HELD_SECONDS at most).
+    open: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
 
     def received(self, body: bytes) -> None:
         with self.lock:
@@ -73,13 +78,21 @@ def _attributes(pairs: object) -> dict[str, object]:
 
 
 @contextmanager
-def otlp_receiver(decode: bool = True) -> Iterator[OtlpReceiver]:
-    """Serve POST /v1/traces on 127.0.0.1 and a free port until the block ends."""
+def otlp_receiver(decode: bool = True, slow: bool = False) -> Iterator[OtlpReceiver]:
+    """Serve POST /v1/traces on 127.0.0.1 and a free port until the block ends. `slow`: each
+    request waits until `receiver.open` is set (HELD_SECONDS at most), as a collector that
+    answers late."""
     receiver = OtlpReceiver(decode=decode)
+    if not slow:
+        receiver.open.set()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            if not receiver.open.is_set():
+                with receiver.lock:
+                    receiver.held += 1
+                receiver.open.wait(HELD_SECONDS)
             if self.path == "/v1/traces":
                 receiver.received(body)
                 status, answer = 200, ExportTraceServiceResponse().SerializeToString()
@@ -96,4 +109,7 @@ def otlp_receiver(decode: bool = True) -> Iterator[OtlpReceiver]:
 
     with http_server_in_thread(Handler) as server:
         receiver.url = f"http://127.0.0.1:{server.server_port}"
-        yield receiver
+        try:
+            yield receiver
+        finally:
+            receiver.open.set()  # no request held past the block
