@@ -3,7 +3,8 @@
 One worker on loopback, a Better Auth HS256 token (as bench/scenarios.py makes them), wrk with
 64 connections; the CPU is utime + stime of the server's process tree from /proc, before and
 after each run, divided by wrk's request count. The collector is a closed port, so export fails
-(the exporter's thread still encodes every batch and tries to send it).
+(the exporter's thread still encodes every batch and tries to send it); the `_rx` cases export
+to a receiver on loopback instead, which reads every batch.
 
     uv run python bench/tracing_cpu.py --database-url postgresql://postgres@127.0.0.1:5432/bench \\
         --sources new=.,old=/tmp/main-src      # main's code: git archive main | tar -x -C /tmp/main-src
@@ -31,11 +32,21 @@ import httpx
 
 from bench.processes import free_port, started, worker_pids
 from bench.scenarios import BETTER_AUTH_SECRET, external_tokens
+from tests.observability.otlp_receiver import otlp_receiver
 from tests.processes import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = "bench-subject-tracing"
-CASES = {"off": None, "traced_0": "0", "traced_10": "0.1", "traced_100": "1.0"}
+CASES = {
+    "off": None,
+    "traced_0": "0",
+    "traced_10": "0.1",
+    "traced_100": "1.0",
+    # The same, exporting to a receiver on loopback that reads every batch (a collector that is up).
+    "traced_10_rx": "0.1",
+    "traced_100_rx": "1.0",
+}
+DEFAULT_CASES = "off,traced_0,traced_10,traced_100"
 
 
 def cpu_ticks(pid: int) -> int:
@@ -63,7 +74,7 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default=DEFAULT_CASES, help=f"a comma list of {', '.join(CASES)}")
     parser.add_argument("--profile", default="", help="the server (name:case) to sample with py-spy")
     parser.add_argument(
         "--profile-out",
@@ -92,13 +103,16 @@ def main() -> None:
     ticks_per_second = os.sysconf("SC_CLK_TCK")
     servers: dict[str, tuple[str, int]] = {}
     with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver(decode=False))
         for source in args.sources.split(","):
             name, _, checkout = source.partition("=")
             for case in args.cases.split(","):
                 case_env = {**env, "PYTHONPATH": checkout}
                 if CASES[case] is not None:
                     case_env |= {
-                        "OTEL_EXPORTER_OTLP_ENDPOINT": closed_port_url(),
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url
+                        if case.endswith("_rx")
+                        else closed_port_url(),
                         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                         "OTEL_TRACES_SAMPLER_ARG": str(CASES[case]),
                     }
