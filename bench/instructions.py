@@ -10,9 +10,9 @@ Instructions are not time (a cache miss costs more than an add), so this complem
 CPU-time figures rather than replacing them.
 
 The other threads are the trace export thread (and the argon2 pool, idle here). Under callgrind
-a server runs about 50 times slower, so work the export thread does per second rather than per
-span (the failed sends to the closed port, each with its retries and warnings) is spread over 50
-times fewer requests than in real time: the event loop's column is the one that scales with
+a server runs about 40 times slower (about 100 task lists a second), so work the export thread
+does per second rather than per span (the failed sends to the closed port, each with its retries
+and warnings) is spread over 40 times fewer requests than in real time: the event loop's column is the one that scales with
 requests.
 
     uv run python bench/instructions.py                       # same-answer floor, minimal floor, service

@@ -44,28 +44,34 @@ class ExportQueue(BatchSpanProcessor):
         self._report_after = 0.0
         # The check and the append as one step: spans end on the event loop, but also on any
         # thread that ends one, and two of them must not both take the last place. The export
-        # thread only takes spans out, which never makes the check wrong.
+        # thread only takes spans out, which never makes the check wrong. It is held for work in
+        # memory only (the warning is written after it is released), so no wait on it is long.
         self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:
-            if self._bound and len(self._queue) >= self._bound:
-                context = span.context
-                if context is not None and context.trace_flags.sampled:
-                    self._drop()
+            if not (self._bound and len(self._queue) >= self._bound):
+                super().on_end(span)
                 return
-            super().on_end(span)
-
-    def _drop(self) -> None:
-        self.dropped += 1
-        TRACING_SPANS_DROPPED.inc()
-        now = time.monotonic()
-        if now >= self._report_after:
-            self._report_after = now + DROP_REPORT_SECONDS
+            context = span.context
+            if context is None or not context.trace_flags.sampled:
+                return
+            report = self._count_drop()
+        if report:  # written outside the lock: a slow log stream holds up no other span
             _logger.warning(
                 "span export queue full (%d spans; the collector is slow or down): "
                 "%d dropped since the last report",
                 self._bound,
-                self.dropped - self._reported,
+                report,
             )
-            self._reported = self.dropped
+
+    def _count_drop(self) -> int:
+        """Count one dropped span; the drops to report now (once per DROP_REPORT_SECONDS), or 0."""
+        self.dropped += 1
+        TRACING_SPANS_DROPPED.inc()
+        now = time.monotonic()
+        if now < self._report_after:
+            return 0
+        self._report_after = now + DROP_REPORT_SECONDS
+        report, self._reported = self.dropped - self._reported, self.dropped
+        return report
