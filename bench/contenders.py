@@ -39,14 +39,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from bench.floor import check_same_answer
 from bench.processes import (
+    ROOT,
     USERS,
     floor_command,
     free_port,
@@ -74,6 +77,7 @@ class Server:
     env: dict[str, str]
     ready: str = "/health/ready"
     any_status: bool = False
+    cwd: Path = ROOT
 
 
 def _floor(key: str, label: str, target: str, env: dict[str, str]) -> Server:
@@ -82,6 +86,20 @@ def _floor(key: str, label: str, target: str, env: dict[str, str]) -> Server:
 
 def _service(key: str, label: str, env: dict[str, str], workers: int = 1) -> Server:
     return Server(key, label, lambda port: service_command(port, workers), env)
+
+
+def _checkout_service(key: str, checkout: Path, env: dict[str, str]) -> Server:
+    """The service as another checkout's code has it (one worker), run with that checkout's own
+    virtualenv when it has one (its locked dependencies), else with this interpreter."""
+    python = checkout / ".venv" / "bin" / "python"
+    interpreter = str(python) if python.exists() else sys.executable
+    return Server(
+        key,
+        f"service at {checkout}",
+        lambda port: [interpreter, *service_command(port, 1)[1:]],
+        {**env, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+    )
 
 
 def _traced(env: dict[str, str], endpoint: str, ratio: str) -> dict[str, str]:
@@ -104,7 +122,13 @@ def start_all(stack: ExitStack, servers: list[Server]) -> dict[str, tuple[str, i
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         process = stack.enter_context(
-            started(server.command(port), server.env, base + server.ready, any_status=server.any_status)
+            started(
+                server.command(port),
+                server.env,
+                base + server.ready,
+                any_status=server.any_status,
+                cwd=server.cwd,
+            )
         )
         running[server.key] = (base, process.pid)
     return running
@@ -361,43 +385,61 @@ LOGIN_RATIO = "login_ratio"
 def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], results: list[Result]) -> None:
     """Logins per second (16 connections, one worker, one argon2id verification each) over argon2
     alone (as many threads as cores verifying in a fresh interpreter, no server), measured in
-    turns, `--rounds` rounds of `--duration` s each with the order alternating: the VM's speed
+    turns, `--rounds` rounds of `--duration` s each with the order rotating: the VM's speed
     wanders by tens of percent between minutes, so a ratio of two runs minutes apart says little.
     Each round also splits a login's CPU: the worker's event loop thread, its hashing threads,
     PostgreSQL, and the rest of the machine's busy time (wrk, the kernel's loopback work), and
-    gives the service's own CPU per login over argon2 alone's CPU per verification."""
+    gives the service's own CPU per login over argon2 alone's CPU per verification.
+
+    With `--login-baseline DIR`, the service as DIR's code has it (an earlier commit) takes its
+    turn in every round too, on the same database and user, so a regression shows as a ratio of
+    two servers measured seconds apart rather than of two runs on different days."""
     if args.only and LOGIN_RATIO not in args.only:
         return
     seeded = _SEEDED["done"]
     script = login_script(seeded.tasks_email)
+    servers = [_service("service", "service", env)]
+    baseline_dir = getattr(args, "login_baseline", None)
+    if baseline_dir:
+        servers.append(_checkout_service("baseline", Path(baseline_dir).resolve(), env))
     pairs: list[tuple[dict[str, float], float]] = []
+    baseline_pairs: list[tuple[dict[str, float], float]] = []
     cpu_ratios: list[float] = []
     with ExitStack() as stack:
-        running = start_all(stack, [_service("service", "service", env)])
-        base, pid = running["service"]
-        run_wrk(wrk, base, script, connections=16, duration=2, server=pid)  # warm
-        split = hashing_split(pid)
+        running = start_all(stack, servers)
+        clocks = {}
+        for key, (base, pid) in running.items():
+            run_wrk(wrk, base, script, connections=16, duration=2, server=pid)  # warm
+            wait_until_idle(pid)
+            clocks[key] = hashing_split(pid)
 
-        def timed_logins() -> dict[str, float]:
-            loop, hashing = split()
+        def timed_logins(key: str) -> dict[str, float]:
+            base, pid = running[key]
+            loop, hashing = clocks[key]()
             login = run_wrk(wrk, base, script, connections=16, duration=args.duration, server=pid)
-            loop_after, hashing_after = split()
+            loop_after, hashing_after = clocks[key]()
             per = 1e3 / max(1.0, login["requests"])  # seconds per run -> ms per login
             login["loop_ms"] = (loop_after - loop) * per
             login["hashing_ms"] = (hashing_after - hashing) * per
             login["busy_ms"] = login["machine_busy_s"] * per
+            # The logins wrk left queued are still being hashed when it stops: the next turn
+            # (argon2 alone, or the other server) waits until they are done.
+            wait_until_idle(pid)
             return login
 
+        turns = ["alone", *running]
         for number in range(args.rounds):
-            if number % 2:
-                login = timed_logins()
-                # The logins wrk left queued are still being hashed when it stops: not alone yet.
-                wait_until_idle(pid)
-                alone, alone_cpu = argon2_alone(env, seconds=args.duration)
-            else:
-                alone, alone_cpu = argon2_alone(env, seconds=args.duration)
-                login = timed_logins()
+            measured: dict[str, dict[str, float]] = {}
+            alone = alone_cpu = 0.0
+            for turn in turns[number % len(turns) :] + turns[: number % len(turns)]:
+                if turn == "alone":
+                    alone, alone_cpu = argon2_alone(env, seconds=args.duration)
+                else:
+                    measured[turn] = timed_logins(turn)
+            login = measured["service"]
             pairs.append((login, alone))
+            if "baseline" in measured:
+                baseline_pairs.append((measured["baseline"], alone))
             service_ms, pg_ms = login.get("cpu_us", 0.0) / 1e3, login.get("pg_us", 0.0) / 1e3
             cpu_ratios.append(alone_cpu * 1e3 / service_ms if service_ms else 0.0)
             print(
@@ -407,6 +449,13 @@ def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 f"{alone_cpu * 1e3:.2f} per verification), PostgreSQL {pg_ms:.2f}, the rest of the "
                 f"machine {login['busy_ms'] - service_ms - pg_ms:.2f}; {login['idle_cores']:.2f} cores idle"
             )
+            if "baseline" in measured:
+                old = measured["baseline"]
+                print(
+                    f"  {LOGIN_RATIO} round {number + 1}: baseline {old['rps']:.1f}/s, "
+                    f"{old['rps'] / alone:.3f}x argon2 alone; per login: event loop {old['loop_ms']:.2f} ms, "
+                    f"hashing {old['hashing_ms']:.2f}, PostgreSQL {old.get('pg_us', 0.0) / 1e3:.2f}"
+                )
     ratios = sorted(login["rps"] / alone for login, alone in pairs)
     logins = [login for login, _ in pairs]
     results.append(
@@ -433,6 +482,30 @@ def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], r
                 "login_cpu_x": round(_median(cpu_ratios), 3),
                 "loop_ms": round(_median([run["loop_ms"] for run in logins]), 2),
                 "hashing_ms": round(_median([run["hashing_ms"] for run in logins]), 2),
+                **_baseline_extra(pairs, baseline_pairs),
             },
         )
     )
+
+
+def _baseline_extra(
+    pairs: list[tuple[dict[str, float], float]], baseline_pairs: list[tuple[dict[str, float], float]]
+) -> dict[str, float]:
+    """The baseline checkout's logins/s over argon2 alone and the service's over the baseline's,
+    medians of the per-round ratios, with its CPU split per login; nothing without a baseline."""
+    if not baseline_pairs:
+        return {}
+    old = [login for login, _ in baseline_pairs]
+    over_alone = sorted(login["rps"] / alone for login, alone in baseline_pairs)
+    over_old = sorted(
+        new["rps"] / former["rps"] for (new, _), (former, _) in zip(pairs, baseline_pairs, strict=True)
+    )
+    return {
+        "baseline_rps": round(_median([run["rps"] for run in old]), 1),
+        "baseline_x": round(_median(over_alone), 3),
+        "service_over_baseline": round(_median(over_old), 3),
+        "service_over_baseline_lo": round(over_old[0], 3),
+        "service_over_baseline_hi": round(over_old[-1], 3),
+        "baseline_loop_ms": round(_median([run["loop_ms"] for run in old]), 2),
+        "baseline_pg_ms": round(_median([run.get("pg_us", 0.0) for run in old]) / 1e3, 2),
+    }

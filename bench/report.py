@@ -237,6 +237,15 @@ def markdown(results: list[Result], argon2_rps: float) -> str:
                     f"threads {turns.extra['hashing_ms']:.2f} ms per login; PostgreSQL "
                     f"{turns.pg_us_per_req / 1e3:.2f} ms beside them)"
                 )
+            if "baseline_x" in turns.extra:
+                x = turns.extra
+                out.append(
+                    f"- the baseline checkout in the same rounds: {x['baseline_rps']:.1f} logins/s, "
+                    f"{x['baseline_x']:.2f}x argon2 alone (event loop {x['baseline_loop_ms']:.2f} ms, "
+                    f"PostgreSQL {x['baseline_pg_ms']:.2f} ms per login); this checkout over it "
+                    f"{x['service_over_baseline']:.3f}x ({x['service_over_baseline_lo']:.2f}-"
+                    f"{x['service_over_baseline_hi']:.2f}), a regression below 1"
+                )
         login = by_name.get("login")
         if login and argon2_rps and not turns:
             ratio = login.rps / argon2_rps

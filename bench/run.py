@@ -89,6 +89,12 @@ def main() -> int:
         help=f"{CONTENDERS} without the traced services exporting to a receiver (only the closed port)",
     )
     parser.add_argument(
+        "--login-baseline",
+        default=None,
+        help="a checkout (e.g. a worktree of an earlier commit) whose service takes its turn in every "
+        "login_ratio round beside this one, on the same database: a login regression measured side by side",
+    )
+    parser.add_argument(
         "--baseline",
         default=None,
         help=f"a checkout without ETags or compression (e.g. /work/main), run beside the service in {CONVENTIONS}",
