@@ -18,6 +18,8 @@ requests.
     uv run python bench/instructions.py                       # same-answer floor, minimal floor, service
     uv run python bench/instructions.py --traced              # ... and the service traced with nothing
                                                               # sampled, at 10 % and at 100 %
+    uv run python bench/instructions.py --traced --cache-sim  # ... and the event loop's misses in
+                                                              # callgrind's simulated caches
 
 One server at a time, one uvicorn worker, on a fresh database on the machine's PostgreSQL
 (--admin-url; dropped at the end); PostgreSQL's own work is not counted. Needs valgrind.
@@ -51,7 +53,9 @@ from bench.scenarios import BETTER_AUTH_SECRET, seed
 
 
 @contextmanager
-def under_callgrind(command: list[str], env: dict[str, str], ready: str, out: Path) -> Iterator[int]:
+def under_callgrind(
+    command: list[str], env: dict[str, str], ready: str, out: Path, cache_sim: bool = False
+) -> Iterator[int]:
     """`command` under callgrind with instrumentation off; yields its pid once `ready` answers."""
     valgrind = [
         "valgrind",
@@ -59,6 +63,7 @@ def under_callgrind(command: list[str], env: dict[str, str], ready: str, out: Pa
         "--instr-atstart=no",
         "--separate-threads=yes",  # a dump per thread: the event loop's is thread 1
         f"--callgrind-out-file={out}",
+        *(["--cache-sim=yes"] if cache_sim else []),
     ]
     with started([*valgrind, *command], env, ready, any_status=True, ready_timeout=600) as process:
         yield process.pid
@@ -88,16 +93,22 @@ def _control(pid: int, *flags: str) -> None:
     subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def _total_ir(out: Path) -> tuple[int, int]:
-    """The instruction counts of the dumps callgrind wrote for this process: all threads, and
-    the first thread (the event loop) alone."""
-    total = loop = 0
+def _totals(out: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The event counts (Ir, and with --cache-sim the simulated cache's reads, writes and misses)
+    of the dumps callgrind wrote for this process: all threads, and the first thread (the event
+    loop) alone."""
+    total: dict[str, int] = {}
+    loop: dict[str, int] = {}
     for dump in out.parent.glob(out.name + "*"):
-        match = re.search(r"^totals: (\d+)", dump.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            total += int(match.group(1))
+        text = dump.read_text(errors="replace")
+        events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+        counts = re.search(r"^totals: (.+)$", text, re.MULTILINE)
+        if not events or not counts:
+            continue
+        for event, count in zip(events.group(1).split(), counts.group(1).split(), strict=False):
+            total[event] = total.get(event, 0) + int(count)
             if dump.name.endswith("-01"):
-                loop += int(match.group(1))
+                loop[event] = loop.get(event, 0) + int(count)
     return total, loop
 
 
@@ -114,7 +125,7 @@ def measure(
 ) -> tuple[float, float]:
     out = work / (re.sub(r"[^a-z0-9]+", "_", label) + ".callgrind")  # valgrind expands % in the name
     base = f"http://127.0.0.1:{base_port}"
-    with under_callgrind(command, env, base + ready, out) as pid:
+    with under_callgrind(command, env, base + ready, out, cache_sim=args.cache_sim) as pid:
         asyncio.run(_drive(base, path, token, args.warm, args.concurrency))  # caches, statements
         _control(pid, "--zero")
         _control(pid, "--instr=on")
@@ -125,12 +136,22 @@ def measure(
         elapsed = time.monotonic() - started_at
     if ok != args.requests:
         raise SystemExit(f"{label}: only {ok} of {args.requests} answers were 200")
-    total, loop = _total_ir(out)
-    per_request, loop_per_request = total / args.requests, loop / args.requests
+    total, loop = _totals(out)
+    per_request, loop_per_request = total.get("Ir", 0) / args.requests, loop.get("Ir", 0) / args.requests
     print(
         f"  {label:<12} {per_request:12,.0f} instructions/request, {loop_per_request:,.0f} on the event "
         f"loop ({elapsed:.0f} s under callgrind)"
     )
+    if "I1mr" in loop:
+        misses = {
+            "first-level instruction": loop["I1mr"],
+            "first-level data": loop["D1mr"] + loop["D1mw"],
+            "last-level": loop["ILmr"] + loop["DLmr"] + loop["DLmw"],
+        }
+        print(
+            f"  {'':<12} event loop, simulated cache misses per request: "
+            + ", ".join(f"{name} {count / args.requests:,.0f}" for name, count in misses.items())
+        )
     return per_request, loop_per_request
 
 
@@ -148,6 +169,12 @@ def main() -> int:
         help="also the service traced at each of --ratios (0: nothing sampled)",
     )
     parser.add_argument("--ratios", default="0,0.1,1.0", help="the sampling ratios of --traced")
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also callgrind's cache simulation: the event loop's simulated cache misses per request "
+        "(this process alone: PostgreSQL, wrk and the other core do not evict anything there)",
+    )
     parser.add_argument(
         "--keep", default=None, help="keep callgrind's dumps in this folder (callgrind_annotate)"
     )
