@@ -96,7 +96,7 @@ def _checkout_service(key: str, checkout: Path, env: dict[str, str]) -> Server:
     return Server(
         key,
         f"service at {checkout}",
-        lambda port: [interpreter, *service_command(port, 1)[1:]],
+        lambda port: service_command(port, 1, python=interpreter),
         {**env, "PYTHONPATH": str(checkout)},
         cwd=checkout,
     )
@@ -399,9 +399,8 @@ def bench_login_ratio(args: argparse.Namespace, wrk: str, env: dict[str, str], r
     seeded = _SEEDED["done"]
     script = login_script(seeded.tasks_email)
     servers = [_service("service", "service", env)]
-    baseline_dir = getattr(args, "login_baseline", None)
-    if baseline_dir:
-        servers.append(_checkout_service("baseline", Path(baseline_dir).resolve(), env))
+    if args.login_baseline:
+        servers.append(_checkout_service("baseline", Path(args.login_baseline).resolve(), env))
     pairs: list[tuple[dict[str, float], float]] = []
     baseline_pairs: list[tuple[dict[str, float], float]] = []
     cpu_ratios: list[float] = []

@@ -12,8 +12,8 @@ CPU-time figures rather than replacing them.
 The other threads are the trace export thread (and the argon2 pool, idle here). Under callgrind
 a server runs about 40 times slower (about 100 task lists a second), so work the export thread
 does per second rather than per span (the failed sends to the closed port, each with its retries
-and warnings) is spread over 40 times fewer requests than in real time: the event loop's column is the one that scales with
-requests.
+and warnings) is spread over 40 times fewer requests than in real time: the event loop's column
+is the one that scales with requests.
 
     uv run python bench/instructions.py                       # same-answer floor, minimal floor, service
     uv run python bench/instructions.py --traced              # ... and the service traced with nothing
@@ -143,10 +143,11 @@ def measure(
         f"loop ({elapsed:.0f} s under callgrind)"
     )
     if "I1mr" in loop:
+        # callgrind leaves trailing zero counts off its totals line: a missing event counted 0.
         misses = {
             "first-level instruction": loop["I1mr"],
-            "first-level data": loop["D1mr"] + loop["D1mw"],
-            "last-level": loop["ILmr"] + loop["DLmr"] + loop["DLmw"],
+            "first-level data": loop.get("D1mr", 0) + loop.get("D1mw", 0),
+            "last-level": loop.get("ILmr", 0) + loop.get("DLmr", 0) + loop.get("DLmw", 0),
         }
         print(
             f"  {'':<12} event loop, simulated cache misses per request: "

@@ -309,5 +309,5 @@ def floor_command(target: str, port: int, workers: int = 1) -> list[str]:
     ]
 
 
-def service_command(port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
+def service_command(port: int, workers: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
